@@ -1,0 +1,192 @@
+//! Command-line interface: argument definitions and dispatch. `main.rs` only parses and calls [`run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+use crate::filter::{ModuleSettings, SettingError};
+
+/// Exit codes shared by every command.
+pub mod exit {
+    /// Everything went as asked.
+    pub const OK: u8 = 0;
+    /// The command ran, and found problems: expectation mismatches, malformed input lines.
+    pub const PROBLEMS: u8 = 1;
+    /// Bad usage, configuration, or a module that cannot start.
+    pub const USAGE: u8 = 2;
+    /// A module was disabled after failing too many messages in a row.
+    pub const MODULE_DISABLED: u8 = 3;
+}
+
+/// redrive replays dead letters safely: every message goes through your sandboxed WebAssembly filters,
+/// which decide replay, skip or discard.
+#[derive(Debug, Parser)]
+#[command(name = "redrive", version, propagate_version = true, max_term_width = 110)]
+pub struct Cli {
+    /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with filter modules: try them on sample messages.
+    #[command(subcommand)]
+    Filter(FilterCommand),
+}
+
+/// `redrive filter ...`
+#[derive(Debug, Subcommand)]
+pub enum FilterCommand {
+    /// Run a chain of filter modules on messages from a JSONL file and print each decision.
+    ///
+    /// Example: redrive filter test build/filters/route-by-error.wasm --input examples/filters/route-by-error/input.jsonl
+    /// --expect examples/filters/route-by-error/expected.jsonl
+    Test(FilterTestArgs),
+}
+
+/// Arguments of `redrive filter test`.
+#[derive(Debug, Args)]
+pub struct FilterTestArgs {
+    /// Filter modules, in chain order: path/to/module.wasm[?key=value&...]. Keys starting with `redrive.` set
+    /// this module's limits (e.g. ?redrive.timeout=250ms); the others go to the filter's init.
+    #[arg(required = true, value_name = "MODULE")]
+    pub modules: Vec<String>,
+    /// Messages to test, one JSON object per line (see the README for the format).
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub input: PathBuf,
+    /// Configuration given to every module's init, as key=value; repeatable.
+    #[arg(long = "config", short = 'c', value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// Expected decisions (JSONL: id, verdict, and optionally reason and body); mismatches make the exit code 1.
+    #[arg(long, short = 'e', value_name = "FILE")]
+    pub expect: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Also write each module's audit records to DIR/<module>.jsonl.
+    #[arg(long, value_name = "DIR")]
+    pub audit_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON object per line, then a summary object.
+    Json,
+}
+
+/// Sandbox limits and engine options shared by commands that run filters. Each applies to every module
+/// unless the module's spec overrides it with `?redrive.<name>=`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Memory cap per module instance (e.g. 64MiB).
+    #[arg(long, value_name = "SIZE", help_heading = "Sandbox limits")]
+    pub memory: Option<String>,
+    /// Deadline for one message in one module (e.g. 1s, 250ms).
+    #[arg(long, value_name = "DURATION", help_heading = "Sandbox limits")]
+    pub timeout: Option<String>,
+    /// Fuel budget for one message in one module.
+    #[arg(long, value_name = "UNITS", help_heading = "Sandbox limits")]
+    pub fuel: Option<String>,
+    /// Largest body a module may return (e.g. 8MiB).
+    #[arg(long, value_name = "SIZE", help_heading = "Sandbox limits")]
+    pub max_output: Option<String>,
+    /// Log volume kept per message and module, including captured stdout/stderr (e.g. 64KiB).
+    #[arg(long, value_name = "SIZE", help_heading = "Sandbox limits")]
+    pub max_log: Option<String>,
+    /// Instance policy: `reuse` one instance across messages, or a `fresh` instance per message.
+    #[arg(long, value_name = "POLICY", help_heading = "Sandbox limits")]
+    pub instance: Option<String>,
+    /// With `--instance reuse`, replace the instance after this many messages.
+    #[arg(long, value_name = "N", help_heading = "Sandbox limits")]
+    pub recycle_every: Option<String>,
+    /// Disable a module (and stop) after this many failed messages in a row.
+    #[arg(long, value_name = "N", help_heading = "Sandbox limits")]
+    pub max_failures: Option<String>,
+    /// Where compiled modules are cached [default: $REDRIVE_CACHE_DIR, else ~/.cache/redrive/modules].
+    #[arg(long, value_name = "DIR", help_heading = "Engine")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile modules every time instead of using the cache.
+    #[arg(long, help_heading = "Engine", conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+}
+
+impl SandboxArgs {
+    /// The settings every module starts from.
+    pub fn settings(&self) -> Result<ModuleSettings, SettingError> {
+        let mut settings = ModuleSettings::default();
+        let flags = [
+            ("memory", &self.memory),
+            ("timeout", &self.timeout),
+            ("fuel", &self.fuel),
+            ("max-output", &self.max_output),
+            ("max-log", &self.max_log),
+            ("instance", &self.instance),
+            ("recycle-every", &self.recycle_every),
+            ("max-failures", &self.max_failures),
+        ];
+        for (key, value) in flags {
+            if let Some(value) = value {
+                settings.set(key, value).map_err(|e| SettingError {
+                    key: format!("--{key}"),
+                    ..e
+                })?;
+            }
+        }
+        Ok(settings)
+    }
+
+    /// The compiled-module cache directory to use.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir
+            .clone()
+            .or_else(crate::filter::ArtifactCache::default_dir)
+    }
+}
+
+/// Run a parsed command line; the returned code is the process's exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Filter(FilterCommand::Test(args)) => commands::filter_test::run(&args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sandbox_flags_name_the_flag_in_errors() {
+        let cli =
+            Cli::try_parse_from(["redrive", "filter", "test", "m.wasm", "--input", "x", "--memory", "big"]).unwrap();
+        let Command::Filter(FilterCommand::Test(args)) = cli.command;
+        let err = args.sandbox.settings().unwrap_err().to_string();
+        assert!(err.contains("`--memory`"), "{err}");
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per command; each exposes `run(args) -> Result<exit code>`.
+
+pub mod filter_test;

@@ -1,0 +1,218 @@
+//! A chain of modules: the body a module returns feeds the next; the first skip, discard or failure
+//! ends the chain; every module that saw a message leaves one audit record for it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::component::to_wit;
+use super::engine::{EngineOptions, FilterEngine, LoadedModule};
+use super::error::FilterError;
+use super::runner::ModuleRunner;
+use super::sandbox::LogLine;
+use super::spec::ModuleSpec;
+use crate::message::{AttributeChange, Envelope, Outcome, Verdict};
+
+/// The modules of a chain, compiled and linked. Shared by all workers; each worker makes its own
+/// [`ChainRunner`].
+#[derive(Clone, Debug)]
+pub struct FilterChain {
+    modules: Vec<Arc<LoadedModule>>,
+}
+
+impl FilterChain {
+    /// Build an engine sized for `workers` and load every module of `specs`, in order.
+    /// Module names are made unique (`name#2`) so audit files do not collide.
+    pub fn load(
+        specs: &[ModuleSpec],
+        workers: usize,
+        cache_dir: Option<std::path::PathBuf>,
+    ) -> Result<Self, FilterError> {
+        let options = EngineOptions {
+            cache_dir,
+            ..EngineOptions::for_modules(specs, workers)
+        };
+        let engine = FilterEngine::new(&options)?;
+        Self::load_with(&engine, specs)
+    }
+
+    /// Load every module of `specs` into an existing engine.
+    pub fn load_with(engine: &FilterEngine, specs: &[ModuleSpec]) -> Result<Self, FilterError> {
+        let mut modules = Vec::with_capacity(specs.len());
+        let mut names: Vec<String> = Vec::new();
+        for spec in specs {
+            let mut spec = spec.clone();
+            let base = spec.name.clone();
+            let mut n = 1;
+            while names.contains(&spec.name) {
+                n += 1;
+                spec.name = format!("{base}#{n}");
+            }
+            names.push(spec.name.clone());
+            modules.push(Arc::new(engine.load(&spec)?));
+        }
+        Ok(Self { modules })
+    }
+
+    /// The modules, in chain order.
+    pub fn modules(&self) -> &[Arc<LoadedModule>] {
+        &self.modules
+    }
+
+    /// Start one instance of every module (calling `init`) for one worker.
+    pub fn runner(&self) -> Result<ChainRunner, FilterError> {
+        let runners = self
+            .modules
+            .iter()
+            .map(|m| ModuleRunner::new(m.clone()))
+            .collect::<Result<_, _>>()?;
+        Ok(ChainRunner { runners })
+    }
+}
+
+/// One module's record of one message, written to its audit log.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditRecord {
+    /// When the module finished with the message.
+    pub time: DateTime<Utc>,
+    /// The message id.
+    pub message_id: String,
+    /// Module name.
+    pub module: String,
+    /// sha256 of the module's wasm.
+    pub module_sha256: String,
+    /// The module's verdict, or `failed`.
+    pub verdict: Outcome,
+    /// The module's reason, or why it failed.
+    pub reason: String,
+    /// Wall time, in microseconds.
+    pub duration_us: u64,
+    /// Fuel consumed: the module's cost for this message.
+    pub fuel: u64,
+    /// sha256 of the body the module was given.
+    pub body_sha256_in: String,
+    /// sha256 of the body after the module (equal to `body_sha256_in` unless it replaced the body).
+    pub body_sha256_out: String,
+    /// The module's log lines (capped, with a truncation marker).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogLine>,
+}
+
+/// What the chain decided about one message.
+#[derive(Clone, Debug)]
+pub struct ChainOutcome {
+    /// Replay, skip, discard — or failed.
+    pub outcome: Outcome,
+    /// The reason given by the module that settled the outcome (the last one, for a replay).
+    pub reason: String,
+    /// That module's name.
+    pub decided_by: String,
+    /// The new body, when a module replaced it.
+    pub body: Option<Vec<u8>>,
+    /// Attribute changes from every module, in order.
+    pub attribute_changes: Vec<AttributeChange>,
+    /// One record per module that saw the message.
+    pub records: Vec<AuditRecord>,
+}
+
+/// A module was disabled after failing too many messages in a row; the run must stop.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error(
+    "filter `{module}` is disabled: it failed {failures} messages in a row (the `redrive.max-failures` limit). \
+     The run stops here so it does not burn through the DLQ; failed messages stay in the DLQ. Last failure: {last_reason}"
+)]
+pub struct ModuleDisabled {
+    /// Module name.
+    pub module: String,
+    /// Failures in a row.
+    pub failures: u32,
+    /// The last failure's reason.
+    pub last_reason: String,
+}
+
+/// A worker's instances of a chain.
+pub struct ChainRunner {
+    runners: Vec<ModuleRunner>,
+}
+
+impl ChainRunner {
+    /// Run the chain on one message. Returns [`ModuleDisabled`] instead of an outcome when a module was
+    /// disabled by an earlier message: the message was not looked at and must stay where it is.
+    pub fn decide(&mut self, env: &Envelope) -> Result<ChainOutcome, ModuleDisabled> {
+        let mut body: Option<Vec<u8>> = None;
+        let mut attributes = env.attributes.clone();
+        let mut changes = Vec::new();
+        let mut records = Vec::with_capacity(self.runners.len());
+        let mut body_hash = sha256_hex(&env.body);
+        let mut last = (Outcome::Replay, String::new(), String::new());
+
+        if let Some(disabled) = self.disabled() {
+            return Err(disabled);
+        }
+        for runner in &mut self.runners {
+            let current_body = body.as_deref().unwrap_or(&env.body);
+            let call = runner.decide(&to_wit(env, current_body, &attributes));
+            let module = runner.module();
+            let hash_in = body_hash.clone();
+            let (outcome, reason) = match call.result {
+                Ok(decision) => {
+                    if let Some(new_body) = decision.body {
+                        body_hash = sha256_hex(&new_body);
+                        body = Some(new_body);
+                    }
+                    let mut scratch = Envelope {
+                        attributes,
+                        ..Envelope::default()
+                    };
+                    scratch.apply_attribute_changes(&decision.attribute_changes);
+                    attributes = scratch.attributes;
+                    changes.extend(decision.attribute_changes);
+                    (Outcome::from(decision.verdict), decision.reason)
+                }
+                Err(reason) => (Outcome::Failed, reason),
+            };
+            records.push(AuditRecord {
+                time: Utc::now(),
+                message_id: env.id.clone(),
+                module: module.name.clone(),
+                module_sha256: module.sha256.clone(),
+                verdict: outcome,
+                reason: reason.clone(),
+                duration_us: call.duration.as_micros() as u64,
+                fuel: call.fuel,
+                body_sha256_in: hash_in,
+                body_sha256_out: body_hash.clone(),
+                logs: call.logs,
+            });
+            last = (outcome, reason, module.name.clone());
+            if outcome != Outcome::from(Verdict::Replay) {
+                break;
+            }
+        }
+        let (outcome, reason, decided_by) = last;
+        Ok(ChainOutcome {
+            outcome,
+            reason,
+            decided_by,
+            body,
+            attribute_changes: changes,
+            records,
+        })
+    }
+
+    /// The first disabled module, if any, as the error a run stops with.
+    pub fn disabled(&self) -> Option<ModuleDisabled> {
+        self.runners.iter().find(|r| r.is_disabled()).map(|r| ModuleDisabled {
+            module: r.module().name.clone(),
+            failures: r.consecutive_failures(),
+            last_reason: r.last_failure().unwrap_or_default().to_owned(),
+        })
+    }
+}
+
+/// Lower-case hex sha256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

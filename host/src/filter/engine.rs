@@ -1,0 +1,262 @@
+//! One wasmtime `Engine` per process: compilation settings, the pooling allocator, the epoch ticker,
+//! and loading modules into ready-to-instantiate [`LoadedModule`]s.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Linker;
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use super::cache::{ArtifactCache, CacheUse};
+use super::component::{self, FilterPre};
+use super::error::{FilterError, error_chain};
+use super::limits::ModuleSettings;
+use super::sandbox::GuestState;
+use super::spec::ModuleSpec;
+
+/// How often the epoch advances; per-call deadlines are counted in these ticks.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Deadline ticks for a timeout: rounded up, plus one for the tick already under way.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1) + 1
+}
+
+/// Engine-wide settings.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Largest memory limit of any module that will run (sizes the pooling allocator's slots).
+    pub max_memory_bytes: u64,
+    /// Instances that may be alive at once (workers × modules × 2 is plenty).
+    pub max_instances: u32,
+    /// Compiled-module cache directory; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: ModuleSettings::default().limits.memory_bytes,
+            max_instances: 64,
+            cache_dir: ArtifactCache::default_dir(),
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Options fitting a set of modules run by `workers` workers.
+    pub fn for_modules(specs: &[ModuleSpec], workers: usize) -> Self {
+        let max_memory_bytes = specs
+            .iter()
+            .map(|s| s.settings.limits.memory_bytes)
+            .max()
+            .unwrap_or(ModuleSettings::default().limits.memory_bytes);
+        let max_instances = (workers.max(1) * specs.len().max(1) * 2 + 4).min(10_000) as u32;
+        Self {
+            max_memory_bytes,
+            max_instances,
+            ..Self::default()
+        }
+    }
+}
+
+/// The process's WebAssembly engine, shared by every module and worker.
+#[derive(Clone)]
+pub struct FilterEngine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    engine: Engine,
+    linker: Linker<GuestState>,
+    cache: ArtifactCache,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A module compiled, linked and ready to instantiate.
+pub struct LoadedModule {
+    /// Display name.
+    pub name: String,
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// sha256 of the wasm bytes, hex.
+    pub sha256: String,
+    /// Configuration passed to `init`.
+    pub config: Vec<(String, String)>,
+    /// Host settings.
+    pub settings: ModuleSettings,
+    /// Whether the compiled artifact came from the cache.
+    pub cache_use: CacheUse,
+    /// Time spent compiling or loading the artifact.
+    pub load_time: Duration,
+    /// Keeps the engine, and so its epoch ticker, alive as long as the module is.
+    pub(crate) engine: FilterEngine,
+    pub(crate) pre: FilterPre<GuestState>,
+}
+
+impl std::fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModule")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FilterEngine {
+    /// Build the engine: fuel metering, epoch interruption, the pooling allocator, and an epoch ticker thread.
+    pub fn new(options: &EngineOptions) -> Result<Self, FilterError> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .parallel_compilation(true);
+
+        let slots = options.max_instances.max(4);
+        let memory_cap = options.max_memory_bytes.next_multiple_of(64 * 1024);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 16)
+            .total_memories(slots * 2)
+            .total_tables(slots * 4)
+            .total_stacks(slots)
+            .max_memory_size(usize::try_from(memory_cap).unwrap_or(usize::MAX))
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(Enabled::Auto);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+
+        let engine = Engine::new(&config).map_err(|e| FilterError::Engine(error_chain(&e)))?;
+        let mut linker = Linker::new(&engine);
+        component::add_to_linker(&mut linker).map_err(|e| FilterError::Engine(error_chain(&e)))?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), stop_ticker.clone())?;
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                engine,
+                linker,
+                cache: ArtifactCache::new(options.cache_dir.clone()),
+                stop_ticker,
+            }),
+        })
+    }
+
+    /// The underlying wasmtime engine.
+    pub(crate) fn wasmtime(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The compiled-module cache directory, when enabled.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.inner.cache.dir()
+    }
+
+    /// Read, compile (or load from the cache) and link one module.
+    pub fn load(&self, spec: &ModuleSpec) -> Result<LoadedModule, FilterError> {
+        let started = Instant::now();
+        let wasm = std::fs::read(&spec.path).map_err(|source| FilterError::Read {
+            path: spec.path.clone(),
+            source,
+        })?;
+        match wasm_kind(&wasm) {
+            WasmKind::Component => {}
+            WasmKind::Core => {
+                return Err(FilterError::CoreModule {
+                    path: spec.path.clone(),
+                });
+            }
+            WasmKind::NotWasm => {
+                return Err(FilterError::NotWasm {
+                    path: spec.path.clone(),
+                });
+            }
+        }
+        let sha256 = hex::encode(Sha256::digest(&wasm));
+        let (component, cache_use) = self
+            .inner
+            .cache
+            .component(&self.inner.engine, &wasm, &sha256)
+            .map_err(|e| FilterError::Compile {
+                module: spec.name.clone(),
+                message: error_chain(&e),
+            })?;
+        let contract = |e: wasmtime::Error| FilterError::Contract {
+            module: spec.name.clone(),
+            message: error_chain(&e),
+        };
+        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(contract)?;
+        let pre = FilterPre::new(instance_pre).map_err(contract)?;
+        Ok(LoadedModule {
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            sha256,
+            config: spec.config.clone(),
+            settings: spec.settings.clone(),
+            cache_use,
+            load_time: started.elapsed(),
+            engine: self.clone(),
+            pre,
+        })
+    }
+}
+
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<(), FilterError> {
+    std::thread::Builder::new()
+        .name("redrive-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .map(drop)
+        .map_err(|e| FilterError::Engine(format!("cannot start the epoch ticker thread: {e}")))
+}
+
+enum WasmKind {
+    Component,
+    Core,
+    NotWasm,
+}
+
+/// Components and core modules share the `\0asm` magic and differ in the version/layer field.
+fn wasm_kind(bytes: &[u8]) -> WasmKind {
+    match bytes.get(..8) {
+        Some([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]) => WasmKind::Core,
+        Some([0x00, 0x61, 0x73, 0x6d, _, _, 0x01, 0x00]) => WasmKind::Component,
+        _ => WasmKind::NotWasm,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_ticks_round_up() {
+        assert_eq!(deadline_ticks(Duration::from_secs(1)), 101);
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+        assert_eq!(deadline_ticks(Duration::from_millis(15)), 3);
+    }
+
+    #[test]
+    fn recognises_wasm_kinds() {
+        assert!(matches!(wasm_kind(b"\0asm\x01\0\0\0rest"), WasmKind::Core));
+        assert!(matches!(wasm_kind(b"\0asm\x0d\0\x01\0rest"), WasmKind::Component));
+        assert!(matches!(wasm_kind(b"hello world"), WasmKind::NotWasm));
+        assert!(matches!(wasm_kind(b""), WasmKind::NotWasm));
+    }
+}

@@ -1,0 +1,92 @@
+//! Errors raised while loading and starting filter modules.
+
+use std::path::PathBuf;
+
+/// A filter module that cannot be loaded or started. Every variant names the module and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// The file could not be read.
+    #[error("cannot read filter module {path}: {source}")]
+    Read {
+        /// The module's path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not WebAssembly.
+    #[error(
+        "{path} is not a WebAssembly file (it does not start with the `\\0asm` header); pass the .wasm a filter build produced"
+    )]
+    NotWasm {
+        /// The module's path.
+        path: PathBuf,
+    },
+    /// The file is a core module without a `_start` export.
+    #[error(
+        "{path} is a core WebAssembly module, not a component; build Rust filters with \
+         `cargo build --target wasm32-wasip2 --release`, or see docs/writing-filters.md for other languages"
+    )]
+    CoreModule {
+        /// The module's path.
+        path: PathBuf,
+    },
+    /// Compilation failed (invalid wasm, unsupported feature).
+    #[error("filter `{module}` does not compile: {message}")]
+    Compile {
+        /// Module name.
+        module: String,
+        /// The compiler's explanation.
+        message: String,
+    },
+    /// The component does not implement the `redrive:filter` world, or imports something redrive does not provide.
+    #[error(
+        "filter `{module}` does not fit the redrive:filter@0.1.0 contract: {message}. \
+         Build it against guest-sdk/wit/filter.wit"
+    )]
+    Contract {
+        /// Module name.
+        module: String,
+        /// What does not match.
+        message: String,
+    },
+    /// A fresh instance could not be created or trapped while starting.
+    #[error("filter `{module}` failed to start: {reason}")]
+    Start {
+        /// Module name.
+        module: String,
+        /// Readable reason.
+        reason: String,
+    },
+    /// The filter's `init` returned an error.
+    #[error("filter `{module}` refused its configuration: {message}")]
+    Init {
+        /// Module name.
+        module: String,
+        /// The filter's own message.
+        message: String,
+    },
+    /// The engine could not be set up.
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The compiled-module cache could not be used (the run goes on without it where possible).
+    #[error("compiled-module cache at {path}: {message}")]
+    Cache {
+        /// The cache directory.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// Join a wasmtime error and its causes into one line.
+pub(crate) fn error_chain(err: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}

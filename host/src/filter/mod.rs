@@ -1,0 +1,31 @@
+//! The filter engine: user-written WebAssembly modules that decide what happens to each dead letter.
+//!
+//! - [`FilterEngine`]: one wasmtime engine per process (fuel, epoch deadlines, pooling allocator,
+//!   compiled-module cache).
+//! - [`FilterChain`]: modules loaded from [`ModuleSpec`]s, shared by workers.
+//! - [`ChainRunner`]: a worker's instances; [`ChainRunner::decide`] runs the chain on one message and
+//!   never lets a guest fault escape: traps, timeouts and limit hits become [`Outcome::Failed`](crate::message::Outcome).
+//!
+//! Modules run in a sandbox with no capabilities (no files, network, environment or arguments), a memory
+//! cap, a per-message deadline and a fuel budget; see [`Limits`].
+
+mod cache;
+mod chain;
+mod component;
+mod engine;
+mod error;
+mod failure;
+mod limits;
+mod runner;
+mod sandbox;
+mod spec;
+
+pub use cache::{ArtifactCache, CacheUse};
+pub use chain::{AuditRecord, ChainOutcome, ChainRunner, FilterChain, ModuleDisabled, sha256_hex};
+pub use component::CONTRACT;
+pub use engine::{EngineOptions, FilterEngine, LoadedModule};
+pub use error::FilterError;
+pub use limits::{InstancePolicy, Limits, ModuleSettings, SettingError, format_size, parse_size};
+pub use runner::{ModuleCall, ModuleRunner};
+pub use sandbox::LogLine;
+pub use spec::{HOST_KEY_PREFIX, ModuleSpec, SpecError};

@@ -1,0 +1,18 @@
+//! redrive replays dead letters safely.
+//!
+//! It reads messages from a dead-letter queue, runs each one through a chain of user-written
+//! WebAssembly filters that decide **replay**, **skip** or **discard** (and may repair the payload),
+//! and forwards the replayed ones. This crate is the library behind the `redrive` binary.
+//!
+//! - [`message`]: the [`Envelope`](message::Envelope) every broker's messages are normalised into, and decisions.
+//! - [`filter`]: the sandboxed WebAssembly engine and filter chains.
+//! - [`jsonl`]: the JSONL message format used by files and `redrive filter test`.
+//! - [`audit`]: per-module audit logs.
+//! - [`cli`]: the command line.
+
+pub mod audit;
+pub mod cli;
+pub mod commands;
+pub mod filter;
+pub mod jsonl;
+pub mod message;

@@ -1,0 +1,67 @@
+//! Shared helpers for the end-to-end tests: build filters from source once, run the real binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// Build every filter and fixture from source (once per test binary) and return `build/filters`.
+/// Cargo's own lock makes concurrent test binaries wait for each other.
+pub fn filters() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new("bash")
+                .arg(repo().join("scripts/build-filters.sh"))
+                .current_dir(repo())
+                .status()
+                .expect("cannot run scripts/build-filters.sh");
+            assert!(
+                status.success(),
+                "scripts/build-filters.sh failed: run scripts/setup.sh first"
+            );
+            repo().join("build/filters")
+        })
+        .clone()
+}
+
+/// Path of one built filter module.
+pub fn module(name: &str) -> String {
+    filters().join(format!("{name}.wasm")).display().to_string()
+}
+
+/// A `redrive` command with its own compiled-module cache directory.
+pub fn redrive(cache: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redrive"));
+    cmd.env("REDRIVE_CACHE_DIR", cache)
+        .env_remove("RUST_LOG")
+        .current_dir(repo());
+    cmd
+}
+
+/// Run, returning (exit code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = cmd.output().expect("cannot run redrive");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// Parse JSONL output into values.
+pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}

@@ -1,0 +1,450 @@
+//! End-to-end tests of `redrive filter test`: real filters built from source, the real binary.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::{json_lines, module, redrive, repo, run};
+use serde_json::Value;
+
+fn write_input(dir: &std::path::Path, lines: &[&str]) -> String {
+    let path = dir.join("input.jsonl");
+    fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path.display().to_string()
+}
+
+/// Decisions of a JSON run, without the trailing summary.
+fn decisions(stdout: &str) -> (Vec<Value>, Value) {
+    let mut lines = json_lines(stdout);
+    let summary = lines.pop().expect("a summary line");
+    (lines, summary["summary"].clone())
+}
+
+#[test]
+fn example_filters_match_their_expected_decisions() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["route-by-error", "repair-json", "drop-test-traffic"] {
+        for policy in ["reuse", "fresh"] {
+            let dir = repo().join("examples/filters").join(name);
+            let (code, stdout, stderr) = run(redrive(tmp.path()).args([
+                "filter",
+                "test",
+                &module(name),
+                "--input",
+                &dir.join("input.jsonl").display().to_string(),
+                "--expect",
+                &dir.join("expected.jsonl").display().to_string(),
+                "--instance",
+                policy,
+            ]));
+            assert_eq!(code, 0, "{name} ({policy}):\n{stdout}\n{stderr}");
+            assert!(stdout.contains(" messages: "), "summary line missing:\n{stdout}");
+        }
+    }
+}
+
+#[test]
+fn a_chain_feeds_repaired_bodies_forward_and_stops_at_the_first_skip_or_discard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_input(
+        tmp.path(),
+        &[
+            r#"{"id":"c-1","body":"{'order': 1, 'qty': 2,}","failure":{"error_text":"upstream timeout after 30s"}}"#,
+            r#"{"id":"c-2","body":"{\"order\": 2}","failure":{"error_text":"validation failed: missing field sku"}}"#,
+            r#"{"id":"c-3","body":"{\"order\": 3, \"test\": true}","failure":{"error_text":"503 Service Unavailable"}}"#,
+            r#"{"id":"c-4","body":"{\"order\": 4, \"city\": \"Zürich 東京\"}","failure":{"error_text":"connection refused"}}"#,
+        ],
+    );
+    let audit = tmp.path().join("audit");
+    let (code, stdout, stderr) = run(redrive(tmp.path()).args([
+        "filter",
+        "test",
+        &module("route-by-error"),
+        &module("repair-json"),
+        &module("drop-test-traffic"),
+        "--input",
+        &input,
+        "--output",
+        "json",
+        "--audit-dir",
+        &audit.display().to_string(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let (decided, summary) = decisions(&stdout);
+    let by_id = |id: &str| decided.iter().find(|d| d["id"] == id).unwrap().clone();
+
+    let c1 = by_id("c-1");
+    assert_eq!(c1["verdict"], "replay", "{c1}");
+    assert_eq!(c1["decided_by"], "drop-test-traffic");
+    let body: Value = serde_json::from_str(c1["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"order": 1, "quantity": 2}),
+        "repaired and renamed"
+    );
+
+    let c2 = by_id("c-2");
+    assert_eq!(c2["verdict"], "skip");
+    assert_eq!(c2["decided_by"], "route-by-error");
+    assert!(c2.get("body").is_none());
+
+    let c3 = by_id("c-3");
+    assert_eq!(c3["verdict"], "discard");
+    assert_eq!(c3["reason"], "test traffic: body field test=true");
+
+    assert_eq!(by_id("c-4")["verdict"], "replay");
+    assert_eq!(summary["replay"], 2);
+    assert_eq!(summary["skip"], 1);
+    assert_eq!(summary["discard"], 1);
+
+    // One audit record per module that saw each message: c-2 stopped at the first module.
+    let records = |m: &str| -> Vec<Value> {
+        let path = audit.join(format!("{m}.jsonl"));
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{m} audit file mode");
+        json_lines(&fs::read_to_string(path).unwrap())
+    };
+    let route = records("route-by-error");
+    let repair = records("repair-json");
+    let drop = records("drop-test-traffic");
+    assert_eq!(route.len(), 4);
+    assert_eq!(repair.len(), 3, "c-2 was skipped by the first module");
+    assert_eq!(drop.len(), 3);
+    let r1 = repair.iter().find(|r| r["message_id"] == "c-1").unwrap();
+    assert_ne!(r1["body_sha256_in"], r1["body_sha256_out"], "repair changed the body");
+    let d1 = drop.iter().find(|r| r["message_id"] == "c-1").unwrap();
+    assert_eq!(
+        d1["body_sha256_in"], r1["body_sha256_out"],
+        "the next module saw the repaired body"
+    );
+    for r in route.iter().chain(&repair).chain(&drop) {
+        assert_eq!(r["module_sha256"].as_str().unwrap().len(), 64);
+        assert!(r["fuel"].as_u64().unwrap() > 0, "fuel recorded: {r}");
+        assert!(r["duration_us"].is_u64());
+    }
+}
+
+/// Run one hostile fixture on two messages and return the decisions.
+fn hostile(name: &str, extra: &[&str]) -> (Vec<Value>, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_input(
+        tmp.path(),
+        &[r#"{"id":"h-1","body":"{\"a\":1}"}"#, r#"{"id":"h-2","body":"x"}"#],
+    );
+    let mut cmd = redrive(tmp.path());
+    cmd.args(["filter", "test", &module(name), "--input", &input, "--output", "json"])
+        .args(extra);
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = run(&mut cmd);
+    assert_eq!(
+        code, 0,
+        "{name} must be contained and the process exit normally:\n{stdout}\n{stderr}"
+    );
+    eprintln!("{name}: {:?}", started.elapsed());
+    let (decided, _) = decisions(&stdout);
+    assert_eq!(decided.len(), 2, "{stdout}");
+    (decided, stderr)
+}
+
+fn assert_failed_with(decided: &[Value], needle: &str) {
+    for d in decided {
+        assert_eq!(d["verdict"], "failed", "{d}");
+        let reason = d["reason"].as_str().unwrap();
+        assert!(reason.contains(needle), "reason {reason:?} should contain {needle:?}");
+    }
+}
+
+#[test]
+fn an_infinite_loop_runs_out_of_fuel() {
+    let (d, _) = hostile("hostile-infinite-loop", &["--fuel", "50000000"]);
+    assert_failed_with(&d, "fuel exhausted: used its whole budget of 50000000 units");
+}
+
+#[test]
+fn an_infinite_loop_hits_the_deadline_when_fuel_is_plentiful() {
+    let (d, _) = hostile(
+        "hostile-infinite-loop",
+        &["--fuel", "1000000000000", "--timeout", "150ms"],
+    );
+    assert_failed_with(&d, "timed out: still running after the per-message deadline of 150ms");
+    assert!(
+        d[0]["reason"].as_str().unwrap().contains("[in "),
+        "backtrace names the guest function: {}",
+        d[0]
+    );
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() {
+    let (d, _) = hostile("hostile-memory-bomb", &["--memory", "16MiB"]);
+    assert_failed_with(&d, "memory limit hit");
+    assert_failed_with(&d, "the limit is 16.0 MiB");
+}
+
+#[test]
+fn deep_recursion_is_a_stack_overflow() {
+    let (d, _) = hostile("hostile-deep-recursion", &[]);
+    assert_failed_with(&d, "stack overflow");
+    assert_failed_with(&d, "hostile_deep_recursion::recurse");
+}
+
+#[test]
+fn a_panic_reports_the_guest_message_and_the_next_message_gets_a_fresh_instance() {
+    let (d, _) = hostile("hostile-panic", &[]);
+    assert_failed_with(&d, "panicked: boom: cannot handle message");
+    // The second message reached decide in a new instance (a trapped one refuses every call).
+    assert!(
+        d[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("boom: cannot handle message h-2"),
+        "{}",
+        d[1]
+    );
+}
+
+#[test]
+fn an_oversized_body_is_refused() {
+    let (d, _) = hostile(
+        "hostile-huge-output",
+        &["--max-output", "1MiB", "--config", "size=4194304"],
+    );
+    assert_failed_with(&d, "output too large: returned a body of 4.0 MiB, the limit is 1.0 MiB");
+}
+
+#[test]
+fn an_error_from_decide_is_a_failure_with_the_filters_message() {
+    let (d, _) = hostile("hostile-decide-err", &[]);
+    assert_failed_with(&d, "filter returned an error: cannot decide message h-");
+}
+
+#[test]
+fn log_floods_are_capped_with_a_marker_without_failing_the_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let audit = tmp.path().join("audit");
+    let (d, _) = hostile(
+        "hostile-log-flood",
+        &[
+            "--config",
+            "lines=20000",
+            "--max-log",
+            "8KiB",
+            "--audit-dir",
+            &audit.display().to_string(),
+        ],
+    );
+    for decision in &d {
+        assert_eq!(decision["verdict"], "replay", "{decision}");
+    }
+    let records = json_lines(&fs::read_to_string(audit.join("hostile-log-flood.jsonl")).unwrap());
+    let logs = records[0]["logs"].as_array().unwrap();
+    let kept: usize = logs.iter().map(|l| l["text"].as_str().unwrap().len()).sum();
+    assert!(kept < 8 * 1024 + 512, "log volume capped, kept {kept} bytes");
+    let texts: Vec<&str> = logs.iter().map(|l| l["text"].as_str().unwrap()).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("more log lines") && t.contains("dropped")),
+        "{texts:?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("bytes of stdout dropped")), "{texts:?}");
+}
+
+#[test]
+fn stdout_and_stderr_floods_are_captured_and_capped() {
+    let (d, _) = hostile("hostile-stdout-flood", &[]);
+    for decision in &d {
+        assert_eq!(decision["verdict"], "replay");
+        assert_eq!(decision["reason"], "printed a lot");
+    }
+}
+
+#[test]
+fn a_failing_init_is_a_start_up_error_naming_the_module() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_input(tmp.path(), &[r#"{"id":"a","body":"x"}"#]);
+    let (code, stdout, stderr) =
+        run(redrive(tmp.path()).args(["filter", "test", &module("hostile-init-fails"), "--input", &input]));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("filter `hostile-init-fails` refused its configuration: missing required config key 'api_key'"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(redrive(tmp.path()).args([
+        "filter",
+        "test",
+        &format!("{}?default=maybe", module("route-by-error")),
+        "--input",
+        &input,
+    ]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("filter `route-by-error` refused its configuration") && stderr.contains("default"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_module_that_keeps_failing_is_disabled_and_the_run_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (1..=6).map(|i| format!(r#"{{"id":"f-{i}","body":"x"}}"#)).collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let input = write_input(tmp.path(), &refs);
+    let (code, stdout, stderr) = run(redrive(tmp.path()).args([
+        "filter",
+        "test",
+        &module("hostile-decide-err"),
+        "--input",
+        &input,
+        "--max-failures",
+        "3",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    let (decided, _) = decisions(&stdout);
+    assert_eq!(decided.len(), 3, "stopped after three failures in a row");
+    assert!(
+        stderr.contains("filter `hostile-decide-err` is disabled: it failed 3 messages in a row"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn malformed_lines_are_reported_with_their_number_and_do_not_stop_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_input(
+        tmp.path(),
+        &[
+            r#"{"id":"ok-1","body":"{}"}"#,
+            r#"{"id":"broken","body":"#,
+            r#"{"body":"no id"}"#,
+            r#"{"id":"ok-2","body_base64":"AAECAw=="}"#,
+        ],
+    );
+    let (code, stdout, stderr) = run(redrive(tmp.path()).args([
+        "filter",
+        "test",
+        &module("drop-test-traffic"),
+        "--input",
+        &input,
+        "-o",
+        "json",
+    ]));
+    assert_eq!(code, 1, "malformed input makes the exit code 1");
+    assert!(stderr.contains("line 2: not a message object"), "{stderr}");
+    assert!(stderr.contains("line 3:"), "{stderr}");
+    let (decided, summary) = decisions(&stdout);
+    assert_eq!(
+        decided.iter().map(|d| d["id"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["ok-1", "ok-2"]
+    );
+    assert_eq!(summary["malformed_lines"], 2);
+}
+
+#[test]
+fn mismatched_expectations_are_listed_and_fail_the_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_input(
+        tmp.path(),
+        &[
+            r#"{"id":"a","body":"{}","attributes":{"x-test":"true"}}"#,
+            r#"{"id":"b","body":"{}"}"#,
+        ],
+    );
+    let expect = tmp.path().join("expect.jsonl");
+    fs::write(
+        &expect,
+        concat!(
+            r#"{"id":"a","verdict":"discard","reason":"test traffic: attribute x-test=true"}"#,
+            "\n",
+            r#"{"id":"b","verdict":"skip"}"#,
+            "\n",
+            r#"{"id":"c","verdict":"replay"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = run(redrive(tmp.path()).args([
+        "filter",
+        "test",
+        &module("drop-test-traffic"),
+        "--input",
+        &input,
+        "--expect",
+        &expect.display().to_string(),
+    ]));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("mismatch: b: verdict replay (not test traffic), expected skip"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("mismatch: c: expected replay, but no decision was made for it"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("mismatch: a:"), "{stderr}");
+}
+
+#[test]
+fn compiled_modules_are_cached_between_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let input = write_input(tmp.path(), &[r#"{"id":"a","body":"{}"}"#]);
+    let args = ["filter", "test", "-v", &module("route-by-error"), "--input", &input];
+    let (code, _, first) = run(redrive(&cache).args(args));
+    assert_eq!(code, 0, "{first}");
+    assert!(first.contains("cache=Compiled"), "{first}");
+    let artifacts: Vec<_> = fs::read_dir(&cache).unwrap().collect();
+    assert_eq!(artifacts.len(), 1, "one compiled artifact stored");
+    let (code, _, second) = run(redrive(&cache).args(args));
+    assert_eq!(code, 0);
+    assert!(second.contains("cache=Hit"), "{second}");
+}
+
+#[test]
+fn files_that_are_not_components_are_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_input(tmp.path(), &[r#"{"id":"a","body":"{}"}"#]);
+    let text = tmp.path().join("notes.wasm");
+    fs::write(&text, "hello").unwrap();
+    let core = tmp.path().join("core.wasm");
+    fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    for (path, needle) in [
+        (text, "is not a WebAssembly file"),
+        (core, "is a core WebAssembly module, not a component"),
+        (tmp.path().join("missing.wasm"), "cannot read filter module"),
+    ] {
+        let (code, _, stderr) =
+            run(redrive(tmp.path()).args(["filter", "test", &path.display().to_string(), "--input", &input]));
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+}
+
+#[test]
+fn bad_flags_and_specs_name_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_input(tmp.path(), &[r#"{"id":"a","body":"{}"}"#]);
+    let m = module("route-by-error");
+    for (args, needle) in [
+        (vec!["--memory", "lots"], "`--memory`"),
+        (vec!["--timeout", "soon"], "`--timeout`"),
+        (vec!["--instance", "shared"], "expected `reuse` or `fresh`"),
+        (vec!["--config", "novalue"], "is not key=value"),
+    ] {
+        let mut cmd = redrive(tmp.path());
+        cmd.args(["filter", "test", &m, "--input", &input]).args(&args);
+        let (code, _, stderr) = run(&mut cmd);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let (code, _, stderr) =
+        run(redrive(tmp.path()).args(["filter", "test", &format!("{m}?redrive.memroy=1"), "--input", &input]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("unknown setting") && stderr.contains("memory"),
+        "{stderr}"
+    );
+}
