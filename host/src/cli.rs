@@ -18,6 +18,10 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// A module was disabled after failing too many messages in a row.
     pub const MODULE_DISABLED: u8 = 3;
+    /// The canary gate said no: nothing after the canary was forwarded.
+    pub const GATE_FAILED: u8 = 4;
+    /// Stopped by Ctrl-C or SIGTERM (in-flight confirms finished, the rest left in the DLQ).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// redrive replays dead letters safely: every message goes through your sandboxed WebAssembly filters,
@@ -35,6 +39,15 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Replay a dead-letter queue: run every message through the filters, forward the replays (rate-limited,
+    /// canary first), and remove from the DLQ only what the destination confirmed or what was archived.
+    ///
+    /// Example: redrive run --from file:dlq.jsonl --to file:staging.jsonl --filter build/filters/route-by-error.wasm
+    /// --canary 10 --verify-cmd ./check.sh --rate 50/s
+    Run(RunArgs),
+    /// Dry run: decide every message without changing anything, group the errors, and write a plan file that
+    /// `redrive run --plan` replays exactly.
+    Plan(PlanArgs),
     /// Work with filter modules: try them on sample messages.
     #[command(subcommand)]
     Filter(FilterCommand),
@@ -74,6 +87,106 @@ pub struct FilterTestArgs {
     pub audit_dir: Option<PathBuf>,
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+}
+
+/// What to read, which filters to run, and where the audit goes: shared by `run` and `plan`.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
+    /// A redrive.toml with the run's settings; flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The dead-letter queue: file:path/dlq.jsonl.
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// A filter module, in chain order: path/to/module.wasm[?key=value&redrive.timeout=250ms]; repeatable.
+    #[arg(long = "filter", short = 'f', value_name = "MODULE")]
+    pub filters: Vec<String>,
+    /// Take at most N messages from the DLQ; the rest stay untouched.
+    #[arg(long, value_name = "N")]
+    pub max: Option<u64>,
+    /// Only messages that failed at or after this time (RFC 3339, or a duration ago like 24h).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only messages that failed before this time (RFC 3339, or a duration ago like 1h).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Loop guard: park messages redrive already replayed N times (x-redrive-replay-count).
+    #[arg(long, value_name = "N")]
+    pub max_replays: Option<u32>,
+    /// Where per-module audit logs, the run journal and the discard archive go [default: redrive-audit].
+    #[arg(long, value_name = "DIR")]
+    pub audit_dir: Option<PathBuf>,
+    /// Threads running filters [default: the number of CPUs, at most 4].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Summary format.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// No progress bar or progress lines.
+    #[arg(long)]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// Arguments of `redrive run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Where replayed messages go: file:path/staging.jsonl.
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// Forwarding rate limit, e.g. 50/s, 3000/m.
+    #[arg(long, value_name = "RATE", help_heading = "Pace")]
+    pub rate: Option<String>,
+    /// Messages that may go at once after an idle moment [default: 1/10 of a second's worth, at least 1].
+    #[arg(long, value_name = "N", help_heading = "Pace")]
+    pub burst: Option<u32>,
+    /// Start at this rate and ramp up linearly to --rate over --ramp-over.
+    #[arg(long, value_name = "RATE", requires = "ramp_over", help_heading = "Pace")]
+    pub ramp_from: Option<String>,
+    /// How long the ramp from --ramp-from to --rate takes, e.g. 5m.
+    #[arg(long, value_name = "DURATION", requires = "ramp_from", help_heading = "Pace")]
+    pub ramp_over: Option<String>,
+    /// Replay this many messages first, then stop at the verification gate.
+    #[arg(long, value_name = "N", help_heading = "Canary")]
+    pub canary: Option<u64>,
+    /// Gate command after the canary (run with sh -c; exit 0 = go on). Gets the canary ids in
+    /// REDRIVE_CANARY_IDS and on stdin, the destination in REDRIVE_STAGING.
+    #[arg(long, value_name = "COMMAND", conflicts_with = "verify", help_heading = "Canary")]
+    pub verify_cmd: Option<String>,
+    /// Gate kind without a command: `prompt` (ask y/N on the terminal) or `none`.
+    #[arg(long, value_name = "KIND", help_heading = "Canary")]
+    pub verify: Option<String>,
+    /// Send parked messages (see --max-replays) here instead of leaving them in the DLQ.
+    #[arg(long, value_name = "URL")]
+    pub park: Option<String>,
+    /// The discard archive [default: AUDIT_DIR/discarded.jsonl].
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
+    /// For file sources: write what is still in the DLQ at the end to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub remainder: Option<PathBuf>,
+    /// Decide everything, change nothing (same as `redrive plan`, without writing a plan file).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replay exactly the selection of a plan file made by `redrive plan`; refuses if a module changed.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Forward messages as soon as their filters finish instead of in DLQ order.
+    #[arg(long)]
+    pub allow_reorder: bool,
+}
+
+/// Arguments of `redrive plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Where to write the plan file.
+    #[arg(long, value_name = "FILE", default_value = "redrive-plan.json")]
+    pub plan_out: PathBuf,
 }
 
 /// Output formats.
@@ -160,6 +273,8 @@ impl SandboxArgs {
 /// Run a parsed command line; the returned code is the process's exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Run(args) => commands::run::run(&args),
+        Command::Plan(args) => commands::run::plan(&args),
         Command::Filter(FilterCommand::Test(args)) => commands::filter_test::run(&args),
     };
     match result {
@@ -185,7 +300,9 @@ mod tests {
     fn sandbox_flags_name_the_flag_in_errors() {
         let cli =
             Cli::try_parse_from(["redrive", "filter", "test", "m.wasm", "--input", "x", "--memory", "big"]).unwrap();
-        let Command::Filter(FilterCommand::Test(args)) = cli.command;
+        let Command::Filter(FilterCommand::Test(args)) = cli.command else {
+            panic!("parsed as another command")
+        };
         let err = args.sandbox.settings().unwrap_err().to_string();
         assert!(err.contains("`--memory`"), "{err}");
     }

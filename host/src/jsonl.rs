@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::message::{Envelope, FailureContext, Origin};
+use crate::message::{Envelope, FailureContext, Origin, REPLAY_COUNT_ATTRIBUTE};
 
 /// A line that could not be read as a message.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ pub fn parse_message(text: &str, line: usize, default_origin: &Origin) -> Result
             .map_err(|e| err(format!("`body_base64` is not valid base64: {e}")))?,
         (None, None) => Vec::new(),
     };
-    let attributes = raw
+    let attributes: Vec<(String, String)> = raw
         .attributes
         .unwrap_or_default()
         .into_iter()
@@ -78,10 +78,19 @@ pub fn parse_message(text: &str, line: usize, default_origin: &Origin) -> Result
     Ok(Envelope {
         id,
         body,
-        attributes,
         origin: raw.origin.unwrap_or_else(|| default_origin.clone()),
         failure: raw.failure.unwrap_or_default(),
-        replay_count: raw.replay_count.unwrap_or(0),
+        // The field wins; otherwise the header redrive sets on every forward.
+        replay_count: raw
+            .replay_count
+            .or_else(|| {
+                attributes
+                    .iter()
+                    .find(|(k, _)| k == REPLAY_COUNT_ATTRIBUTE)
+                    .and_then(|(_, v)| v.trim().parse().ok())
+            })
+            .unwrap_or(0),
+        attributes,
     })
 }
 

@@ -7,12 +7,18 @@
 //! - [`message`]: the [`Envelope`](message::Envelope) every broker's messages are normalised into, and decisions.
 //! - [`filter`]: the sandboxed WebAssembly engine and filter chains.
 //! - [`jsonl`]: the JSONL message format used by files and `redrive filter test`.
-//! - [`audit`]: per-module audit logs.
+//! - [`source`] → [`pipeline`] → [`sink`]: the replay flow, with [`plan`]s for dry runs.
+//! - [`audit`]: per-module audit logs and the discard archive.
 //! - [`cli`]: the command line.
 
 pub mod audit;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod filter;
 pub mod jsonl;
 pub mod message;
+pub mod pipeline;
+pub mod plan;
+pub mod sink;
+pub mod source;

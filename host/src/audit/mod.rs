@@ -1,4 +1,8 @@
-//! The audit trail: one JSONL file per module, created with mode 0600.
+//! The audit trail: one JSONL file per module, the discard archive; all files created with mode 0600.
+
+mod archive;
+
+pub use archive::{DISCARD_REASON_ATTRIBUTE, DISCARDED_BY_ATTRIBUTE, DiscardArchive};
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;

@@ -1,0 +1,512 @@
+//! `redrive run` and `redrive plan`: turn flags and the config file into a [`RunConfig`], run the pipeline
+//! with Ctrl-C / SIGTERM handling, and print the summary.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{OutputFormat, PlanArgs, RunArgs, SelectArgs, exit};
+use crate::config::{LoadedConfig, value_text};
+use crate::filter::{FilterChain, ModuleSpec};
+use crate::pipeline::{self, Gate, Rate, RatePlan, RunConfig, RunReport, StopReason};
+use crate::plan::{Plan, PlannedModule};
+
+/// Run `redrive run`; returns the exit code.
+pub fn run(args: &RunArgs) -> Result<u8> {
+    let loaded = load_config(&args.select)?;
+    let mut config = base_config(&args.select, &loaded)?;
+    let file = &loaded.file;
+    let pick = |flag: &Option<String>, from_file: &Option<String>, url: bool| -> Option<String> {
+        flag.clone().or_else(|| {
+            from_file
+                .as_deref()
+                .map(|v| if url { loaded.url(v) } else { v.to_owned() })
+        })
+    };
+    config.to = pick(&args.to, &file.to, true);
+    config.park = pick(&args.park, &file.park, true);
+    config.dry_run = args.dry_run;
+    if config.to.is_none() && !config.dry_run {
+        bail!(
+            "no destination: give --to file:staging.jsonl (or `to` in the config file), or use --dry-run / `redrive plan`"
+        );
+    }
+    config.rate = rate_plan(args, &loaded)?;
+    config.canary = args.canary.or(file.canary).unwrap_or(0);
+    config.gate = gate(args, &loaded)?;
+    if config.gate != Gate::None && config.canary == 0 {
+        bail!("a verification gate needs a canary: add --canary N (e.g. --canary 10)");
+    }
+    config.archive = args
+        .archive
+        .clone()
+        .or_else(|| file.archive.as_deref().map(|p| loaded.path(p)))
+        .unwrap_or_else(|| config.audit_dir.join("discarded.jsonl"));
+    config.remainder = args
+        .remainder
+        .clone()
+        .or_else(|| file.remainder.as_deref().map(|p| loaded.path(p)));
+    config.preserve_order = !(args.allow_reorder || file.allow_reorder.unwrap_or(false));
+    if let Some(path) = &args.plan {
+        let plan = Plan::read(path)?;
+        check_plan(&plan, &config)?;
+        config.plan = Some(plan.selection());
+    }
+    let output = args.select.output;
+    let report = execute(config)?;
+    print_summary(&report, output, false)?;
+    Ok(exit_code(&report))
+}
+
+/// Run `redrive plan`; returns the exit code.
+pub fn plan(args: &PlanArgs) -> Result<u8> {
+    let loaded = load_config(&args.select)?;
+    let mut config = base_config(&args.select, &loaded)?;
+    config.dry_run = true;
+    let options = serde_json::json!({
+        "max": config.max,
+        "since": config.since,
+        "until": config.until,
+        "max_replays": config.max_replays,
+    });
+    let filters = config.filters.clone();
+    let cache = config.cache_dir.clone();
+    let mut report = execute(config)?;
+    let collector = report.plan.take().unwrap_or_default();
+    print_summary(&report, args.select.output, true)?;
+    if args.select.output == OutputFormat::Table {
+        print_groups(&collector);
+    }
+    let chain = FilterChain::load(&filters, 1, cache)?;
+    let modules: Vec<PlannedModule> = chain
+        .modules()
+        .iter()
+        .map(|m| PlannedModule::from(m.as_ref()))
+        .collect();
+    let plan = collector.into_plan(&report.source, modules, options);
+    plan.write(&args.plan_out)?;
+    if args.select.output == OutputFormat::Table {
+        println!(
+            "plan: {} messages written to {}; replay exactly this selection with `redrive run --plan {}`",
+            plan.messages.len(),
+            args.plan_out.display(),
+            args.plan_out.display()
+        );
+    }
+    Ok(exit_code(&report))
+}
+
+fn load_config(args: &SelectArgs) -> Result<LoadedConfig> {
+    match &args.config {
+        Some(path) => LoadedConfig::read(path),
+        None => Ok(LoadedConfig::default()),
+    }
+}
+
+/// The settings `run` and `plan` share.
+fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
+    let file = &loaded.file;
+    let from = args
+        .from
+        .clone()
+        .or_else(|| file.from.as_deref().map(|u| loaded.url(u)))
+        .context("no source: give --from file:dlq.jsonl (or `from` in the config file)")?;
+    let mut base = args.sandbox.settings()?;
+    for (key, value) in &file.limits {
+        // Flags win over the file.
+        if !flag_given(&args.sandbox, key) {
+            base.set(key, &value_text(value))
+                .with_context(|| format!("[limits] in {}", loaded.dir.display()))?;
+        }
+    }
+    let mut filters = Vec::new();
+    if args.filters.is_empty() {
+        for entry in &file.filters {
+            let path = loaded.path(&entry.path);
+            let mut spec = ModuleSpec::parse(&path.display().to_string(), &base)?;
+            if let Some(name) = &entry.name {
+                spec.name.clone_from(name);
+            }
+            for (key, value) in &entry.config {
+                spec.config.push((key.clone(), value_text(value)));
+            }
+            for (key, value) in &entry.limits {
+                spec.settings
+                    .set(key, &value_text(value))
+                    .with_context(|| format!("limits of filter {}", entry.path.display()))?;
+            }
+            filters.push(spec);
+        }
+    } else {
+        for text in &args.filters {
+            filters.push(ModuleSpec::parse(text, &base)?);
+        }
+    }
+    if filters.is_empty() {
+        bail!("no filters: give --filter path/to/module.wasm (repeatable), or [[filters]] in the config file");
+    }
+    let workers = args
+        .workers
+        .or(file.workers)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get().min(4)));
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    Ok(RunConfig {
+        from,
+        to: None,
+        filters,
+        workers,
+        rate: None,
+        canary: 0,
+        gate: Gate::None,
+        workdir: loaded.dir.clone(),
+        max: args.max.or(file.max),
+        since: time_arg("--since", args.since.as_ref().or(file.since.as_ref()))?,
+        until: time_arg("--until", args.until.as_ref().or(file.until.as_ref()))?,
+        max_replays: args.max_replays.or(file.max_replays),
+        park: None,
+        audit_dir: args
+            .audit_dir
+            .clone()
+            .or_else(|| file.audit_dir.as_deref().map(|p| loaded.path(p)))
+            .unwrap_or_else(|| PathBuf::from("redrive-audit")),
+        archive: PathBuf::new(),
+        remainder: None,
+        dry_run: false,
+        preserve_order: true,
+        plan: None,
+        cache_dir: args.sandbox.cache_dir(),
+        progress: !args.no_progress && args.output == OutputFormat::Table,
+    })
+}
+
+fn flag_given(sandbox: &crate::cli::SandboxArgs, key: &str) -> bool {
+    match key {
+        "memory" => sandbox.memory.is_some(),
+        "timeout" => sandbox.timeout.is_some(),
+        "fuel" => sandbox.fuel.is_some(),
+        "max-output" => sandbox.max_output.is_some(),
+        "max-log" => sandbox.max_log.is_some(),
+        "instance" => sandbox.instance.is_some(),
+        "recycle-every" => sandbox.recycle_every.is_some(),
+        "max-failures" => sandbox.max_failures.is_some(),
+        _ => false,
+    }
+}
+
+fn time_arg(flag: &str, value: Option<&String>) -> Result<Option<DateTime<Utc>>> {
+    let Some(text) = value else { return Ok(None) };
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    let ago = humantime::parse_duration(text).with_context(|| {
+        format!("{flag} {text:?}: expected an RFC 3339 time (2026-11-20T08:00:00Z) or a duration ago (24h)")
+    })?;
+    let ago = chrono::Duration::from_std(ago).with_context(|| format!("{flag} {text:?} is too far back"))?;
+    Ok(Some(Utc::now() - ago))
+}
+
+fn rate_plan(args: &RunArgs, loaded: &LoadedConfig) -> Result<Option<RatePlan>> {
+    let file = &loaded.file;
+    let parse_rate = |flag: &str, text: &str| text.parse::<Rate>().map_err(|e| anyhow::anyhow!("{flag}: {e}"));
+    let Some(rate) = args.rate.as_ref().or(file.rate.as_ref()) else {
+        if args.ramp_from.is_some() || file.ramp_from.is_some() {
+            bail!("--ramp-from needs --rate: the rate to ramp up to");
+        }
+        return Ok(None);
+    };
+    let rate = parse_rate("--rate", rate)?;
+    let burst = args
+        .burst
+        .or(file.burst)
+        .unwrap_or_else(|| ((rate.0 / 10.0).ceil() as u32).max(1));
+    if burst == 0 {
+        bail!("--burst must be at least 1");
+    }
+    let ramp = match (
+        args.ramp_from.as_ref().or(file.ramp_from.as_ref()),
+        args.ramp_over.as_ref().or(file.ramp_over.as_ref()),
+    ) {
+        (Some(from), Some(over)) => {
+            let over =
+                humantime::parse_duration(over).with_context(|| format!("--ramp-over {over:?}: expected e.g. 5m"))?;
+            Some((parse_rate("--ramp-from", from)?, over))
+        }
+        (None, None) => None,
+        _ => bail!("a ramp needs both --ramp-from and --ramp-over (or ramp_from and ramp_over in the config file)"),
+    };
+    Ok(Some(RatePlan { rate, burst, ramp }))
+}
+
+fn gate(args: &RunArgs, loaded: &LoadedConfig) -> Result<Gate> {
+    let file = &loaded.file;
+    if let Some(cmd) = args.verify_cmd.as_ref().or(if args.verify.is_none() {
+        file.verify_cmd.as_ref()
+    } else {
+        None
+    }) {
+        return Ok(Gate::Command(cmd.clone()));
+    }
+    match args.verify.as_deref().or(file.verify.as_deref()) {
+        None | Some("none") => Ok(Gate::None),
+        Some("prompt") => {
+            use std::io::IsTerminal;
+            if !std::io::stdin().is_terminal() {
+                bail!("--verify prompt needs a terminal to ask on; use --verify-cmd for unattended runs");
+            }
+            Ok(Gate::Prompt)
+        }
+        Some(other) => bail!("--verify {other:?}: expected `prompt` or `none` (or use --verify-cmd COMMAND)"),
+    }
+}
+
+fn check_plan(plan: &Plan, config: &RunConfig) -> Result<()> {
+    let chain = FilterChain::load(&config.filters, 1, config.cache_dir.clone())?;
+    let modules: Vec<PlannedModule> = chain
+        .modules()
+        .iter()
+        .map(|m| PlannedModule::from(m.as_ref()))
+        .collect();
+    plan.check_modules(&modules)
+}
+
+/// Run the pipeline on a Tokio runtime with the kill switch wired to Ctrl-C and SIGTERM.
+fn execute(config: RunConfig) -> Result<RunReport> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let interrupt = CancellationToken::new();
+        tokio::spawn(kill_switch(interrupt.clone()));
+        pipeline::run(config, interrupt).await
+    })
+}
+
+/// First Ctrl-C / SIGTERM: stop taking messages and drain. Second: exit at once — nothing unconfirmed
+/// was acked, so nothing is lost.
+async fn kill_switch(interrupt: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM: {e}");
+            return;
+        }
+    };
+    let mut signals = 0;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            _ = term.recv() => {},
+        }
+        signals += 1;
+        if signals == 1 {
+            eprintln!("\nstopping: no new messages, finishing in-flight confirms; press Ctrl-C again to abort at once");
+            interrupt.cancel();
+        } else {
+            eprintln!("aborted: unconfirmed messages were not acked and are still in the DLQ");
+            std::process::exit(exit::INTERRUPTED.into());
+        }
+    }
+}
+
+fn exit_code(report: &RunReport) -> u8 {
+    match &report.stopped {
+        Some(StopReason::Interrupted) => exit::INTERRUPTED,
+        Some(StopReason::GateFailed(_)) => exit::GATE_FAILED,
+        Some(StopReason::ModuleDisabled(_)) => exit::MODULE_DISABLED,
+        Some(StopReason::Error(_)) => exit::PROBLEMS,
+        None if report.counts.send_failed > 0 || report.counts.settle_failed > 0 => exit::PROBLEMS,
+        None => exit::OK,
+    }
+}
+
+fn print_summary(report: &RunReport, output: OutputFormat, dry_run: bool) -> Result<()> {
+    if output == OutputFormat::Json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    let c = &report.counts;
+    let (replayed, discarded) = if dry_run {
+        ("would replay", "would discard")
+    } else {
+        ("replayed", "discarded")
+    };
+    println!(
+        "\nredrive {}  {} → {}   {:.1}s",
+        if dry_run { "plan" } else { "run" },
+        report.source,
+        report
+            .destination
+            .as_deref()
+            .unwrap_or("(dry run: nothing forwarded, nothing removed)"),
+        report.elapsed_secs
+    );
+    let row = |label: &str, n: u64, note: String| println!("  {label:<14}{n:>8}   {note}");
+    let archive = report
+        .archive
+        .as_deref()
+        .map_or_else(|| "the discard archive".to_owned(), show);
+    row(
+        replayed,
+        c.replayed,
+        if dry_run {
+            "the chain said replay".into()
+        } else {
+            "confirmed by the destination, removed from the DLQ".into()
+        },
+    );
+    row("skipped", c.skipped, "left in the DLQ (a filter said skip)".into());
+    row(
+        discarded,
+        c.discarded,
+        if dry_run {
+            "the chain said discard".into()
+        } else {
+            format!("archived to {archive}, removed from the DLQ")
+        },
+    );
+    row(
+        "failed",
+        c.failed,
+        "left in the DLQ (a filter failed: see the audit log)".into(),
+    );
+    let optional = [
+        (
+            "parked",
+            c.parked,
+            "loop guard: already replayed --max-replays times".to_owned(),
+        ),
+        ("malformed", c.malformed, "left in the DLQ (could not be read)".into()),
+        (
+            "resumed",
+            c.resumed,
+            "settled by an earlier run (journal): acked, not forwarded again".into(),
+        ),
+        ("not done", c.not_done, "left in the DLQ because the run stopped".into()),
+        (
+            "send failed",
+            c.send_failed,
+            "refused by the destination: left in the DLQ".into(),
+        ),
+        (
+            "out of window",
+            c.out_of_window,
+            "failed outside --since/--until: left in the DLQ".into(),
+        ),
+        ("not in plan", c.not_in_plan, "left in the DLQ".into()),
+        (
+            "plan drift",
+            c.plan_drift,
+            "decided differently than the plan: left in the DLQ".into(),
+        ),
+        (
+            "settle failed",
+            c.settle_failed,
+            "ack/release failed: still in the DLQ; a resumed run acks them".into(),
+        ),
+    ];
+    for (label, n, note) in optional {
+        if n > 0 {
+            row(label, n, note);
+        }
+    }
+    if let Some(canary) = &report.canary {
+        row(
+            "canary",
+            canary.ids.len() as u64,
+            format!(
+                "gate {}: {}",
+                canary.gate,
+                if canary.passed { "passed" } else { "FAILED" }
+            ),
+        );
+    }
+    match &report.stopped {
+        Some(StopReason::Interrupted) => {
+            println!("  stopped       interrupted: in-flight confirms finished, the rest is still in the DLQ")
+        }
+        Some(StopReason::GateFailed(why)) => {
+            println!("  stopped       after the canary: {why}; nothing more was forwarded")
+        }
+        Some(StopReason::ModuleDisabled(why)) => println!("  stopped       {why}"),
+        Some(StopReason::Error(why)) => println!("  stopped       error: {why}"),
+        None => {}
+    }
+    let files: Vec<String> = report
+        .audit_files
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    println!("  audit         {} ({})", show(&report.audit_dir), files.join(", "));
+    if let Some(journal) = &report.journal {
+        println!("  journal       {} (re-run the same command to resume)", show(journal));
+    }
+    for note in &report.source_notes {
+        println!("  source        {note}");
+    }
+    if let Some(first) = report.first_replay_secs
+        && !dry_run
+    {
+        let secs = report.elapsed_secs.max(1e-3);
+        println!(
+            "  throughput    {:.0} msg/s; first replay confirmed after {}",
+            (c.replayed + c.skipped + c.discarded + c.failed + c.parked) as f64 / secs,
+            humantime::format_duration(Duration::from_millis((first * 1000.0) as u64))
+        );
+    }
+    Ok(())
+}
+
+fn print_groups(collector: &crate::plan::PlanCollector) {
+    use crate::message::Outcome;
+    let groups = collector.groups();
+    if groups.is_empty() {
+        return;
+    }
+    println!("\nerror groups (values replaced by placeholders), largest first:");
+    println!(
+        "  {:>6}  {:>6} {:>6} {:>7} {:>6}  pattern",
+        "count", "replay", "skip", "discard", "failed"
+    );
+    for group in groups.iter().take(15) {
+        let v = |o: Outcome| group.verdicts.get(&o).copied().unwrap_or(0);
+        println!(
+            "  {:>6}  {:>6} {:>6} {:>7} {:>6}  {}",
+            group.count,
+            v(Outcome::Replay),
+            v(Outcome::Skip),
+            v(Outcome::Discard),
+            v(Outcome::Failed),
+            clip(&group.pattern, 70)
+        );
+        for sample in &group.samples {
+            println!(
+                "  {:>31}  e.g. {} → {}: {}",
+                "",
+                sample.id,
+                sample.verdict,
+                clip(&sample.reason, 60)
+            );
+        }
+    }
+    if groups.len() > 15 {
+        println!("  … {} more groups in the plan file", groups.len() - 15);
+    }
+}
+
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    text.chars().take(width - 1).chain(['…']).collect()
+}
+
+fn show(path: &Path) -> String {
+    path.display().to_string()
+}

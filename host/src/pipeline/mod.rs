@@ -1,0 +1,964 @@
+//! The run loop: source → filter chain → router → rate-limited forwarder → sink → ack.
+//!
+//! Every stage is a task joined to the next by a bounded channel, so memory stays flat whatever the DLQ's
+//! size. Filters run on worker threads (wasm is CPU work). The router restores the source's order before
+//! forwarding unless reordering is allowed. A message leaves the DLQ only after its fate is durable
+//! elsewhere: confirmed by the destination, or written to the discard archive, and recorded in the journal.
+
+mod gate;
+mod journal;
+mod rate;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use gate::Gate;
+pub use journal::{Event, Journal, PastState, replay_id};
+pub use rate::{Pacer, Rate, RatePlan};
+pub use report::{Counts, Progress, Stats};
+
+use crate::audit::{AuditLog, DiscardArchive};
+use crate::filter::{ChainOutcome, ChainRunner, FilterChain, ModuleDisabled, ModuleSpec};
+use crate::message::{Envelope, Outcome, REPLAY_COUNT_ATTRIBUTE, REPLAY_ID_ATTRIBUTE};
+use crate::plan::{PlanCollector, PlanSelection};
+use crate::sink::{Sink, open_sink};
+use crate::source::{AckToken, Acker, Delivery, Received, Source, SourceMode, SourceOptions, open_source};
+
+/// Everything a run needs to know.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Source URL.
+    pub from: String,
+    /// Destination URL; `None` for a dry run.
+    pub to: Option<String>,
+    /// The filter chain.
+    pub filters: Vec<ModuleSpec>,
+    /// Threads running filters.
+    pub workers: usize,
+    /// Forwarding rate; `None` for as fast as the destination confirms.
+    pub rate: Option<RatePlan>,
+    /// Replays in the canary batch (0: no canary).
+    pub canary: u64,
+    /// What decides whether to go on after the canary.
+    pub gate: Gate,
+    /// Where the gate command runs.
+    pub workdir: PathBuf,
+    /// Take at most this many messages from the source.
+    pub max: Option<u64>,
+    /// Only messages whose (last) failure is at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only messages whose (last) failure is before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Loop guard: messages replayed this many times already are parked.
+    pub max_replays: Option<u32>,
+    /// Where parked messages go; `None` leaves them in the DLQ.
+    pub park: Option<String>,
+    /// Per-module audit logs and the run journal.
+    pub audit_dir: PathBuf,
+    /// The discard archive.
+    pub archive: PathBuf,
+    /// For file sources: where to write what is still in the DLQ.
+    pub remainder: Option<PathBuf>,
+    /// Decide everything, change nothing.
+    pub dry_run: bool,
+    /// Forward in source order (default) or as filters finish.
+    pub preserve_order: bool,
+    /// Restrict the run to a plan's selection.
+    pub plan: Option<PlanSelection>,
+    /// Compiled-module cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Show progress on stderr.
+    pub progress: bool,
+}
+
+/// Why a run stopped before the end of the pass.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum StopReason {
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// The canary gate said no.
+    GateFailed(String),
+    /// A module failed too many messages in a row.
+    ModuleDisabled(String),
+    /// A stage hit an error it cannot work around (archive or journal not writable, source unreadable).
+    Error(String),
+}
+
+/// The outcome of a run, for the summary.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// Source identity.
+    pub source: String,
+    /// Destination, when not a dry run.
+    pub destination: Option<String>,
+    /// Counters.
+    pub counts: Counts,
+    /// Why it stopped early, if it did.
+    pub stopped: Option<StopReason>,
+    /// The canary: ids replayed in it and whether the gate passed.
+    pub canary: Option<CanaryReport>,
+    /// Seconds from start to end.
+    pub elapsed_secs: f64,
+    /// Seconds from start to the first confirmed replay.
+    pub first_replay_secs: Option<f64>,
+    /// Audit directory.
+    pub audit_dir: PathBuf,
+    /// Per-module audit files.
+    pub audit_files: Vec<PathBuf>,
+    /// The run journal, when one was written.
+    pub journal: Option<PathBuf>,
+    /// The discard archive, when anything was discarded.
+    pub archive: Option<PathBuf>,
+    /// Lines from the source about what is left (remainder file, ...).
+    pub source_notes: Vec<String>,
+    /// What the dry run decided, for plans.
+    #[serde(skip)]
+    pub plan: Option<PlanCollector>,
+}
+
+/// What happened at the canary gate.
+#[derive(Debug, Clone, Serialize)]
+pub struct CanaryReport {
+    /// Message ids replayed in the canary batch.
+    pub ids: Vec<String>,
+    /// The gate, as text.
+    pub gate: String,
+    /// Whether the run went on.
+    pub passed: bool,
+}
+
+/// One message travelling through the stages.
+struct Work {
+    seq: u64,
+    delivery: Delivery,
+}
+
+struct Decided {
+    seq: u64,
+    delivery: Delivery,
+    result: Result<ChainOutcome, ModuleDisabled>,
+}
+
+struct Replay {
+    delivery: Delivery,
+    outgoing: Envelope,
+}
+
+struct Discard {
+    delivery: Delivery,
+    reason: String,
+    module: String,
+}
+
+/// How a message is settled with its source.
+enum Settle {
+    Ack(AckToken, String),
+    Release(AckToken, Option<String>),
+}
+
+/// Whether destructive steps (discard, park) may go ahead: only once the canary gate passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GateState {
+    Pending,
+    Open,
+    Closed,
+}
+
+/// Hold items from `rx` until the gate is decided; `true` when it opened.
+async fn hold_until_gate<T>(
+    gate: &mut tokio::sync::watch::Receiver<GateState>,
+    rx: &mut mpsc::Receiver<T>,
+    held: &mut Vec<T>,
+) -> bool {
+    loop {
+        if *gate.borrow() != GateState::Pending {
+            return *gate.borrow() == GateState::Open;
+        }
+        tokio::select! {
+            changed = gate.changed() => if changed.is_err() { return false },
+            item = rx.recv() => match item {
+                Some(item) => held.push(item),
+                None => {
+                    let _ = gate.wait_for(|s| *s != GateState::Pending).await;
+                    return *gate.borrow() == GateState::Open;
+                }
+            },
+        }
+    }
+}
+
+/// State shared by the stages.
+struct Shared {
+    config: RunConfig,
+    source_identity: String,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+    stop_reason: Mutex<Option<StopReason>>,
+    journal: Option<Journal>,
+    started: Instant,
+    first_replay: Mutex<Option<Duration>>,
+}
+
+impl Shared {
+    fn stop_with(&self, reason: StopReason) {
+        let mut slot = self.stop_reason.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
+        self.stop.cancel();
+    }
+
+    fn journal(&self, event: Event, ids: &[&str]) -> Result<()> {
+        match &self.journal {
+            Some(j) => j.record(event, ids.iter().copied()),
+            None => Ok(()),
+        }
+    }
+
+    fn sync_journal(&self) -> Result<()> {
+        self.journal.as_ref().map_or(Ok(()), Journal::sync)
+    }
+}
+
+/// Run a replay (or a dry run) to the end of one pass, or until stopped. `interrupt` is cancelled by the
+/// caller on Ctrl-C / SIGTERM.
+pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunReport> {
+    let chain = {
+        let filters = config.filters.clone();
+        let workers = config.workers.max(1);
+        let cache = config.cache_dir.clone();
+        tokio::task::spawn_blocking(move || FilterChain::load(&filters, workers, cache)).await??
+    };
+    let runners: Vec<ChainRunner> = (0..config.workers.max(1))
+        .map(|_| chain.runner())
+        .collect::<Result<_, _>>()?;
+
+    let mode = if config.dry_run {
+        SourceMode::Peek
+    } else {
+        SourceMode::Consume
+    };
+    let source_options = SourceOptions {
+        remainder: config.remainder.clone(),
+    };
+    let mut source = open_source(&config.from, mode, &source_options)
+        .await
+        .with_context(|| format!("cannot open the source {}", config.from))?;
+    let sink = match (&config.to, config.dry_run) {
+        (Some(to), false) => Some(
+            open_sink(to)
+                .await
+                .with_context(|| format!("cannot open the destination {to}"))?,
+        ),
+        _ => None,
+    };
+    let park_sink = match (&config.park, config.dry_run) {
+        (Some(park), false) => Some(
+            open_sink(park)
+                .await
+                .with_context(|| format!("cannot open the park destination {park}"))?,
+        ),
+        _ => None,
+    };
+    let audit = Arc::new(Mutex::new(AuditLog::open(&config.audit_dir)?));
+    let journal = if config.dry_run {
+        None
+    } else {
+        Some(Journal::open(&config.audit_dir, source.identity())?)
+    };
+    if let Some(j) = journal.as_ref().filter(|j| j.resumed() > 0) {
+        tracing::info!(journal = %j.path().display(), settled = j.resumed(), "resuming: messages settled by earlier runs are not forwarded again");
+    }
+
+    let stats = Arc::new(Stats::default());
+    let shared = Arc::new(Shared {
+        source_identity: source.identity().to_owned(),
+        stats: stats.clone(),
+        stop: CancellationToken::new(),
+        stop_reason: Mutex::new(None),
+        journal,
+        started: Instant::now(),
+        first_replay: Mutex::new(None),
+        config,
+    });
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            interrupt.cancelled().await;
+            shared.stop_with(StopReason::Interrupted);
+        });
+    }
+    let label = if shared.config.dry_run { "plan" } else { "run" };
+    let progress = Progress::start(stats.clone(), source.pass_size(), label, shared.config.progress);
+
+    let workers = shared.config.workers.max(1);
+    let (work_tx, work_rx) = mpsc::channel::<Work>(workers * 4);
+    let (decided_tx, decided_rx) = mpsc::channel::<Decided>(workers * 4 + 16);
+    let (replay_tx, replay_rx) = mpsc::channel::<Replay>(1024);
+    let (discard_tx, discard_rx) = mpsc::channel::<Discard>(1024);
+    let (park_tx, park_rx) = mpsc::channel::<Delivery>(256);
+    let (settle_tx, settle_rx) = mpsc::channel::<Settle>(4096);
+
+    let initial = if shared.config.canary > 0 {
+        GateState::Pending
+    } else {
+        GateState::Open
+    };
+    let (gate_tx, gate_rx) = tokio::sync::watch::channel(initial);
+    let decide_threads = spawn_deciders(runners, work_rx, decided_tx, audit.clone());
+    let plan = shared.config.dry_run.then(PlanCollector::default);
+    let router = tokio::spawn(route_stage(
+        shared.clone(),
+        decided_rx,
+        replay_tx,
+        discard_tx,
+        settle_tx.clone(),
+        plan,
+    ));
+    let forwarder = tokio::spawn(forward_stage(
+        shared.clone(),
+        sink.clone(),
+        replay_rx,
+        settle_tx.clone(),
+        progress.pauser(),
+        gate_tx,
+    ));
+    let archiver = tokio::spawn(discard_stage(
+        shared.clone(),
+        discard_rx,
+        settle_tx.clone(),
+        gate_rx.clone(),
+    ));
+    let parker = tokio::spawn(park_stage(
+        shared.clone(),
+        park_sink,
+        park_rx,
+        settle_tx.clone(),
+        gate_rx,
+    ));
+    let settler = tokio::spawn(settle_stage(shared.clone(), source.acker(), settle_rx));
+
+    let read_result = read_stage(&shared, source.as_mut(), work_tx, settle_tx, park_tx).await;
+    if let Err(e) = &read_result {
+        shared.stop_with(StopReason::Error(format!("{e:#}")));
+    }
+    let plan = router.await.context("router task")??;
+    let canary = forwarder.await.context("forwarder task")??;
+    archiver.await.context("archive task")??;
+    parker.await.context("park task")??;
+    settler.await.context("settle task")??;
+    for thread in decide_threads {
+        let _ = thread.join();
+    }
+    progress.finish();
+    shared.sync_journal()?;
+    let mut audit = audit.lock().unwrap_or_else(PoisonError::into_inner);
+    audit.sync()?;
+    let source_notes = source.finish().await.context("finishing the source")?;
+
+    let counts = stats.snapshot();
+    let config = &shared.config;
+    let report = RunReport {
+        source: shared.source_identity.clone(),
+        destination: sink.as_ref().map(|s| s.describe()),
+        stopped: shared
+            .stop_reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone(),
+        canary,
+        elapsed_secs: shared.started.elapsed().as_secs_f64(),
+        first_replay_secs: shared
+            .first_replay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map(|d| d.as_secs_f64()),
+        audit_files: chain.modules().iter().map(|m| audit.path_for(&m.name)).collect(),
+        audit_dir: config.audit_dir.clone(),
+        journal: shared.journal.as_ref().map(|j| j.path().to_owned()),
+        archive: (counts.discarded > 0).then(|| config.archive.clone()),
+        counts,
+        source_notes,
+        plan,
+    };
+    Ok(report)
+}
+
+/// Read one pass, apply the pre-filter rules (resume, plan, window, loop guard, --max), feed the deciders.
+async fn read_stage(
+    shared: &Shared,
+    source: &mut dyn Source,
+    work_tx: mpsc::Sender<Work>,
+    settle_tx: mpsc::Sender<Settle>,
+    park_tx: mpsc::Sender<Delivery>,
+) -> Result<()> {
+    let config = &shared.config;
+    let stats = &shared.stats;
+    let mut seq = 0u64;
+    loop {
+        let received = tokio::select! {
+            biased;
+            () = shared.stop.cancelled() => break,
+            r = source.next() => r.with_context(|| format!("reading {}", config.from))?,
+        };
+        let Some(received) = received else { break };
+        let delivery = match received {
+            Received::Malformed { token, problem } => {
+                tracing::warn!("{}: {problem} (left in the DLQ)", config.from);
+                Stats::add(&stats.malformed, 1);
+                settle_tx.send(Settle::Release(token, None)).await.ok();
+                continue;
+            }
+            Received::Message(delivery) => delivery,
+        };
+        let env = &delivery.envelope;
+        if let Some(past) = shared.journal.as_ref().and_then(|j| j.past(&env.id)) {
+            // Settled by an earlier run: ack without forwarding again.
+            Stats::add(&stats.resumed, 1);
+            let id = (past == PastState::SettledNotAcked)
+                .then(|| env.id.clone())
+                .unwrap_or_default();
+            settle_tx.send(Settle::Ack(delivery.token, id)).await.ok();
+            continue;
+        }
+        if config.plan.as_ref().is_some_and(|p| p.planned(&env.id).is_none()) {
+            Stats::add(&stats.not_in_plan, 1);
+            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            continue;
+        }
+        if !in_window(env, config.since, config.until) {
+            Stats::add(&stats.out_of_window, 1);
+            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            continue;
+        }
+        if config.max.is_some_and(|max| seq >= max) {
+            // Past --max: this one stays in the DLQ and the pass ends.
+            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            break;
+        }
+        Stats::add(&stats.read, 1);
+        if config.max_replays.is_some_and(|max| env.replay_count >= max) {
+            Stats::add(&stats.parked, 1);
+            if config.park.is_some() && !config.dry_run {
+                park_tx.send(delivery).await.ok();
+            } else {
+                let id = env.id.clone();
+                settle_tx.send(Settle::Release(delivery.token, Some(id))).await.ok();
+            }
+            continue;
+        }
+        if work_tx.send(Work { seq, delivery }).await.is_err() {
+            break;
+        }
+        seq += 1;
+    }
+    Ok(())
+}
+
+fn in_window(env: &Envelope, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> bool {
+    if since.is_none() && until.is_none() {
+        return true;
+    }
+    let Some(at) = env.failure.last_failed_at.or(env.failure.first_failed_at) else {
+        return false; // a window was asked for and the failure time is unknown: leave it alone
+    };
+    since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u)
+}
+
+/// Worker threads: each owns one instance of the chain and writes its audit records.
+fn spawn_deciders(
+    runners: Vec<ChainRunner>,
+    work_rx: mpsc::Receiver<Work>,
+    decided_tx: mpsc::Sender<Decided>,
+    audit: Arc<Mutex<AuditLog>>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    runners
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut runner)| {
+            let work_rx = work_rx.clone();
+            let decided_tx = decided_tx.clone();
+            let audit = audit.clone();
+            std::thread::Builder::new()
+                .name(format!("redrive-filter-{i}"))
+                .spawn(move || {
+                    loop {
+                        let work = work_rx.lock().unwrap_or_else(PoisonError::into_inner).blocking_recv();
+                        let Some(Work { seq, delivery }) = work else { break };
+                        let result = runner.decide(&delivery.envelope);
+                        if let Ok(outcome) = &result
+                            && let Err(e) = audit
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .write(&outcome.records)
+                        {
+                            tracing::error!("{e:#}");
+                        }
+                        if decided_tx.blocking_send(Decided { seq, delivery, result }).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .expect("cannot spawn a filter worker thread")
+        })
+        .collect()
+}
+
+/// Restore order and send each message where its outcome says.
+async fn route_stage(
+    shared: Arc<Shared>,
+    mut decided_rx: mpsc::Receiver<Decided>,
+    replay_tx: mpsc::Sender<Replay>,
+    discard_tx: mpsc::Sender<Discard>,
+    settle_tx: mpsc::Sender<Settle>,
+    mut plan: Option<PlanCollector>,
+) -> Result<Option<PlanCollector>> {
+    let mut pending: BTreeMap<u64, Decided> = BTreeMap::new();
+    let mut next = 0u64;
+    while let Some(decided) = decided_rx.recv().await {
+        if !shared.config.preserve_order {
+            route_one(&shared, decided, &replay_tx, &discard_tx, &settle_tx, plan.as_mut()).await?;
+            continue;
+        }
+        pending.insert(decided.seq, decided);
+        while let Some(decided) = pending.remove(&next) {
+            next += 1;
+            route_one(&shared, decided, &replay_tx, &discard_tx, &settle_tx, plan.as_mut()).await?;
+        }
+    }
+    for (_, decided) in std::mem::take(&mut pending) {
+        route_one(&shared, decided, &replay_tx, &discard_tx, &settle_tx, plan.as_mut()).await?;
+    }
+    Ok(plan)
+}
+
+async fn route_one(
+    shared: &Shared,
+    decided: Decided,
+    replay_tx: &mpsc::Sender<Replay>,
+    discard_tx: &mpsc::Sender<Discard>,
+    settle_tx: &mpsc::Sender<Settle>,
+    plan: Option<&mut PlanCollector>,
+) -> Result<()> {
+    let stats = &shared.stats;
+    let Decided { delivery, result, .. } = decided;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(disabled) => {
+            shared.stop_with(StopReason::ModuleDisabled(disabled.to_string()));
+            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            return Ok(());
+        }
+    };
+    let id = delivery.envelope.id.clone();
+    if let Some(plan) = plan {
+        plan.add(&delivery.envelope, &outcome);
+    }
+    shared.journal(Event::Decided, &[&id])?;
+    if let Some(planned) = shared.config.plan.as_ref().and_then(|p| p.planned(&id))
+        && planned != outcome.outcome
+    {
+        tracing::warn!(id = %id, planned = %planned, now = %outcome.outcome, "decision differs from the plan; left in the DLQ");
+        Stats::add(&stats.plan_drift, 1);
+        settle_tx.send(Settle::Release(delivery.token, Some(id))).await.ok();
+        return Ok(());
+    }
+    let release = |counter| {
+        Stats::add(counter, 1);
+        Settle::Release(delivery.token.clone(), Some(id.clone()))
+    };
+    match outcome.outcome {
+        Outcome::Skip => settle_tx.send(release(&stats.skipped)).await.ok(),
+        Outcome::Failed => settle_tx.send(release(&stats.failed)).await.ok(),
+        _ if shared.config.dry_run => {
+            let counter = if outcome.outcome == Outcome::Replay {
+                &stats.replayed
+            } else {
+                &stats.discarded
+            };
+            settle_tx.send(release(counter)).await.ok()
+        }
+        _ if shared.stop.is_cancelled() => settle_tx.send(release(&stats.not_done)).await.ok(),
+        Outcome::Replay => {
+            let outgoing = outgoing_message(&shared.source_identity, &delivery.envelope, &outcome);
+            replay_tx.send(Replay { delivery, outgoing }).await.ok()
+        }
+        Outcome::Discard => discard_tx
+            .send(Discard {
+                delivery,
+                reason: outcome.reason,
+                module: outcome.decided_by,
+            })
+            .await
+            .ok(),
+    };
+    Ok(())
+}
+
+/// The message as it is forwarded: the chain's body and attribute changes, plus the replay id and count.
+fn outgoing_message(source_identity: &str, env: &Envelope, outcome: &ChainOutcome) -> Envelope {
+    let mut out = env.clone();
+    if let Some(body) = &outcome.body {
+        out.body.clone_from(body);
+    }
+    out.apply_attribute_changes(&outcome.attribute_changes);
+    let count = env.replay_count + 1;
+    out.apply_attribute_changes(&[
+        crate::message::AttributeChange::Set(
+            REPLAY_ID_ATTRIBUTE.into(),
+            replay_id(source_identity, &env.id, env.replay_count),
+        ),
+        crate::message::AttributeChange::Set(REPLAY_COUNT_ATTRIBUTE.into(), count.to_string()),
+    ]);
+    out.replay_count = count;
+    out
+}
+
+/// Forward replays: rate limit, canary and gate, send, journal the confirmations, then ack.
+async fn forward_stage(
+    shared: Arc<Shared>,
+    sink: Option<Arc<dyn Sink>>,
+    mut replay_rx: mpsc::Receiver<Replay>,
+    settle_tx: mpsc::Sender<Settle>,
+    pauser: report::Pauser,
+    gate_tx: tokio::sync::watch::Sender<GateState>,
+) -> Result<Option<CanaryReport>> {
+    let config = &shared.config;
+    let stats = &shared.stats;
+    let Some(sink) = sink else {
+        // Dry run: the router never sends replays here.
+        while replay_rx.recv().await.is_some() {}
+        gate_tx.send_replace(GateState::Open);
+        return Ok(None);
+    };
+    let mut pacer = config.rate.clone().map(Pacer::new);
+    let mut canary_left = config.canary;
+    let mut canary_ids: Vec<String> = Vec::new();
+    let mut canary: Option<CanaryReport> = None;
+    let max_batch = match &config.rate {
+        // About a tenth of a second's worth, so pacing stays smooth and a stop is prompt.
+        Some(plan) => ((plan.rate.0 / 10.0) as usize).clamp(1, sink.max_batch()),
+        None => sink.max_batch(),
+    };
+
+    while let Some(first) = replay_rx.recv().await {
+        let limit = if canary_left > 0 {
+            max_batch.min(canary_left as usize)
+        } else {
+            max_batch
+        };
+        let mut batch = vec![first];
+        while batch.len() < limit {
+            match replay_rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        // Pace: each message waits for its permit; a stop while waiting leaves the rest in the DLQ.
+        let mut ready = 0;
+        if let Some(pacer) = pacer.as_mut() {
+            for _ in 0..batch.len() {
+                tokio::select! {
+                    biased;
+                    () = shared.stop.cancelled() => break,
+                    () = pacer.ready() => ready += 1,
+                }
+            }
+        } else if !shared.stop.is_cancelled() {
+            ready = batch.len();
+        }
+        let unsent = batch.split_off(ready);
+        for item in unsent {
+            Stats::add(&stats.not_done, 1);
+            settle_tx
+                .send(Settle::Release(item.delivery.token, Some(item.delivery.envelope.id)))
+                .await
+                .ok();
+        }
+        if batch.is_empty() {
+            continue;
+        }
+
+        let envelopes: Vec<Envelope> = batch.iter().map(|r| r.outgoing.clone()).collect();
+        let results = sink.send(&envelopes).await;
+        let mut confirmed = Vec::with_capacity(batch.len());
+        for (item, result) in batch.into_iter().zip(results) {
+            match result {
+                Ok(()) => confirmed.push(item.delivery),
+                Err(reason) => {
+                    tracing::warn!(id = %item.delivery.envelope.id, "not forwarded, left in the DLQ: {reason}");
+                    Stats::add(&stats.send_failed, 1);
+                    let id = item.delivery.envelope.id;
+                    settle_tx
+                        .send(Settle::Release(item.delivery.token, Some(id)))
+                        .await
+                        .ok();
+                }
+            }
+        }
+        let ids: Vec<&str> = confirmed.iter().map(|d| d.envelope.id.as_str()).collect();
+        shared.journal(Event::Confirmed, &ids)?;
+        // The confirmations must be durable before anything is acked.
+        shared.sync_journal()?;
+        if !confirmed.is_empty() {
+            shared
+                .first_replay
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| shared.started.elapsed());
+        }
+        Stats::add(&stats.replayed, confirmed.len() as u64);
+        let sent = confirmed.len() as u64;
+        for delivery in confirmed {
+            if canary_left > 0 {
+                canary_ids.push(delivery.envelope.id.clone());
+            }
+            settle_tx
+                .send(Settle::Ack(delivery.token, delivery.envelope.id))
+                .await
+                .ok();
+        }
+        if canary_left > 0 {
+            canary_left = canary_left.saturating_sub(sent.max(1));
+            if canary_left == 0 {
+                pauser.pause();
+                if config.gate != Gate::None {
+                    eprintln!(
+                        "canary: {} messages replayed to {}; verifying with {}",
+                        canary_ids.len(),
+                        sink.describe(),
+                        config.gate
+                    );
+                }
+                let verdict = gate::verify(&config.gate, &canary_ids, &sink.describe(), &config.workdir).await;
+                pauser.resume();
+                if let Err(why) = &verdict {
+                    shared.stop_with(StopReason::GateFailed(why.clone()));
+                }
+                gate_tx.send_replace(if verdict.is_ok() {
+                    GateState::Open
+                } else {
+                    GateState::Closed
+                });
+                canary = Some(CanaryReport {
+                    ids: std::mem::take(&mut canary_ids),
+                    gate: config.gate.to_string(),
+                    passed: verdict.is_ok(),
+                });
+            }
+        }
+    }
+    sink.close().await.context("closing the destination")?;
+    // The pass ended before the canary was complete: there is no gate to wait for.
+    gate_tx.send_if_modified(|state| {
+        let pending = *state == GateState::Pending;
+        if pending {
+            *state = if shared.stop.is_cancelled() {
+                GateState::Closed
+            } else {
+                GateState::Open
+            };
+        }
+        pending
+    });
+    if canary.is_none() && !canary_ids.is_empty() {
+        canary = Some(CanaryReport {
+            ids: canary_ids,
+            gate: format!("{} (not reached: fewer replays than the canary size)", config.gate),
+            passed: true,
+        });
+    }
+    Ok(canary)
+}
+
+/// Archive discarded messages durably, then ack them.
+async fn discard_stage(
+    shared: Arc<Shared>,
+    mut discard_rx: mpsc::Receiver<Discard>,
+    settle_tx: mpsc::Sender<Settle>,
+    mut gate: tokio::sync::watch::Receiver<GateState>,
+) -> Result<()> {
+    // Nothing is discarded before the canary gate passed; held messages are kept in memory meanwhile
+    // (they are only the discards decided while the canary is out).
+    let mut held = Vec::new();
+    if !hold_until_gate(&mut gate, &mut discard_rx, &mut held).await {
+        for d in held
+            .into_iter()
+            .chain(std::iter::from_fn(|| discard_rx.try_recv().ok()))
+        {
+            Stats::add(&shared.stats.not_done, 1);
+            settle_tx
+                .send(Settle::Release(d.delivery.token, Some(d.delivery.envelope.id)))
+                .await
+                .ok();
+        }
+        while let Some(d) = discard_rx.recv().await {
+            Stats::add(&shared.stats.not_done, 1);
+            settle_tx
+                .send(Settle::Release(d.delivery.token, Some(d.delivery.envelope.id)))
+                .await
+                .ok();
+        }
+        return Ok(());
+    }
+    let mut held = held.into_iter();
+    let mut archive: Option<DiscardArchive> = None;
+    loop {
+        let first = match held.next() {
+            Some(item) => item,
+            None => match discard_rx.recv().await {
+                Some(item) => item,
+                None => break,
+            },
+        };
+        let mut batch = vec![first];
+        batch.extend(held.by_ref().take(255));
+        while batch.len() < 256 {
+            match discard_rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let written = match archive.as_mut() {
+            Some(a) => Ok(a),
+            None => DiscardArchive::open(&shared.config.archive).map(|a| archive.insert(a)),
+        }
+        .and_then(|a| {
+            let rows: Vec<(&Envelope, &str, &str)> = batch
+                .iter()
+                .map(|d| (&d.delivery.envelope, d.reason.as_str(), d.module.as_str()))
+                .collect();
+            tokio::task::block_in_place(|| a.write(&rows))
+        });
+        if let Err(e) = written {
+            // Without the archive a discard could not be undone: keep them in the DLQ and stop.
+            shared.stop_with(StopReason::Error(format!("{e:#}")));
+            for d in batch {
+                Stats::add(&shared.stats.not_done, 1);
+                settle_tx
+                    .send(Settle::Release(d.delivery.token, Some(d.delivery.envelope.id)))
+                    .await
+                    .ok();
+            }
+            continue;
+        }
+        let ids: Vec<&str> = batch.iter().map(|d| d.delivery.envelope.id.as_str()).collect();
+        shared.journal(Event::Archived, &ids)?;
+        shared.sync_journal()?;
+        Stats::add(&shared.stats.discarded, batch.len() as u64);
+        for d in batch {
+            settle_tx
+                .send(Settle::Ack(d.delivery.token, d.delivery.envelope.id))
+                .await
+                .ok();
+        }
+    }
+    Ok(())
+}
+
+/// Send parked messages to the park destination, then ack them; on refusal leave them in the DLQ.
+async fn park_stage(
+    shared: Arc<Shared>,
+    sink: Option<Arc<dyn Sink>>,
+    mut park_rx: mpsc::Receiver<Delivery>,
+    settle_tx: mpsc::Sender<Settle>,
+    mut gate: tokio::sync::watch::Receiver<GateState>,
+) -> Result<()> {
+    let mut held = Vec::new();
+    let open = hold_until_gate(&mut gate, &mut park_rx, &mut held).await;
+    let mut held = held.into_iter();
+    loop {
+        let delivery = match held.next() {
+            Some(d) => d,
+            None => match park_rx.recv().await {
+                Some(d) => d,
+                None => break,
+            },
+        };
+        let (Some(sink), true) = (&sink, open) else {
+            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            continue;
+        };
+        let result = sink.send(std::slice::from_ref(&delivery.envelope)).await;
+        match result.into_iter().next() {
+            Some(Ok(())) => {
+                shared.journal(Event::Parked, &[&delivery.envelope.id])?;
+                shared.sync_journal()?;
+                settle_tx
+                    .send(Settle::Ack(delivery.token, delivery.envelope.id))
+                    .await
+                    .ok();
+            }
+            other => {
+                tracing::warn!(id = %delivery.envelope.id, "could not park ({other:?}); left in the DLQ");
+                settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            }
+        }
+    }
+    if let Some(sink) = sink {
+        sink.close().await.context("closing the park destination")?;
+    }
+    Ok(())
+}
+
+/// Ack and release in batches, and journal it.
+async fn settle_stage(shared: Arc<Shared>, acker: Arc<dyn Acker>, mut settle_rx: mpsc::Receiver<Settle>) -> Result<()> {
+    while let Some(first) = settle_rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match settle_rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let (mut acks, mut releases) = (Vec::new(), Vec::new());
+        let (mut acked_ids, mut released_ids) = (Vec::new(), Vec::new());
+        for item in batch {
+            match item {
+                Settle::Ack(token, id) => {
+                    acks.push(token);
+                    acked_ids.push(id);
+                }
+                Settle::Release(token, id) => {
+                    releases.push(token);
+                    released_ids.extend(id);
+                }
+            }
+        }
+        if !acks.is_empty() {
+            match acker.ack(&acks).await {
+                Ok(()) => {
+                    let ids: Vec<&str> = acked_ids.iter().filter(|i| !i.is_empty()).map(String::as_str).collect();
+                    shared.journal(Event::Acked, &ids)?;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "ack failed, {} messages stay in the DLQ (a resumed run acks them): {e}",
+                        acks.len()
+                    );
+                    Stats::add(&shared.stats.settle_failed, acks.len() as u64);
+                }
+            }
+        }
+        if !releases.is_empty() {
+            if let Err(e) = acker.release(&releases).await {
+                tracing::warn!("release failed for {} messages: {e}", releases.len());
+                Stats::add(&shared.stats.settle_failed, releases.len() as u64);
+            }
+            let ids: Vec<&str> = released_ids.iter().map(String::as_str).collect();
+            shared.journal(Event::Released, &ids)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! `file:path/out.jsonl`: appends replayed messages in the JSONL message format, fsync per batch.
+//!
+//! On open it reads the replay ids already in the file, so a run resumed after a crash between the fsync
+//! and the journal entry does not write a message twice.
+
+use std::collections::HashSet;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+
+use super::Sink;
+use crate::jsonl::message_to_json;
+use crate::message::{Envelope, REPLAY_ID_ATTRIBUTE};
+use crate::source::AdapterError;
+
+/// Appends to a JSONL file.
+pub struct FileSink {
+    path: PathBuf,
+    state: Arc<Mutex<State>>,
+}
+
+struct State {
+    file: std::fs::File,
+    /// Replay ids present when the file was opened.
+    existing: HashSet<String>,
+}
+
+impl FileSink {
+    /// Open (create with mode 0600) `path` for appending.
+    pub async fn open(path: &str) -> Result<Self, AdapterError> {
+        if path.is_empty() {
+            return Err(AdapterError::Config(
+                "file: needs a path, e.g. file:staging.jsonl".into(),
+            ));
+        }
+        let path = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
+        let p = path.clone();
+        let state = tokio::task::spawn_blocking(move || -> Result<State, AdapterError> {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| AdapterError::io(format!("cannot create the directory of {}", p.display()), e))?;
+            }
+            let existing = existing_replay_ids(&p)?;
+            let file = crate::audit::open_private_append(&p)
+                .map_err(|e| AdapterError::io(format!("cannot open {} for appending", p.display()), e))?;
+            Ok(State { file, existing })
+        })
+        .await
+        .map_err(|e| AdapterError::Config(format!("sink open task failed: {e}")))??;
+        Ok(Self {
+            path,
+            state: Arc::new(Mutex::new(state)),
+        })
+    }
+}
+
+fn existing_replay_ids(path: &std::path::Path) -> Result<HashSet<String>, AdapterError> {
+    let mut ids = HashSet::new();
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+        Err(e) => return Err(AdapterError::io(format!("cannot read {}", path.display()), e)),
+    };
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(|e| AdapterError::io(format!("cannot read {}", path.display()), e))?;
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if let Some(id) = value["attributes"][REPLAY_ID_ATTRIBUTE].as_str() {
+            ids.insert(id.to_owned());
+        }
+    }
+    Ok(ids)
+}
+
+#[async_trait]
+impl Sink for FileSink {
+    fn describe(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+
+    fn max_batch(&self) -> usize {
+        256
+    }
+
+    async fn send(&self, batch: &[Envelope]) -> Vec<Result<(), String>> {
+        let mut buf = Vec::with_capacity(batch.len() * 1200);
+        {
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            for env in batch {
+                if env
+                    .attribute(REPLAY_ID_ATTRIBUTE)
+                    .is_some_and(|id| state.existing.contains(id))
+                {
+                    continue; // already written by an earlier, interrupted run
+                }
+                // Writing JSON to a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut buf, &message_to_json(env));
+                buf.push(b'\n');
+            }
+        }
+        let state = self.state.clone();
+        let path = self.path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.file.write_all(&buf).and_then(|()| state.file.sync_data())
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        match written {
+            Ok(()) => vec![Ok(()); batch.len()],
+            Err(e) => {
+                let reason = format!("cannot append to {}: {e}", path.display());
+                vec![Err(reason); batch.len()]
+            }
+        }
+    }
+
+    async fn close(&self) -> Result<(), AdapterError> {
+        let state = self.state.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || state.lock().unwrap_or_else(PoisonError::into_inner).file.sync_all())
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| AdapterError::io(format!("cannot sync {}", path.display()), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn appends_and_skips_replay_ids_already_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/out.jsonl");
+        let env = |id: &str| Envelope {
+            id: id.into(),
+            body: b"{}".to_vec(),
+            attributes: vec![(REPLAY_ID_ATTRIBUTE.into(), format!("r-{id}"))],
+            ..Default::default()
+        };
+        let sink = FileSink::open(path.to_str().unwrap()).await.unwrap();
+        assert!(sink.send(&[env("a"), env("b")]).await.iter().all(Result::is_ok));
+        sink.close().await.unwrap();
+        let sink = FileSink::open(path.to_str().unwrap()).await.unwrap();
+        assert!(sink.send(&[env("b"), env("c")]).await.iter().all(Result::is_ok));
+        let ids: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+    }
+}

@@ -1,0 +1,139 @@
+//! Sources: where dead letters come from. One file per broker behind one trait.
+//!
+//! A [`Source`] streams the messages of one bounded pass over a dead-letter queue. Each message carries an
+//! [`AckToken`]; the pipeline settles it downstream through the source's [`Acker`]: `ack` removes it from the
+//! DLQ (only after the destination confirmed it, or it was archived), `release` leaves it there untouched.
+//! The split lets brokers with very different models fit: RabbitMQ delivery tags (ack / nack+requeue), SQS
+//! receipt handles (delete / change visibility), Kafka offsets (commit), Redis Streams entry ids (XACK).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::message::Envelope;
+
+mod file;
+
+pub use file::FileSource;
+
+/// Identifies one received message to its source, for settling it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AckToken {
+    /// Position or tag: line number, delivery tag, offset.
+    pub seq: u64,
+    /// Broker key where a number is not enough: receipt handle, entry id, partition.
+    pub key: String,
+}
+
+/// One message received from a source.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The normalised message.
+    pub envelope: Envelope,
+    /// How to settle it.
+    pub token: AckToken,
+}
+
+/// What a source yields.
+#[derive(Debug)]
+pub enum Received {
+    /// A message.
+    Message(Delivery),
+    /// Something that could not be read as a message. It stays in the DLQ; the problem is reported.
+    Malformed {
+        /// How to settle it (it is always released).
+        token: AckToken,
+        /// Where and what: e.g. `line 12: not a message object: ...`.
+        problem: String,
+    },
+}
+
+/// Whether the pass may remove messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceMode {
+    /// A replay: acked messages are removed from the DLQ.
+    Consume,
+    /// A plan or dry run: nothing is ever removed.
+    Peek,
+}
+
+/// Errors of sources and sinks.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// The URL or its options are wrong.
+    #[error("{0}")]
+    Config(String),
+    /// Reading or writing failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, and where.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AdapterError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        AdapterError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// A dead-letter queue, read in one bounded pass.
+#[async_trait]
+pub trait Source: Send {
+    /// A stable identity without credentials (e.g. `file:/abs/dlq.jsonl`, `amqp://host/vhost?queue=q`).
+    /// Replay ids and the run journal are derived from it.
+    fn identity(&self) -> &str;
+
+    /// How many messages this pass will yield, when known up front (for progress and ETA).
+    fn pass_size(&self) -> Option<u64>;
+
+    /// The next message of the pass, or `None` when the pass is complete. Messages that come back to the
+    /// DLQ during the run are not part of the pass.
+    async fn next(&mut self) -> Result<Option<Received>, AdapterError>;
+
+    /// The handle the pipeline settles messages with.
+    fn acker(&self) -> Arc<dyn Acker>;
+
+    /// End the pass: give back whatever is still held, write remainders. Returns lines for the summary.
+    async fn finish(&mut self) -> Result<Vec<String>, AdapterError>;
+}
+
+/// Settles received messages. Both calls are idempotent.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    /// Remove these messages from the DLQ. Only called once their fate is durable elsewhere.
+    async fn ack(&self, tokens: &[AckToken]) -> Result<(), AdapterError>;
+    /// Leave these messages in the DLQ, untouched.
+    async fn release(&self, tokens: &[AckToken]) -> Result<(), AdapterError>;
+}
+
+/// Options that only some sources use.
+#[derive(Clone, Debug, Default)]
+pub struct SourceOptions {
+    /// For sources that cannot delete (files): where to write what is still in the DLQ at the end.
+    pub remainder: Option<PathBuf>,
+}
+
+/// Open a source from its URL: `file:path/to/dlq.jsonl`.
+pub async fn open_source(
+    url: &str,
+    mode: SourceMode,
+    options: &SourceOptions,
+) -> Result<Box<dyn Source>, AdapterError> {
+    match url.split_once(':') {
+        Some(("file", path)) => Ok(Box::new(FileSource::open(path, mode, options).await?)),
+        Some((scheme, _)) if !scheme.is_empty() && !scheme.contains(['/', '\\']) => Err(AdapterError::Config(format!(
+            "unsupported source `{scheme}:`; supported: file:path/to/dlq.jsonl"
+        ))),
+        _ => Err(AdapterError::Config(format!(
+            "source {url:?} has no scheme; write file:{url} for a JSONL file"
+        ))),
+    }
+}
