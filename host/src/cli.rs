@@ -38,6 +38,7 @@ pub struct Cli {
 
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
 pub enum Command {
     /// Replay a dead-letter queue: run every message through the filters, forward the replays (rate-limited,
     /// canary first), and remove from the DLQ only what the destination confirmed or what was archived.

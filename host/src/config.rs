@@ -56,12 +56,21 @@ pub struct FilterEntry {
 }
 
 /// A loaded config file and the directory its relative paths are relative to.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LoadedConfig {
     /// The settings.
     pub file: FileConfig,
-    /// The file's directory.
+    /// The file's directory (the current directory when there is no file).
     pub dir: PathBuf,
+}
+
+impl Default for LoadedConfig {
+    fn default() -> Self {
+        Self {
+            file: FileConfig::default(),
+            dir: PathBuf::from("."),
+        }
+    }
 }
 
 impl LoadedConfig {

@@ -362,8 +362,11 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
     }
     progress.finish();
     shared.sync_journal()?;
-    let mut audit = audit.lock().unwrap_or_else(PoisonError::into_inner);
-    audit.sync()?;
+    let audit_files: Vec<PathBuf> = {
+        let mut audit = audit.lock().unwrap_or_else(PoisonError::into_inner);
+        audit.sync()?;
+        chain.modules().iter().map(|m| audit.path_for(&m.name)).collect()
+    };
     let source_notes = source.finish().await.context("finishing the source")?;
 
     let counts = stats.snapshot();
@@ -383,7 +386,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .map(|d| d.as_secs_f64()),
-        audit_files: chain.modules().iter().map(|m| audit.path_for(&m.name)).collect(),
+        audit_files,
         audit_dir: config.audit_dir.clone(),
         journal: shared.journal.as_ref().map(|j| j.path().to_owned()),
         archive: (counts.discarded > 0).then(|| config.archive.clone()),
@@ -425,9 +428,11 @@ async fn read_stage(
         if let Some(past) = shared.journal.as_ref().and_then(|j| j.past(&env.id)) {
             // Settled by an earlier run: ack without forwarding again.
             Stats::add(&stats.resumed, 1);
-            let id = (past == PastState::SettledNotAcked)
-                .then(|| env.id.clone())
-                .unwrap_or_default();
+            let id = if past == PastState::SettledNotAcked {
+                env.id.clone()
+            } else {
+                String::new()
+            };
             settle_tx.send(Settle::Ack(delivery.token, id)).await.ok();
             continue;
         }
@@ -751,6 +756,8 @@ async fn forward_stage(
                 } else {
                     GateState::Closed
                 });
+                // The ramp (if any) starts once the canary is through: canary -> gate -> ramp -> full rate.
+                pacer = config.rate.clone().map(Pacer::new);
                 canary = Some(CanaryReport {
                     ids: std::mem::take(&mut canary_ids),
                     gate: config.gate.to_string(),

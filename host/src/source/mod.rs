@@ -37,6 +37,10 @@ pub struct Delivery {
 
 /// What a source yields.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "almost every item is a message; boxing would cost an allocation each"
+)]
 pub enum Received {
     /// A message.
     Message(Delivery),

