@@ -182,6 +182,28 @@ impl Plan {
         Ok(plan)
     }
 
+    /// The selection `run --plan` is restricted to, with the modules it must run.
+    pub fn selection(&self) -> PlanSelection {
+        PlanSelection {
+            ids: self.messages.iter().map(|m| (m.id.clone(), m.verdict)).collect(),
+            modules: self.modules.clone(),
+        }
+    }
+}
+
+/// The planned outcome of each message of a plan, and the modules the plan was made with.
+#[derive(Clone, Debug, Default)]
+pub struct PlanSelection {
+    ids: HashMap<String, Outcome>,
+    modules: Vec<PlannedModule>,
+}
+
+impl PlanSelection {
+    /// The planned outcome of `id`, or `None` if the message was not in the plan.
+    pub fn planned(&self, id: &str) -> Option<Outcome> {
+        self.ids.get(id).copied()
+    }
+
     /// Refuse if a module changed since the plan was made.
     pub fn check_modules(&self, loaded: &[PlannedModule]) -> Result<()> {
         if loaded.len() != self.modules.len() {
@@ -208,26 +230,6 @@ impl Plan {
             }
         }
         Ok(())
-    }
-
-    /// The selection `run --plan` is restricted to.
-    pub fn selection(&self) -> PlanSelection {
-        PlanSelection {
-            ids: self.messages.iter().map(|m| (m.id.clone(), m.verdict)).collect(),
-        }
-    }
-}
-
-/// The planned outcome of each message of a plan.
-#[derive(Clone, Debug, Default)]
-pub struct PlanSelection {
-    ids: HashMap<String, Outcome>,
-}
-
-impl PlanSelection {
-    /// The planned outcome of `id`, or `None` if the message was not in the plan.
-    pub fn planned(&self, id: &str) -> Option<Outcome> {
-        self.ids.get(id).copied()
     }
 }
 

@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{OutputFormat, PlanArgs, RunArgs, SelectArgs, exit};
 use crate::config::{LoadedConfig, value_text};
-use crate::filter::{FilterChain, ModuleSpec};
+use crate::filter::ModuleSpec;
 use crate::pipeline::{self, Gate, Rate, RatePlan, RunConfig, RunReport, StopReason};
-use crate::plan::{Plan, PlannedModule};
+use crate::plan::Plan;
 
 /// Run `redrive run`; returns the exit code.
 pub fn run(args: &RunArgs) -> Result<u8> {
@@ -51,9 +51,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         .or_else(|| file.remainder.as_deref().map(|p| loaded.path(p)));
     config.preserve_order = !(args.allow_reorder || file.allow_reorder.unwrap_or(false));
     if let Some(path) = &args.plan {
-        let plan = Plan::read(path)?;
-        check_plan(&plan, &config)?;
-        config.plan = Some(plan.selection());
+        config.plan = Some(Plan::read(path)?.selection());
     }
     let output = args.select.output;
     let report = execute(config)?;
@@ -72,21 +70,13 @@ pub fn plan(args: &PlanArgs) -> Result<u8> {
         "until": config.until,
         "max_replays": config.max_replays,
     });
-    let filters = config.filters.clone();
-    let cache = config.cache_dir.clone();
     let mut report = execute(config)?;
     let collector = report.plan.take().unwrap_or_default();
     print_summary(&report, args.select.output, true)?;
     if args.select.output == OutputFormat::Table {
         print_groups(&collector);
     }
-    let chain = FilterChain::load(&filters, 1, cache)?;
-    let modules: Vec<PlannedModule> = chain
-        .modules()
-        .iter()
-        .map(|m| PlannedModule::from(m.as_ref()))
-        .collect();
-    let plan = collector.into_plan(&report.source, modules, options);
+    let plan = collector.into_plan(&report.source, std::mem::take(&mut report.modules), options);
     plan.write(&args.plan_out)?;
     if args.select.output == OutputFormat::Table {
         println!(
@@ -262,16 +252,6 @@ fn gate(args: &RunArgs, loaded: &LoadedConfig) -> Result<Gate> {
         }
         Some(other) => bail!("--verify {other:?}: expected `prompt` or `none` (or use --verify-cmd COMMAND)"),
     }
-}
-
-fn check_plan(plan: &Plan, config: &RunConfig) -> Result<()> {
-    let chain = FilterChain::load(&config.filters, 1, config.cache_dir.clone())?;
-    let modules: Vec<PlannedModule> = chain
-        .modules()
-        .iter()
-        .map(|m| PlannedModule::from(m.as_ref()))
-        .collect();
-    plan.check_modules(&modules)
 }
 
 /// Run the pipeline on a Tokio runtime with the kill switch wired to Ctrl-C and SIGTERM.

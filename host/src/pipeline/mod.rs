@@ -29,7 +29,7 @@ pub use report::{Counts, Progress, Stats};
 use crate::audit::{AuditLog, DiscardArchive};
 use crate::filter::{ChainOutcome, ChainRunner, FilterChain, ModuleDisabled, ModuleSpec};
 use crate::message::{Envelope, Outcome, REPLAY_COUNT_ATTRIBUTE, REPLAY_ID_ATTRIBUTE};
-use crate::plan::{PlanCollector, PlanSelection};
+use crate::plan::{PlanCollector, PlanSelection, PlannedModule};
 use crate::sink::{Sink, open_sink};
 use crate::source::{AckToken, Acker, Delivery, Received, Source, SourceMode, SourceOptions, open_source};
 
@@ -101,6 +101,8 @@ pub struct RunReport {
     pub source: String,
     /// Destination, when not a dry run.
     pub destination: Option<String>,
+    /// The filter chain that ran.
+    pub modules: Vec<PlannedModule>,
     /// Counters.
     pub counts: Counts,
     /// Why it stopped early, if it did.
@@ -239,6 +241,14 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
         let cache = config.cache_dir.clone();
         tokio::task::spawn_blocking(move || FilterChain::load(&filters, workers, cache)).await??
     };
+    let modules: Vec<PlannedModule> = chain
+        .modules()
+        .iter()
+        .map(|m| PlannedModule::from(m.as_ref()))
+        .collect();
+    if let Some(plan) = &config.plan {
+        plan.check_modules(&modules)?;
+    }
     let runners: Vec<ChainRunner> = (0..config.workers.max(1))
         .map(|_| chain.runner())
         .collect::<Result<_, _>>()?;
@@ -387,6 +397,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
             .unwrap_or_else(PoisonError::into_inner)
             .map(|d| d.as_secs_f64()),
         audit_files,
+        modules,
         audit_dir: config.audit_dir.clone(),
         journal: shared.journal.as_ref().map(|j| j.path().to_owned()),
         archive: (counts.discarded > 0).then(|| config.archive.clone()),
