@@ -32,6 +32,7 @@ pub struct Cli {
     /// More log output on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -86,6 +87,7 @@ pub struct FilterTestArgs {
     /// Also write each module's audit records to DIR/<module>.jsonl.
     #[arg(long, value_name = "DIR")]
     pub audit_dir: Option<PathBuf>,
+    /// Sandbox limits and engine options.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
 }
@@ -126,6 +128,7 @@ pub struct SelectArgs {
     /// No progress bar or progress lines.
     #[arg(long)]
     pub no_progress: bool,
+    /// Sandbox limits and engine options.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
 }
@@ -133,6 +136,7 @@ pub struct SelectArgs {
 /// Arguments of `redrive run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Source, filters and audit options shared with `plan`.
     #[command(flatten)]
     pub select: SelectArgs,
     /// Where replayed messages go: file:path/staging.jsonl.
@@ -183,6 +187,7 @@ pub struct RunArgs {
 /// Arguments of `redrive plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Source, filters and audit options shared with `plan`.
     #[command(flatten)]
     pub select: SelectArgs,
     /// Where to write the plan file.

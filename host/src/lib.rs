@@ -11,6 +11,8 @@
 //! - [`audit`]: per-module audit logs and the discard archive.
 //! - [`cli`]: the command line.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod cli;
 pub mod commands;
