@@ -60,6 +60,9 @@ fn main() {
             Ok(()) => println!("(table saved to {})", path.display()),
             Err(e) => eprintln!("cannot save the table to {}: {e}", path.display()),
         }
+        if std::env::var_os("REDRIVE_BENCH_SPLIT").is_some_and(|v| v == "1") {
+            println!("\n{}", split::report(&filters, &env));
+        }
     }
 }
 
@@ -516,4 +519,316 @@ fn summary_table(out_dir: &Path, since: SystemTime) -> String {
         }
     }
     t
+}
+
+/// Where a fresh instance's time goes: an experiment, run with `REDRIVE_BENCH_SPLIT=1`
+/// (`scripts/bench-engine.sh --split`).
+///
+/// `ChainRunner` does not expose its phases, so this replicates, with wasmtime directly, what
+/// `ModuleRunner::start` + `decide` + dropping the store do for `route-by-error.wasm` under the engine
+/// settings of `FilterEngine::new` (copied here: keep them in step), and times each phase per cycle.
+/// It then repeats the whole cycle under alternative pooling settings, to show what each one buys.
+mod split {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use wasmtime::component::{HasSelf, Linker};
+    use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store};
+    use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+    use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+    use redrive::message::Envelope;
+
+    mod bindings {
+        wasmtime::component::bindgen!({
+            world: "filter",
+            path: "../guest-sdk/wit",
+        });
+    }
+    use bindings::redrive::filter::types as wit;
+    use bindings::{Filter, FilterPre};
+
+    /// Stands in for the host's `GuestState`: deny-all WASI with captured output, a memory cap, logs.
+    struct State {
+        wasi: WasiCtx,
+        table: ResourceTable,
+        limiter: Cap,
+        logs: Vec<String>,
+    }
+
+    struct Cap(usize);
+
+    impl wasmtime::ResourceLimiter for Cap {
+        fn memory_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> wasmtime::Result<bool> {
+            Ok(desired <= self.0)
+        }
+        fn table_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> wasmtime::Result<bool> {
+            Ok(desired <= 1 << 20)
+        }
+    }
+
+    impl State {
+        fn new() -> Self {
+            let wasi = WasiCtxBuilder::new()
+                .stdout(MemoryOutputPipe::new(64 << 10))
+                .stderr(MemoryOutputPipe::new(64 << 10))
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build();
+            Self {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: Cap(64 << 20),
+                logs: Vec::new(),
+            }
+        }
+    }
+
+    impl WasiView for State {
+        fn ctx(&mut self) -> WasiCtxView<'_> {
+            WasiCtxView {
+                ctx: &mut self.wasi,
+                table: &mut self.table,
+            }
+        }
+    }
+
+    impl bindings::redrive::filter::host::Host for State {
+        fn log(&mut self, _level: wit::LogLevel, text: String) {
+            self.logs.push(text);
+        }
+    }
+
+    impl wit::Host for State {}
+
+    /// Pooling settings to compare; `None` is the on-demand allocator.
+    struct Variant {
+        name: &'static str,
+        pooling: Option<(usize, Enabled)>,
+        /// `Config::memory_init_cow` (wasmtime's default: true).
+        cow: bool,
+        /// `Config::consume_fuel` (FilterEngine: true).
+        fuel: bool,
+    }
+
+    const VARIANTS: &[Variant] = &[
+        Variant {
+            name: "as FilterEngine: pooling, keep_resident 1 MiB, pagemap_scan auto",
+            pooling: Some((1 << 20, Enabled::Auto)),
+            cow: true,
+            fuel: true,
+        },
+        Variant {
+            name: "pooling, keep_resident 2 MiB, pagemap_scan auto",
+            pooling: Some((2 << 20, Enabled::Auto)),
+            cow: true,
+            fuel: true,
+        },
+        Variant {
+            name: "pooling, keep_resident 64 KiB, pagemap_scan auto",
+            pooling: Some((64 << 10, Enabled::Auto)),
+            cow: true,
+            fuel: true,
+        },
+        Variant {
+            name: "pooling, keep_resident 0 (madvise only)",
+            pooling: Some((0, Enabled::Auto)),
+            cow: true,
+            fuel: true,
+        },
+        Variant {
+            name: "pooling, keep_resident 1 MiB, pagemap_scan off",
+            pooling: Some((1 << 20, Enabled::No)),
+            cow: true,
+            fuel: true,
+        },
+        Variant {
+            name: "on-demand allocator (no pooling)",
+            pooling: None,
+            cow: true,
+            fuel: true,
+        },
+        Variant {
+            name: "pooling, keep_resident 2 MiB, pagemap_scan auto, memory_init_cow off",
+            pooling: Some((2 << 20, Enabled::Auto)),
+            cow: false,
+            fuel: true,
+        },
+        Variant {
+            name: "pooling, keep_resident 0, memory_init_cow off",
+            pooling: Some((0, Enabled::Auto)),
+            cow: false,
+            fuel: true,
+        },
+        Variant {
+            name: "as FilterEngine, but no fuel metering",
+            pooling: Some((1 << 20, Enabled::Auto)),
+            cow: true,
+            fuel: false,
+        },
+    ];
+
+    fn engine(variant: &Variant) -> Engine {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(variant.fuel)
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .parallel_compilation(true)
+            .memory_init_cow(variant.cow);
+        if let Some((keep_resident, pagemap)) = variant.pooling {
+            // FilterEngine::new for 1 worker × 1 module: 6 slots, 64 MiB memories.
+            let slots = 6;
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_component_instances(slots)
+                .total_core_instances(slots * 16)
+                .total_memories(slots * 2)
+                .total_tables(slots * 4)
+                .total_stacks(slots)
+                .max_memory_size(64 << 20)
+                .linear_memory_keep_resident(keep_resident)
+                .table_keep_resident(64 << 10)
+                .pagemap_scan(pagemap);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        Engine::new(&config).expect("engine")
+    }
+
+    fn to_wit(env: &Envelope) -> wit::Message {
+        wit::Message {
+            id: env.id.clone(),
+            body: env.body.clone(),
+            attributes: env.attributes.clone(),
+            origin: wit::Origin {
+                system: env.origin.system.clone(),
+                dlq: env.origin.dlq.clone(),
+                original_queue: env.origin.original_queue.clone(),
+            },
+            failure: wit::FailureInfo {
+                reason: env.failure.reason.clone(),
+                error_text: env.failure.error_text.clone(),
+                error_class: env.failure.error_class.clone(),
+                receive_count: env.failure.receive_count,
+                first_failed_at_ms: env.failure.first_failed_at.map(|t| t.timestamp_millis()),
+                last_failed_at_ms: env.failure.last_failed_at.map(|t| t.timestamp_millis()),
+            },
+            replay_count: env.replay_count,
+        }
+    }
+
+    const PHASES: [&str; 8] = [
+        "WasiCtx + state",
+        "Store::new + limiter + fuel",
+        "instantiate",
+        "init",
+        "first decide",
+        "drop store (reset memory)",
+        "second decide (reused)",
+        "decide (reused), bare message",
+    ];
+
+    /// Times each phase of `cycles` fresh-instance cycles; medians in ns, per phase.
+    fn phases(engine: &Engine, pre: &FilterPre<State>, env: &Envelope, fuel: bool, cycles: usize) -> Vec<f64> {
+        let config: Vec<(String, String)> = Vec::new();
+        let mut samples = vec![Vec::with_capacity(cycles); PHASES.len()];
+        for _ in 0..cycles {
+            let msg = to_wit(env);
+            let msg2 = to_wit(env);
+            // Same failure context (so the same verdict and guest work), nothing else: 4 strings to
+            // lower instead of 15.
+            let bare = wit::Message {
+                id: env.id.clone(),
+                body: Vec::new(),
+                attributes: Vec::new(),
+                origin: wit::Origin {
+                    system: String::new(),
+                    dlq: String::new(),
+                    original_queue: None,
+                },
+                ..to_wit(env)
+            };
+            let t0 = Instant::now();
+            let state = State::new();
+            let t1 = Instant::now();
+            let mut store = Store::new(engine, state);
+            store.limiter(|s| &mut s.limiter);
+            if fuel {
+                store.set_fuel(1_000_000_000).unwrap();
+            }
+            store.set_epoch_deadline(100);
+            let t2 = Instant::now();
+            let filter: Filter = pre.instantiate(&mut store).unwrap();
+            let t3 = Instant::now();
+            filter.call_init(&mut store, &config).unwrap().unwrap();
+            let t4 = Instant::now();
+            let first = filter.call_decide(&mut store, &msg).unwrap().unwrap();
+            let t5 = Instant::now();
+            let second = filter.call_decide(&mut store, &msg2).unwrap().unwrap();
+            let t6 = Instant::now();
+            let third = filter.call_decide(&mut store, &bare).unwrap().unwrap();
+            let t6b = Instant::now();
+            drop(store);
+            let t7 = Instant::now();
+            std::hint::black_box((first, second, third));
+            let d = |a: Instant, b: Instant| (b - a).as_nanos() as f64;
+            for (i, ns) in [
+                d(t0, t1),
+                d(t1, t2),
+                d(t2, t3),
+                d(t3, t4),
+                d(t4, t5),
+                d(t6b, t7),
+                d(t5, t6),
+                d(t6, t6b),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                samples[i].push(ns);
+            }
+        }
+        samples
+            .into_iter()
+            .map(|mut s| {
+                s.sort_by(f64::total_cmp);
+                s[s.len() / 2]
+            })
+            .collect()
+    }
+
+    /// Runs the experiment and returns its report.
+    pub fn report(filters: &Path, env: &Envelope) -> String {
+        use std::fmt::Write as _;
+        let wasm = std::fs::read(filters.join("route-by-error.wasm")).expect("route-by-error.wasm");
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "Fresh instance, where the time goes (route-by-error.wasm, wasmtime directly, median of 2000 cycles)"
+        );
+        for variant in VARIANTS {
+            let engine = engine(variant);
+            let component = wasmtime::component::Component::new(&engine, &wasm).expect("compile");
+            let mut linker = Linker::<State>::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+            Filter::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).unwrap();
+            let pre = FilterPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+            phases(&engine, &pre, env, variant.fuel, 200); // warm-up
+            let medians = phases(&engine, &pre, env, variant.fuel, 2000);
+            // A fresh message pays every phase but the second decide.
+            let fresh: f64 = medians[..6].iter().sum();
+            let _ = writeln!(t, "\n  {}", variant.name);
+            for (phase, ns) in PHASES.iter().zip(&medians) {
+                let _ = writeln!(t, "    {phase:<32} {:>9}", super::human(*ns));
+            }
+            let _ = writeln!(
+                t,
+                "    {:<32} {:>9}",
+                "= fresh instance per message",
+                super::human(fresh)
+            );
+        }
+        t
+    }
 }

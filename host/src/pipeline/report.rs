@@ -49,13 +49,21 @@ impl Stats {
         counter.load(Ordering::Relaxed)
     }
 
-    fn decided(&self) -> u64 {
+    /// Messages whose fate in this pass is settled, whatever it is: the progress position.
+    fn done(&self) -> u64 {
         [
             &self.replayed,
             &self.skipped,
             &self.discarded,
             &self.failed,
             &self.parked,
+            &self.malformed,
+            &self.resumed,
+            &self.not_done,
+            &self.send_failed,
+            &self.out_of_window,
+            &self.not_in_plan,
+            &self.plan_drift,
         ]
         .iter()
         .map(|c| Self::get(c))
@@ -119,21 +127,26 @@ impl Progress {
         let started = Instant::now();
         if std::io::stderr().is_terminal() {
             let bar = total.map_or_else(indicatif::ProgressBar::no_length, indicatif::ProgressBar::new);
-            let style = indicatif::ProgressStyle::with_template(
-                "{spinner} {prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta}  {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> ");
+            let style =
+                indicatif::ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} eta {eta}  {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> ");
             bar.set_style(style);
             bar.set_prefix(label);
             let b = bar.clone();
             let task = tokio::spawn(async move {
                 loop {
                     let c = stats.snapshot();
-                    b.set_position(c.read + c.malformed);
+                    let done = stats.done();
+                    b.set_position(done);
                     b.set_message(format!(
-                        "replay {} · skip {} · discard {} · failed {} · parked {}",
-                        c.replayed, c.skipped, c.discarded, c.failed, c.parked
+                        "{:.0} msg/s · replay {} · skip {} · discard {} · failed {} · parked {}",
+                        done as f64 / started.elapsed().as_secs_f64().max(1e-3),
+                        c.replayed,
+                        c.skipped,
+                        c.discarded,
+                        c.failed,
+                        c.parked
                     ));
                     tokio::time::sleep(Duration::from_millis(150)).await;
                 }
@@ -157,7 +170,7 @@ impl Progress {
                     c.discarded,
                     c.failed,
                     c.parked,
-                    stats.decided() as f64 / secs
+                    stats.done() as f64 / secs
                 );
             }
         });
