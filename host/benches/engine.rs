@@ -15,7 +15,11 @@
 //! - `start/*`: `FilterChain::load` of the 3 modules with an empty cache dir (compile) and a warm
 //!   one (deserialize), and `FilterChain::runner` (one worker's 3 instances + `init`).
 //!
-//! After criterion's own report, a compact table is printed from criterion's estimates (median).
+//! After criterion's own report, a compact table is printed from criterion's estimates (median) and
+//! saved to `<target>/criterion/engine-summary.txt`. Figures and their reading: BENCHMARKS.md.
+//!
+//! Environment: `REDRIVE_BENCH_FILTERS` (directory of the `.wasm` modules, default `build/filters`),
+//! `REDRIVE_BENCH_SPLIT=1` (also run the fresh-instance experiment at the end of this file).
 
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -66,13 +70,16 @@ fn main() {
     }
 }
 
-/// `build/filters`, with every module of the chain in it; exits with instructions otherwise.
+/// `build/filters` (or `$REDRIVE_BENCH_FILTERS`), with every module of the chain in it; exits with
+/// instructions otherwise.
 fn filters_dir() -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ has a parent")
-        .to_path_buf();
-    let dir = repo.join("build/filters");
+    let dir = match std::env::var_os("REDRIVE_BENCH_FILTERS") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("host/ has a parent")
+            .join("build/filters"),
+    };
     let missing: Vec<String> = CHAIN
         .iter()
         .map(|name| dir.join(format!("{name}.wasm")))

@@ -10,6 +10,16 @@ pub const REPLAY_ID_ATTRIBUTE: &str = "x-redrive-replay-id";
 /// Attribute carrying how many times redrive has replayed a message.
 pub const REPLAY_COUNT_ATTRIBUTE: &str = "x-redrive-replay-count";
 
+/// A compact key for remembering ids in large sets (resume state): the first 128 bits of their sha256.
+/// Collisions are negligible (about 10⁻²⁶ for a million ids), unlike a 64-bit hash.
+pub fn id_digest(id: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(id.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash[..16]);
+    u128::from_le_bytes(first)
+}
+
 /// One dead letter, normalised across brokers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Envelope {

@@ -10,12 +10,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::jsonl::message_to_json;
-use crate::message::Envelope;
+use crate::message::{Envelope, id_digest};
 
 /// Attribute naming why a message was discarded.
 pub const DISCARD_REASON_ATTRIBUTE: &str = "x-redrive-discard-reason";
 /// Attribute naming the module that discarded it.
 pub const DISCARDED_BY_ATTRIBUTE: &str = "x-redrive-discarded-by";
+
+/// Only the id of an archived line (the rest is skipped, not copied).
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    id: String,
+}
 
 /// Appends discarded messages, fsync per batch.
 ///
@@ -24,7 +30,8 @@ pub const DISCARDED_BY_ATTRIBUTE: &str = "x-redrive-discarded-by";
 pub struct DiscardArchive {
     path: PathBuf,
     file: File,
-    existing: HashSet<String>,
+    /// Ids archived before this run, as [`id_digest`]s.
+    existing: HashSet<u128>,
 }
 
 impl DiscardArchive {
@@ -37,8 +44,8 @@ impl DiscardArchive {
             Ok(f) => BufReader::new(f)
                 .lines()
                 .map_while(Result::ok)
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
-                .filter_map(|v| v["id"].as_str().map(str::to_owned))
+                .filter_map(|l| serde_json::from_str::<IdOnly>(&l).ok())
+                .map(|line| id_digest(&line.id))
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
             Err(e) => return Err(e).with_context(|| format!("cannot read the discard archive {}", path.display())),
@@ -61,7 +68,7 @@ impl DiscardArchive {
     pub fn write(&mut self, batch: &[(&Envelope, &str, &str)]) -> Result<()> {
         let mut buf = Vec::with_capacity(batch.len() * 1200);
         for (env, reason, module) in batch {
-            if self.existing.contains(&env.id) {
+            if self.existing.contains(&id_digest(&env.id)) {
                 continue; // archived by an earlier, interrupted run
             }
             let mut archived = (*env).clone();

@@ -171,6 +171,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
         plan: None,
         cache_dir: args.sandbox.cache_dir(),
         progress: !args.no_progress && args.output == OutputFormat::Table,
+        started: std::time::Instant::now(),
     })
 }
 

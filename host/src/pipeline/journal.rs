@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::filter::sha256_hex;
+use crate::message::id_digest;
 
 /// A transition of one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +51,8 @@ struct Line<'a> {
 pub struct Journal {
     path: PathBuf,
     out: Mutex<BufWriter<File>>,
-    past: HashMap<String, PastState>,
+    /// Keyed by [`id_digest`]: flat memory per message on a large resume.
+    past: HashMap<u128, PastState>,
 }
 
 impl Journal {
@@ -83,7 +85,7 @@ impl Journal {
 
     /// What an earlier run did with message `id`, if anything that matters for this run.
     pub fn past(&self, id: &str) -> Option<PastState> {
-        self.past.get(id).copied()
+        self.past.get(&id_digest(id)).copied()
     }
 
     /// Append transitions (buffered; see [`Journal::sync`]).
@@ -106,7 +108,7 @@ impl Journal {
     }
 }
 
-fn read_past(path: &Path) -> Result<HashMap<String, PastState>> {
+fn read_past(path: &Path) -> Result<HashMap<u128, PastState>> {
     let mut past = HashMap::new();
     let file = match File::open(path) {
         Ok(f) => f,
@@ -121,10 +123,10 @@ fn read_past(path: &Path) -> Result<HashMap<String, PastState>> {
         };
         match event {
             Event::Acked => {
-                past.insert(id.into_owned(), PastState::Acked);
+                past.insert(id_digest(&id), PastState::Acked);
             }
             Event::Confirmed | Event::Archived | Event::Parked => {
-                past.entry(id.into_owned()).or_insert(PastState::SettledNotAcked);
+                past.entry(id_digest(&id)).or_insert(PastState::SettledNotAcked);
             }
             Event::Decided | Event::Released => {}
         }

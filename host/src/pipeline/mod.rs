@@ -78,6 +78,8 @@ pub struct RunConfig {
     pub cache_dir: Option<PathBuf>,
     /// Show progress on stderr.
     pub progress: bool,
+    /// When the command started: elapsed time and time to the first replay count from here.
+    pub started: Instant,
 }
 
 /// Why a run stopped before the end of the pass.
@@ -232,6 +234,26 @@ impl Shared {
     }
 }
 
+/// How long a stage waits for more items to fill a batch that costs an fsync.
+const BATCH_LINGER: Duration = Duration::from_millis(5);
+
+/// Fill `batch` up to `max` items from `rx`: what is already queued, then what arrives within `linger`.
+async fn recv_batch<T>(rx: &mut mpsc::Receiver<T>, mut batch: Vec<T>, max: usize, linger: Duration) -> Vec<T> {
+    let deadline = tokio::time::Instant::now() + linger;
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) if linger.is_zero() => break,
+            Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(item)) => batch.push(item),
+                _ => break,
+            },
+        }
+    }
+    batch
+}
+
 /// Run a replay (or a dry run) to the end of one pass, or until stopped. `interrupt` is cancelled by the
 /// caller on Ctrl-C / SIGTERM.
 pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunReport> {
@@ -260,6 +282,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
     };
     let source_options = SourceOptions {
         remainder: config.remainder.clone(),
+        count_pass: config.progress,
     };
     let mut source = open_source(&config.from, mode, &source_options)
         .await
@@ -297,7 +320,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
         stop: CancellationToken::new(),
         stop_reason: Mutex::new(None),
         journal,
-        started: Instant::now(),
+        started: config.started,
         first_replay: Mutex::new(None),
         config,
     });
@@ -674,13 +697,9 @@ async fn forward_stage(
         } else {
             max_batch
         };
-        let mut batch = vec![first];
-        while batch.len() < limit {
-            match replay_rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
+        // Without a rate limit, linger briefly so one fsync covers many messages.
+        let linger = if pacer.is_some() { Duration::ZERO } else { BATCH_LINGER };
+        let mut batch = recv_batch(&mut replay_rx, vec![first], limit, linger).await;
         // Pace: each message waits for its permit; a stop while waiting leaves the rest in the DLQ.
         let mut ready = 0;
         if let Some(pacer) = pacer.as_mut() {
@@ -842,12 +861,7 @@ async fn discard_stage(
         };
         let mut batch = vec![first];
         batch.extend(held.by_ref().take(255));
-        while batch.len() < 256 {
-            match discard_rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
+        let batch = recv_batch(&mut discard_rx, batch, 256, BATCH_LINGER).await;
         let written = match archive.as_mut() {
             Some(a) => Ok(a),
             None => DiscardArchive::open(&shared.config.archive).map(|a| archive.insert(a)),
@@ -933,13 +947,7 @@ async fn park_stage(
 /// Ack and release in batches, and journal it.
 async fn settle_stage(shared: Arc<Shared>, acker: Arc<dyn Acker>, mut settle_rx: mpsc::Receiver<Settle>) -> Result<()> {
     while let Some(first) = settle_rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < 512 {
-            match settle_rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
+        let batch = recv_batch(&mut settle_rx, vec![first], 512, Duration::ZERO).await;
         let (mut acks, mut releases) = (Vec::new(), Vec::new());
         let (mut acked_ids, mut released_ids) = (Vec::new(), Vec::new());
         for item in batch {

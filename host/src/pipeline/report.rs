@@ -120,13 +120,13 @@ pub struct Progress {
 
 impl Progress {
     /// Start showing progress of `stats` towards `total` messages (when known).
-    pub fn start(stats: Arc<Stats>, total: Option<u64>, label: &'static str, enabled: bool) -> Self {
+    pub fn start(stats: Arc<Stats>, total: crate::source::PassSize, label: &'static str, enabled: bool) -> Self {
         if !enabled {
             return Self { task: None, bar: None };
         }
         let started = Instant::now();
         if std::io::stderr().is_terminal() {
-            let bar = total.map_or_else(indicatif::ProgressBar::no_length, indicatif::ProgressBar::new);
+            let bar = indicatif::ProgressBar::no_length();
             let style =
                 indicatif::ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} eta {eta}  {msg}")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
@@ -136,6 +136,11 @@ impl Progress {
             let b = bar.clone();
             let task = tokio::spawn(async move {
                 loop {
+                    if b.length().is_none()
+                        && let Some(n) = total.get()
+                    {
+                        b.set_length(*n);
+                    }
                     let c = stats.snapshot();
                     let done = stats.done();
                     b.set_position(done);
@@ -164,7 +169,7 @@ impl Progress {
                 eprintln!(
                     "{label}: {} read{} · replay {} · skip {} · discard {} · failed {} · parked {} · {:.0} msg/s",
                     c.read,
-                    total.map(|t| format!(" of {t}")).unwrap_or_default(),
+                    total.get().map(|t| format!(" of {t}")).unwrap_or_default(),
                     c.replayed,
                     c.skipped,
                     c.discarded,

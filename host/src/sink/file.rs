@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use super::Sink;
 use crate::jsonl::message_to_json;
-use crate::message::{Envelope, REPLAY_ID_ATTRIBUTE};
+use crate::message::{Envelope, REPLAY_ID_ATTRIBUTE, id_digest};
 use crate::source::AdapterError;
 
 /// Appends to a JSONL file.
@@ -23,8 +23,8 @@ pub struct FileSink {
 
 struct State {
     file: std::fs::File,
-    /// Replay ids present when the file was opened.
-    existing: HashSet<String>,
+    /// Replay ids present when the file was opened, as [`id_digest`]s.
+    existing: HashSet<u128>,
 }
 
 impl FileSink {
@@ -56,7 +56,14 @@ impl FileSink {
     }
 }
 
-fn existing_replay_ids(path: &std::path::Path) -> Result<HashSet<String>, AdapterError> {
+/// Only the part of a line needed to find its replay id (the body is skipped, not copied).
+#[derive(serde::Deserialize)]
+struct AttributesOnly {
+    #[serde(default)]
+    attributes: std::collections::HashMap<String, serde_json::Value>,
+}
+
+fn existing_replay_ids(path: &std::path::Path) -> Result<HashSet<u128>, AdapterError> {
     let mut ids = HashSet::new();
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -65,11 +72,11 @@ fn existing_replay_ids(path: &std::path::Path) -> Result<HashSet<String>, Adapte
     };
     for line in std::io::BufReader::new(file).lines() {
         let line = line.map_err(|e| AdapterError::io(format!("cannot read {}", path.display()), e))?;
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+        let Ok(parsed) = serde_json::from_str::<AttributesOnly>(&line) else {
             continue;
         };
-        if let Some(id) = value["attributes"][REPLAY_ID_ATTRIBUTE].as_str() {
-            ids.insert(id.to_owned());
+        if let Some(id) = parsed.attributes.get(REPLAY_ID_ATTRIBUTE).and_then(|v| v.as_str()) {
+            ids.insert(id_digest(id));
         }
     }
     Ok(ids)
@@ -92,7 +99,7 @@ impl Sink for FileSink {
             for env in batch {
                 if env
                     .attribute(REPLAY_ID_ATTRIBUTE)
-                    .is_some_and(|id| state.existing.contains(id))
+                    .is_some_and(|id| state.existing.contains(&id_digest(id)))
                 {
                     continue; // already written by an earlier, interrupted run
                 }

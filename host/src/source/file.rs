@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::{AckToken, Acker, AdapterError, Delivery, Received, Source, SourceMode, SourceOptions};
+use super::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode, SourceOptions};
 use crate::jsonl::parse_message;
 use crate::message::Origin;
 
@@ -25,7 +25,7 @@ pub struct FileSource {
     pass_bytes: u64,
     read_bytes: u64,
     line_no: u64,
-    pass_lines: Option<u64>,
+    pass_lines: PassSize,
     removed: Arc<RemovedLines>,
     remainder: Option<PathBuf>,
     buf: Vec<u8>,
@@ -47,7 +47,16 @@ impl FileSource {
             .map_err(|e| AdapterError::io(format!("cannot stat {}", path.display()), e))?
             .len();
         let absolute = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
-        let pass_lines = count_lines(&path, pass_bytes).await.ok();
+        let pass_lines = PassSize::default();
+        if options.count_pass {
+            // Counting reads the whole file: do it beside the pass, never before the first message.
+            let (slot, path) = (pass_lines.clone(), path.clone());
+            tokio::spawn(async move {
+                if let Ok(n) = count_lines(&path, pass_bytes).await {
+                    let _ = slot.set(n);
+                }
+            });
+        }
         Ok(Self {
             identity: format!("file:{}", absolute.display()),
             origin: Origin {
@@ -98,8 +107,8 @@ impl Source for FileSource {
         &self.identity
     }
 
-    fn pass_size(&self) -> Option<u64> {
-        self.pass_lines
+    fn pass_size(&self) -> PassSize {
+        self.pass_lines.clone()
     }
 
     async fn next(&mut self) -> Result<Option<Received>, AdapterError> {
@@ -259,11 +268,17 @@ mod tests {
         let remainder = dir.path().join("out/rest.jsonl");
         let options = SourceOptions {
             remainder: Some(remainder.clone()),
+            count_pass: true,
         };
         let mut source = FileSource::open(dlq.to_str().unwrap(), SourceMode::Consume, &options)
             .await
             .unwrap();
-        assert_eq!(source.pass_size(), Some(3));
+        let size = source.pass_size();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while size.get().is_none() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(size.get(), Some(&3), "counted in the background");
         // Appended during the run: not part of this pass.
         std::fs::OpenOptions::new()
             .append(true)

@@ -95,8 +95,9 @@ pub trait Source: Send {
     /// Replay ids and the run journal are derived from it.
     fn identity(&self) -> &str;
 
-    /// How many messages this pass will yield, when known up front (for progress and ETA).
-    fn pass_size(&self) -> Option<u64>;
+    /// How many messages this pass will yield, for progress and ETA. Filled in when known; it may arrive
+    /// after the pass started (a file is counted in the background).
+    fn pass_size(&self) -> PassSize;
 
     /// The next message of the pass, or `None` when the pass is complete. Messages that come back to the
     /// DLQ during the run are not part of the pass.
@@ -118,11 +119,16 @@ pub trait Acker: Send + Sync {
     async fn release(&self, tokens: &[AckToken]) -> Result<(), AdapterError>;
 }
 
+/// The size of a pass, set once when it becomes known.
+pub type PassSize = Arc<std::sync::OnceLock<u64>>;
+
 /// Options that only some sources use.
 #[derive(Clone, Debug, Default)]
 pub struct SourceOptions {
     /// For sources that cannot delete (files): where to write what is still in the DLQ at the end.
     pub remainder: Option<PathBuf>,
+    /// Work out the pass size for a progress display, when that costs extra work (counting a file's lines).
+    pub count_pass: bool,
 }
 
 /// Open a source from its URL: `file:path/to/dlq.jsonl`.
