@@ -621,7 +621,13 @@ mod split {
 
     const VARIANTS: &[Variant] = &[
         Variant {
-            name: "as FilterEngine: pooling, keep_resident 1 MiB, pagemap_scan auto",
+            name: "as FilterEngine: pooling, keep_resident 0, pagemap_scan auto",
+            pooling: Some((0, Enabled::Auto)),
+            cow: true,
+            fuel: true,
+        },
+        Variant {
+            name: "pooling, keep_resident 1 MiB, pagemap_scan auto (FilterEngine before 2026-11-23)",
             pooling: Some((1 << 20, Enabled::Auto)),
             cow: true,
             fuel: true,
@@ -635,12 +641,6 @@ mod split {
         Variant {
             name: "pooling, keep_resident 64 KiB, pagemap_scan auto",
             pooling: Some((64 << 10, Enabled::Auto)),
-            cow: true,
-            fuel: true,
-        },
-        Variant {
-            name: "pooling, keep_resident 0 (madvise only)",
-            pooling: Some((0, Enabled::Auto)),
             cow: true,
             fuel: true,
         },
@@ -670,7 +670,7 @@ mod split {
         },
         Variant {
             name: "as FilterEngine, but no fuel metering",
-            pooling: Some((1 << 20, Enabled::Auto)),
+            pooling: Some((0, Enabled::Auto)),
             cow: true,
             fuel: false,
         },
