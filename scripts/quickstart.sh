@@ -16,7 +16,7 @@ rm -rf "$out"
 
 echo
 echo "== 1. Plan: what would happen, without changing anything"
-"$redrive" plan --config examples/quickstart/redrive.toml --plan-out "$out/plan.json" --no-progress | head -40
+"$redrive" plan --config examples/quickstart/redrive.toml --plan-out "$out/plan.json" --no-progress
 
 echo
 echo "== 2. Run: canary of 10, the fixed consumer checks them, then the rest at a ramped rate limit"
