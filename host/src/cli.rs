@@ -241,20 +241,24 @@ pub struct SandboxArgs {
 }
 
 impl SandboxArgs {
+    /// Each sandbox flag with the setting it sets, and its value when given.
+    pub fn flags(&self) -> [(&'static str, Option<&str>); 8] {
+        [
+            ("memory", self.memory.as_deref()),
+            ("timeout", self.timeout.as_deref()),
+            ("fuel", self.fuel.as_deref()),
+            ("max-output", self.max_output.as_deref()),
+            ("max-log", self.max_log.as_deref()),
+            ("instance", self.instance.as_deref()),
+            ("recycle-every", self.recycle_every.as_deref()),
+            ("max-failures", self.max_failures.as_deref()),
+        ]
+    }
+
     /// The settings every module starts from.
     pub fn settings(&self) -> Result<ModuleSettings, SettingError> {
         let mut settings = ModuleSettings::default();
-        let flags = [
-            ("memory", &self.memory),
-            ("timeout", &self.timeout),
-            ("fuel", &self.fuel),
-            ("max-output", &self.max_output),
-            ("max-log", &self.max_log),
-            ("instance", &self.instance),
-            ("recycle-every", &self.recycle_every),
-            ("max-failures", &self.max_failures),
-        ];
-        for (key, value) in flags {
+        for (key, value) in self.flags() {
             if let Some(value) = value {
                 settings.set(key, value).map_err(|e| SettingError {
                     key: format!("--{key}"),

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::audit::AuditLog;
 use crate::cli::{FilterTestArgs, OutputFormat, exit};
+use crate::commands::clip;
 use crate::filter::{ChainOutcome, FilterChain, ModuleSpec};
 use crate::jsonl::{insert_body, parse_message, read_body};
 use crate::message::{Origin, Outcome};
@@ -158,15 +159,6 @@ fn write_table_row(out: &mut impl Write, id: &str, decided: &ChainOutcome) -> st
         }
     }
     Ok(())
-}
-
-fn clip(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_owned();
-    }
-    let mut s: String = text.chars().take(width - 1).collect();
-    s.push('…');
-    s
 }
 
 #[derive(Default)]

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{OutputFormat, PlanArgs, RunArgs, SelectArgs, exit};
+use crate::commands::clip;
 use crate::config::{LoadedConfig, value_text};
 use crate::filter::ModuleSpec;
 use crate::pipeline::{self, Gate, Rate, RatePlan, RunConfig, RunReport, StopReason};
@@ -107,7 +108,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
     let mut base = args.sandbox.settings()?;
     for (key, value) in &file.limits {
         // Flags win over the file.
-        if !flag_given(&args.sandbox, key) {
+        if !args.sandbox.flags().iter().any(|(flag, v)| flag == key && v.is_some()) {
             base.set(key, &value_text(value))
                 .with_context(|| format!("[limits] in {}", loaded.dir.display()))?;
         }
@@ -173,20 +174,6 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
         progress: !args.no_progress && args.output == OutputFormat::Table,
         started: std::time::Instant::now(),
     })
-}
-
-fn flag_given(sandbox: &crate::cli::SandboxArgs, key: &str) -> bool {
-    match key {
-        "memory" => sandbox.memory.is_some(),
-        "timeout" => sandbox.timeout.is_some(),
-        "fuel" => sandbox.fuel.is_some(),
-        "max-output" => sandbox.max_output.is_some(),
-        "max-log" => sandbox.max_log.is_some(),
-        "instance" => sandbox.instance.is_some(),
-        "recycle-every" => sandbox.recycle_every.is_some(),
-        "max-failures" => sandbox.max_failures.is_some(),
-        _ => false,
-    }
 }
 
 fn time_arg(flag: &str, value: Option<&String>) -> Result<Option<DateTime<Utc>>> {
@@ -479,13 +466,6 @@ fn print_groups(collector: &crate::plan::PlanCollector) {
     if groups.len() > 15 {
         println!("  … {} more groups in the plan file", groups.len() - 15);
     }
-}
-
-fn clip(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_owned();
-    }
-    text.chars().take(width - 1).chain(['…']).collect()
 }
 
 fn show(path: &Path) -> String {

@@ -348,7 +348,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
         GateState::Open
     };
     let (gate_tx, gate_rx) = tokio::sync::watch::channel(initial);
-    let decide_threads = spawn_deciders(runners, work_rx, decided_tx, audit.clone());
+    let decide_threads = spawn_deciders(runners, work_rx, decided_tx, audit.clone())?;
     let plan = shared.config.dry_run.then(PlanCollector::default);
     let router = tokio::spawn(route_stage(
         shared.clone(),
@@ -520,7 +520,7 @@ fn spawn_deciders(
     work_rx: mpsc::Receiver<Work>,
     decided_tx: mpsc::Sender<Decided>,
     audit: Arc<Mutex<AuditLog>>,
-) -> Vec<std::thread::JoinHandle<()>> {
+) -> Result<Vec<std::thread::JoinHandle<()>>> {
     let work_rx = Arc::new(Mutex::new(work_rx));
     runners
         .into_iter()
@@ -549,7 +549,7 @@ fn spawn_deciders(
                         }
                     }
                 })
-                .expect("cannot spawn a filter worker thread")
+                .context("cannot start a filter worker thread")
         })
         .collect()
 }
