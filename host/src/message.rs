@@ -43,17 +43,22 @@ impl Envelope {
         self.attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    /// Apply attribute changes in order: `Set` replaces the first attribute of that name (or appends),
-    /// `Remove` drops every attribute of that name.
+    /// Apply attribute changes in order; see [`apply_attribute_changes`].
     pub fn apply_attribute_changes(&mut self, changes: &[AttributeChange]) {
-        for change in changes {
-            match change {
-                AttributeChange::Set(name, value) => match self.attributes.iter_mut().find(|(k, _)| k == name) {
-                    Some(slot) => slot.1.clone_from(value),
-                    None => self.attributes.push((name.clone(), value.clone())),
-                },
-                AttributeChange::Remove(name) => self.attributes.retain(|(k, _)| k != name),
-            }
+        apply_attribute_changes(&mut self.attributes, changes);
+    }
+}
+
+/// Apply attribute changes in order: `Set` replaces the first attribute of that name (or appends),
+/// `Remove` drops every attribute of that name.
+pub fn apply_attribute_changes(attributes: &mut Vec<(String, String)>, changes: &[AttributeChange]) {
+    for change in changes {
+        match change {
+            AttributeChange::Set(name, value) => match attributes.iter_mut().find(|(k, _)| k == name) {
+                Some(slot) => slot.1.clone_from(value),
+                None => attributes.push((name.clone(), value.clone())),
+            },
+            AttributeChange::Remove(name) => attributes.retain(|(k, _)| k != name),
         }
     }
 }

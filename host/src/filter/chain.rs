@@ -13,7 +13,7 @@ use super::error::FilterError;
 use super::runner::ModuleRunner;
 use super::sandbox::LogLine;
 use super::spec::ModuleSpec;
-use crate::message::{AttributeChange, Envelope, Outcome, Verdict};
+use crate::message::{AttributeChange, Envelope, Outcome, apply_attribute_changes};
 
 /// The modules of a chain, compiled and linked. Shared by all workers; each worker makes its own
 /// [`ChainRunner`].
@@ -162,12 +162,7 @@ impl ChainRunner {
                         body_hash = sha256_hex(&new_body);
                         body = Some(new_body);
                     }
-                    let mut scratch = Envelope {
-                        attributes,
-                        ..Envelope::default()
-                    };
-                    scratch.apply_attribute_changes(&decision.attribute_changes);
-                    attributes = scratch.attributes;
+                    apply_attribute_changes(&mut attributes, &decision.attribute_changes);
                     changes.extend(decision.attribute_changes);
                     (Outcome::from(decision.verdict), decision.reason)
                 }
@@ -187,7 +182,7 @@ impl ChainRunner {
                 logs: call.logs,
             });
             last = (outcome, reason, module.name.clone());
-            if outcome != Outcome::from(Verdict::Replay) {
+            if outcome != Outcome::Replay {
                 break;
             }
         }

@@ -9,7 +9,7 @@ use super::component::{Filter, WitMessage, from_wit};
 use super::engine::{LoadedModule, deadline_ticks};
 use super::error::FilterError;
 use super::failure::{self, FailureContext};
-use super::limits::{InstancePolicy, format_size};
+use super::limits::{InstancePolicy, Limits, format_size};
 use super::sandbox::{GuestState, LogLine};
 use crate::message::Decision;
 
@@ -141,39 +141,20 @@ impl ModuleRunner {
         live.calls += 1;
 
         let state = live.store.data_mut();
-        let result = match outcome {
-            Ok(Ok(decision)) => self.check_output(from_wit(decision)),
-            Ok(Err(message)) => Err(format!("filter returned an error: {message}")),
-            Err(err) => {
-                let stderr = state.stderr.peek_text();
-                let reason = failure::describe(
-                    &err,
-                    &FailureContext {
-                        limits,
-                        refused_memory: state.limiter.refused_memory,
-                        stderr: &stderr,
-                    },
-                );
-                let mut logs = start_logs;
-                logs.extend(state.take_logs());
-                // A trapped instance refuses further calls: drop it, the next message gets a fresh one.
-                let result = Err(reason);
-                self.record(&result);
-                return ModuleCall {
-                    result,
-                    duration: started.elapsed(),
-                    fuel,
-                    logs,
-                };
-            }
+        let (result, trapped) = match outcome {
+            Ok(Ok(decision)) => (self.check_output(from_wit(decision)), false),
+            Ok(Err(message)) => (Err(format!("filter returned an error: {message}")), false),
+            Err(err) => (Err(describe_failure(state, &err, limits)), true),
         };
         let mut logs = start_logs;
         logs.extend(state.take_logs());
         self.record(&result);
-        let keep = match self.module.settings.policy {
-            InstancePolicy::Fresh => false,
-            InstancePolicy::Reuse { recycle_every } => live.calls < recycle_every,
-        };
+        // A trapped instance refuses further calls: drop it, the next message gets a fresh one.
+        let keep = !trapped
+            && match self.module.settings.policy {
+                InstancePolicy::Fresh => false,
+                InstancePolicy::Reuse { recycle_every } => live.calls < recycle_every,
+            };
         if keep {
             self.live = Some(live);
         }
@@ -206,18 +187,8 @@ impl ModuleRunner {
             GuestState::new(limits.memory_bytes, limits.max_log_bytes),
         );
         store.limiter(|state| &mut state.limiter);
-        let describe = |store: &mut Store<GuestState>, err: wasmtime::Error| {
-            let state = store.data_mut();
-            let stderr = state.stderr.peek_text();
-            failure::describe(
-                &err,
-                &FailureContext {
-                    limits,
-                    refused_memory: state.limiter.refused_memory,
-                    stderr: &stderr,
-                },
-            )
-        };
+        let describe =
+            |store: &mut Store<GuestState>, err: wasmtime::Error| describe_failure(store.data(), &err, limits);
         if let Err(e) = store.set_fuel(limits.fuel) {
             return Err(StartFailure::Trap(describe(&mut store, e)));
         }
@@ -241,4 +212,16 @@ impl ModuleRunner {
             logs,
         ))
     }
+}
+
+/// Describe a failed call with what the sandbox saw: a refused memory growth, the guest's stderr.
+fn describe_failure(state: &GuestState, err: &wasmtime::Error, limits: &Limits) -> String {
+    failure::describe(
+        err,
+        &FailureContext {
+            limits,
+            refused_memory: state.limiter.refused_memory,
+            stderr: &state.stderr.peek_text(),
+        },
+    )
 }
