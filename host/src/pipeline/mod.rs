@@ -153,8 +153,10 @@ struct Decided {
     result: Result<ChainOutcome, ModuleDisabled>,
 }
 
+/// A message on its way to the destination: the token to ack it with, and the message as forwarded
+/// (same id as in the DLQ).
 struct Replay {
-    delivery: Delivery,
+    token: AckToken,
     outgoing: Envelope,
 }
 
@@ -630,8 +632,14 @@ async fn route_one(
         }
         _ if shared.stop.is_cancelled() => settle_tx.send(release(&stats.not_done)).await.ok(),
         Outcome::Replay => {
-            let outgoing = outgoing_message(&shared.source_identity, &delivery.envelope, &outcome);
-            replay_tx.send(Replay { delivery, outgoing }).await.ok()
+            let outgoing = outgoing_message(&shared.source_identity, delivery.envelope, outcome);
+            replay_tx
+                .send(Replay {
+                    token: delivery.token,
+                    outgoing,
+                })
+                .await
+                .ok()
         }
         Outcome::Discard => discard_tx
             .send(Discard {
@@ -646,18 +654,15 @@ async fn route_one(
 }
 
 /// The message as it is forwarded: the chain's body and attribute changes, plus the replay id and count.
-fn outgoing_message(source_identity: &str, env: &Envelope, outcome: &ChainOutcome) -> Envelope {
-    let mut out = env.clone();
-    if let Some(body) = &outcome.body {
-        out.body.clone_from(body);
+fn outgoing_message(source_identity: &str, mut out: Envelope, outcome: ChainOutcome) -> Envelope {
+    if let Some(body) = outcome.body {
+        out.body = body;
     }
     out.apply_attribute_changes(&outcome.attribute_changes);
-    let count = env.replay_count + 1;
+    let count = out.replay_count + 1;
+    let id = replay_id(source_identity, &out.id, out.replay_count);
     out.apply_attribute_changes(&[
-        crate::message::AttributeChange::Set(
-            REPLAY_ID_ATTRIBUTE.into(),
-            replay_id(source_identity, &env.id, env.replay_count),
-        ),
+        crate::message::AttributeChange::Set(REPLAY_ID_ATTRIBUTE.into(), id),
         crate::message::AttributeChange::Set(REPLAY_COUNT_ATTRIBUTE.into(), count.to_string()),
     ]);
     out.replay_count = count;
@@ -717,7 +722,7 @@ async fn forward_stage(
         for item in unsent {
             Stats::add(&stats.not_done, 1);
             settle_tx
-                .send(Settle::Release(item.delivery.token, Some(item.delivery.envelope.id)))
+                .send(Settle::Release(item.token, Some(item.outgoing.id)))
                 .await
                 .ok();
         }
@@ -725,24 +730,21 @@ async fn forward_stage(
             continue;
         }
 
-        let envelopes: Vec<Envelope> = batch.iter().map(|r| r.outgoing.clone()).collect();
+        let (tokens, envelopes): (Vec<AckToken>, Vec<Envelope>) =
+            batch.into_iter().map(|r| (r.token, r.outgoing)).unzip();
         let results = sink.send(&envelopes).await;
-        let mut confirmed = Vec::with_capacity(batch.len());
-        for (item, result) in batch.into_iter().zip(results) {
+        let mut confirmed: Vec<(AckToken, String)> = Vec::with_capacity(tokens.len());
+        for ((token, env), result) in tokens.into_iter().zip(envelopes).zip(results) {
             match result {
-                Ok(()) => confirmed.push(item.delivery),
+                Ok(()) => confirmed.push((token, env.id)),
                 Err(reason) => {
-                    tracing::warn!(id = %item.delivery.envelope.id, "not forwarded, left in the DLQ: {reason}");
+                    tracing::warn!(id = %env.id, "not forwarded, left in the DLQ: {reason}");
                     Stats::add(&stats.send_failed, 1);
-                    let id = item.delivery.envelope.id;
-                    settle_tx
-                        .send(Settle::Release(item.delivery.token, Some(id)))
-                        .await
-                        .ok();
+                    settle_tx.send(Settle::Release(token, Some(env.id))).await.ok();
                 }
             }
         }
-        let ids: Vec<&str> = confirmed.iter().map(|d| d.envelope.id.as_str()).collect();
+        let ids: Vec<&str> = confirmed.iter().map(|(_, id)| id.as_str()).collect();
         shared.journal(Event::Confirmed, &ids)?;
         // The confirmations must be durable before anything is acked.
         shared.sync_journal()?;
@@ -755,14 +757,11 @@ async fn forward_stage(
         }
         Stats::add(&stats.replayed, confirmed.len() as u64);
         let sent = confirmed.len() as u64;
-        for delivery in confirmed {
+        for (token, id) in confirmed {
             if canary_left > 0 {
-                canary_ids.push(delivery.envelope.id.clone());
+                canary_ids.push(id.clone());
             }
-            settle_tx
-                .send(Settle::Ack(delivery.token, delivery.envelope.id))
-                .await
-                .ok();
+            settle_tx.send(Settle::Ack(token, id)).await.ok();
         }
         if canary_left > 0 {
             canary_left = canary_left.saturating_sub(sent.max(1));
