@@ -170,6 +170,7 @@ fn envelope() -> Envelope {
             last_failed_at: at(1_795_615_527),
         },
         replay_count: 0,
+        ..Envelope::default()
     }
 }
 

@@ -98,7 +98,7 @@ pub struct SelectArgs {
     /// A redrive.toml with the run's settings; flags given here override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The dead-letter queue: file:path/dlq.jsonl.
+    /// The dead-letter queue: file:path/dlq.jsonl or amqp://user:pass@host:5672/vhost?queue=orders.dlq.
     #[arg(long, value_name = "URL")]
     pub from: Option<String>,
     /// A filter module, in chain order: path/to/module.wasm[?key=value&redrive.timeout=250ms]; repeatable.
@@ -139,7 +139,9 @@ pub struct RunArgs {
     /// Source, filters and audit options shared with `plan`.
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Where replayed messages go: file:path/staging.jsonl.
+    /// Where replayed messages go: file:path/staging.jsonl, amqp://host/vhost?queue=staging,
+    /// amqp://host/vhost?exchange=orders&routing_key=created, or `origin` (back where each message was
+    /// dead-lettered from, per its broker headers).
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
     /// Forwarding rate limit, e.g. 50/s, 3000/m.

@@ -91,6 +91,7 @@ pub fn parse_message(text: &str, line: usize, default_origin: &Origin) -> Result
             })
             .unwrap_or(0),
         attributes,
+        ..Envelope::default()
     })
 }
 

@@ -8,11 +8,13 @@
 //! - [`filter`]: the sandboxed WebAssembly engine and filter chains.
 //! - [`jsonl`]: the JSONL message format used by files and `redrive filter test`.
 //! - [`source`] → [`pipeline`] → [`sink`]: the replay flow, with [`plan`]s for dry runs.
+//! - [`amqp`]: RabbitMQ plumbing shared by the `amqp://` source and sink.
 //! - [`audit`]: per-module audit logs and the discard archive.
 //! - [`cli`]: the command line.
 
 #![warn(missing_docs)]
 
+pub mod amqp;
 pub mod audit;
 pub mod cli;
 pub mod commands;

@@ -9,9 +9,10 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = redrive::cli::Cli::parse();
     // -v raises redrive's own level only; the engine's internals stay at warn unless RUST_LOG says otherwise.
+    // The AMQP client logs every broker refusal as an error itself; redrive reports those in its own words.
     let default_filter = match cli.verbose {
-        0 => "warn",
-        1 => "warn,redrive=debug",
+        0 => "warn,lapin=off",
+        1 => "warn,lapin=warn,redrive=debug",
         _ => "warn,redrive=trace",
     };
     tracing_subscriber::fmt()

@@ -1,6 +1,8 @@
 //! The envelope every broker's messages are normalised into, and the decisions filters make about them.
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,47 @@ pub struct Envelope {
     pub failure: FailureContext,
     /// How many times redrive already replayed this message.
     pub replay_count: u32,
+    /// What the source noticed while reading it (a malformed dead-letter header, ...). Written to the
+    /// audit records; never sent on.
+    pub notes: Vec<String>,
+    /// The broker's own form of the message, for a sink of the same kind (typed AMQP headers, ...).
+    pub native: Native,
+}
+
+/// Broker-specific data a source attaches to an envelope so that a sink of the same kind can send the
+/// message on without loss (e.g. AMQP header types that the string attributes cannot carry).
+/// Sinks of other kinds ignore it.
+#[derive(Clone, Default)]
+pub struct Native(Option<Arc<dyn Any + Send + Sync>>);
+
+impl Native {
+    /// Attach `value`.
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Native(Some(Arc::new(value)))
+    }
+
+    /// The attached value, if it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.as_deref().and_then(|v| v.downcast_ref())
+    }
+}
+
+impl PartialEq for Native {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Native {}
+
+impl fmt::Debug for Native {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Native(..)" } else { "Native(none)" })
+    }
 }
 
 impl Envelope {

@@ -98,6 +98,9 @@ pub struct AuditRecord {
     /// The module's log lines (capped, with a truncation marker).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
+    /// What the source noticed about the message (a malformed dead-letter header, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_notes: Vec<String>,
 }
 
 /// What the chain decided about one message.
@@ -180,6 +183,7 @@ impl ChainRunner {
                 body_sha256_in: hash_in,
                 body_sha256_out: body_hash.clone(),
                 logs: call.logs,
+                source_notes: env.notes.clone(),
             });
             last = (outcome, reason, module.name.clone());
             if outcome != Outcome::Replay {

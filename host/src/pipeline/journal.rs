@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::filter::sha256_hex;
-use crate::message::id_digest;
+use crate::message::{Envelope, id_digest};
 
 /// A transition of one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +134,22 @@ fn read_past(path: &Path) -> Result<HashMap<u128, PastState>> {
     Ok(past)
 }
 
+/// The key a message is journaled under: its id, plus what tells this dead letter apart from the same
+/// message dead-lettered again later (its replay count, delivery count and last failure time). A message
+/// that was replayed, failed again and came back to the DLQ is therefore new work for a later run, not
+/// "settled before" — which would remove it without forwarding it.
+pub fn journal_key(env: &Envelope) -> String {
+    use std::fmt::Write;
+    let mut key = format!("{}#r{}", env.id, env.replay_count);
+    if let Some(n) = env.failure.receive_count {
+        let _ = write!(key, ".c{n}");
+    }
+    if let Some(at) = env.failure.last_failed_at {
+        let _ = write!(key, ".t{}", at.timestamp_millis());
+    }
+    key
+}
+
 /// The stable replay id of a message: derived from the source, the message id and how often it was
 /// replayed before, so a resumed pass reuses it and a genuine later replay gets a new one.
 pub fn replay_id(source_identity: &str, message_id: &str, replay_count: u32) -> String {
@@ -162,6 +178,21 @@ mod tests {
         assert_eq!(j.past("d"), None);
         let other = Journal::open(dir.path(), "file:/y").unwrap();
         assert_eq!(other.past("a"), None, "journals are per source");
+    }
+
+    #[test]
+    fn a_message_that_comes_back_after_a_replay_has_a_new_journal_key() {
+        let first = Envelope {
+            id: "m".into(),
+            ..Default::default()
+        };
+        let mut back = first.clone();
+        back.replay_count = 1;
+        assert_ne!(journal_key(&first), journal_key(&back));
+        let mut failed_again = first.clone();
+        failed_again.failure.receive_count = Some(2);
+        assert_ne!(journal_key(&first), journal_key(&failed_again));
+        assert_eq!(journal_key(&first), journal_key(&first.clone()));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use gate::Gate;
-pub use journal::{Event, Journal, PastState, replay_id};
+pub use journal::{Event, Journal, PastState, journal_key, replay_id};
 pub use rate::{Pacer, Rate, RatePlan};
 pub use report::{Counts, Progress, Stats};
 
@@ -31,7 +31,7 @@ use crate::filter::{ChainOutcome, ChainRunner, FilterChain, ModuleDisabled, Modu
 use crate::message::{Envelope, Outcome, REPLAY_COUNT_ATTRIBUTE, REPLAY_ID_ATTRIBUTE};
 use crate::plan::{PlanCollector, PlanSelection, PlannedModule};
 use crate::sink::{Sink, open_sink};
-use crate::source::{AckToken, Acker, Delivery, Received, Source, SourceMode, SourceOptions, open_source};
+use crate::source::{AckToken, Acker, Delivery, Received, Source, SourceMode, SourceOptions, open_source, redact_url};
 
 /// Everything a run needs to know.
 #[derive(Clone, Debug)]
@@ -157,6 +157,8 @@ struct Decided {
 /// (same id as in the DLQ).
 struct Replay {
     token: AckToken,
+    /// The message's [`journal_key`] (taken before the replay count went up).
+    key: String,
     outgoing: Envelope,
 }
 
@@ -288,20 +290,20 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
     };
     let mut source = open_source(&config.from, mode, &source_options)
         .await
-        .with_context(|| format!("cannot open the source {}", config.from))?;
+        .with_context(|| format!("cannot open the source {}", redact_url(&config.from)))?;
     let sink = match (&config.to, config.dry_run) {
         (Some(to), false) => Some(
-            open_sink(to)
+            open_sink(to, &config.from)
                 .await
-                .with_context(|| format!("cannot open the destination {to}"))?,
+                .with_context(|| format!("cannot open the destination {}", redact_url(to)))?,
         ),
         _ => None,
     };
     let park_sink = match (&config.park, config.dry_run) {
         (Some(park), false) => Some(
-            open_sink(park)
+            open_sink(park, &config.from)
                 .await
-                .with_context(|| format!("cannot open the park destination {park}"))?,
+                .with_context(|| format!("cannot open the park destination {}", redact_url(park)))?,
         ),
         _ => None,
     };
@@ -448,12 +450,12 @@ async fn read_stage(
         let received = tokio::select! {
             biased;
             () = shared.stop.cancelled() => break,
-            r = source.next() => r.with_context(|| format!("reading {}", config.from))?,
+            r = source.next() => r.with_context(|| format!("reading {}", shared.source_identity))?,
         };
         let Some(received) = received else { break };
         let delivery = match received {
             Received::Malformed { token, problem } => {
-                tracing::warn!("{}: {problem} (left in the DLQ)", config.from);
+                tracing::warn!("{}: {problem} (left in the DLQ)", shared.source_identity);
                 Stats::add(&stats.malformed, 1);
                 settle_tx.send(Settle::Release(token, None)).await.ok();
                 continue;
@@ -461,11 +463,12 @@ async fn read_stage(
             Received::Message(delivery) => delivery,
         };
         let env = &delivery.envelope;
-        if let Some(past) = shared.journal.as_ref().and_then(|j| j.past(&env.id)) {
+        let key = journal_key(env);
+        if let Some(past) = shared.journal.as_ref().and_then(|j| j.past(&key)) {
             // Settled by an earlier run: ack without forwarding again.
             Stats::add(&stats.resumed, 1);
             let id = if past == PastState::SettledNotAcked {
-                env.id.clone()
+                key
             } else {
                 String::new()
             };
@@ -493,8 +496,7 @@ async fn read_stage(
             if config.park.is_some() && !config.dry_run {
                 park_tx.send(delivery).await.ok();
             } else {
-                let id = env.id.clone();
-                settle_tx.send(Settle::Release(delivery.token, Some(id))).await.ok();
+                settle_tx.send(Settle::Release(delivery.token, Some(key))).await.ok();
             }
             continue;
         }
@@ -602,22 +604,26 @@ async fn route_one(
             return Ok(());
         }
     };
-    let id = delivery.envelope.id.clone();
+    let key = journal_key(&delivery.envelope);
     if let Some(plan) = plan {
         plan.add(&delivery.envelope, &outcome);
     }
-    shared.journal(Event::Decided, &[&id])?;
-    if let Some(planned) = shared.config.plan.as_ref().and_then(|p| p.planned(&id))
+    shared.journal(Event::Decided, &[&key])?;
+    if let Some(planned) = shared
+        .config
+        .plan
+        .as_ref()
+        .and_then(|p| p.planned(&delivery.envelope.id))
         && planned != outcome.outcome
     {
-        tracing::warn!(id = %id, planned = %planned, now = %outcome.outcome, "decision differs from the plan; left in the DLQ");
+        tracing::warn!(id = %delivery.envelope.id, planned = %planned, now = %outcome.outcome, "decision differs from the plan; left in the DLQ");
         Stats::add(&stats.plan_drift, 1);
-        settle_tx.send(Settle::Release(delivery.token, Some(id))).await.ok();
+        settle_tx.send(Settle::Release(delivery.token, Some(key))).await.ok();
         return Ok(());
     }
     let release = |counter| {
         Stats::add(counter, 1);
-        Settle::Release(delivery.token.clone(), Some(id.clone()))
+        Settle::Release(delivery.token.clone(), Some(key.clone()))
     };
     match outcome.outcome {
         Outcome::Skip => settle_tx.send(release(&stats.skipped)).await.ok(),
@@ -636,6 +642,7 @@ async fn route_one(
             replay_tx
                 .send(Replay {
                     token: delivery.token,
+                    key,
                     outgoing,
                 })
                 .await
@@ -721,30 +728,33 @@ async fn forward_stage(
         let unsent = batch.split_off(ready);
         for item in unsent {
             Stats::add(&stats.not_done, 1);
-            settle_tx
-                .send(Settle::Release(item.token, Some(item.outgoing.id)))
-                .await
-                .ok();
+            settle_tx.send(Settle::Release(item.token, Some(item.key))).await.ok();
         }
         if batch.is_empty() {
             continue;
         }
 
-        let (tokens, envelopes): (Vec<AckToken>, Vec<Envelope>) =
-            batch.into_iter().map(|r| (r.token, r.outgoing)).unzip();
+        let mut settling: Vec<(AckToken, String, String)> = Vec::with_capacity(batch.len());
+        let mut envelopes: Vec<Envelope> = Vec::with_capacity(batch.len());
+        for Replay { token, key, outgoing } in batch {
+            settling.push((token, key, outgoing.id.clone()));
+            envelopes.push(outgoing);
+        }
         let results = sink.send(&envelopes).await;
-        let mut confirmed: Vec<(AckToken, String)> = Vec::with_capacity(tokens.len());
-        for ((token, env), result) in tokens.into_iter().zip(envelopes).zip(results) {
+        drop(envelopes);
+        // (token, journal key, message id) of each confirmed message.
+        let mut confirmed: Vec<(AckToken, String, String)> = Vec::with_capacity(settling.len());
+        for ((token, key, id), result) in settling.into_iter().zip(results) {
             match result {
-                Ok(()) => confirmed.push((token, env.id)),
+                Ok(()) => confirmed.push((token, key, id)),
                 Err(reason) => {
-                    tracing::warn!(id = %env.id, "not forwarded, left in the DLQ: {reason}");
+                    tracing::warn!(id = %id, "not forwarded, left in the DLQ: {reason}");
                     Stats::add(&stats.send_failed, 1);
-                    settle_tx.send(Settle::Release(token, Some(env.id))).await.ok();
+                    settle_tx.send(Settle::Release(token, Some(key))).await.ok();
                 }
             }
         }
-        let ids: Vec<&str> = confirmed.iter().map(|(_, id)| id.as_str()).collect();
+        let ids: Vec<&str> = confirmed.iter().map(|(_, key, _)| key.as_str()).collect();
         shared.journal(Event::Confirmed, &ids)?;
         // The confirmations must be durable before anything is acked.
         shared.sync_journal()?;
@@ -757,11 +767,11 @@ async fn forward_stage(
         }
         Stats::add(&stats.replayed, confirmed.len() as u64);
         let sent = confirmed.len() as u64;
-        for (token, id) in confirmed {
+        for (token, key, id) in confirmed {
             if canary_left > 0 {
-                canary_ids.push(id.clone());
+                canary_ids.push(id);
             }
-            settle_tx.send(Settle::Ack(token, id)).await.ok();
+            settle_tx.send(Settle::Ack(token, key)).await.ok();
         }
         if canary_left > 0 {
             canary_left = canary_left.saturating_sub(sent.max(1));
@@ -833,18 +843,10 @@ async fn discard_stage(
             .into_iter()
             .chain(std::iter::from_fn(|| discard_rx.try_recv().ok()))
         {
-            Stats::add(&shared.stats.not_done, 1);
-            settle_tx
-                .send(Settle::Release(d.delivery.token, Some(d.delivery.envelope.id)))
-                .await
-                .ok();
+            release_not_done(&shared, &settle_tx, d.delivery).await;
         }
         while let Some(d) = discard_rx.recv().await {
-            Stats::add(&shared.stats.not_done, 1);
-            settle_tx
-                .send(Settle::Release(d.delivery.token, Some(d.delivery.envelope.id)))
-                .await
-                .ok();
+            release_not_done(&shared, &settle_tx, d.delivery).await;
         }
         return Ok(());
     }
@@ -876,26 +878,27 @@ async fn discard_stage(
             // Without the archive a discard could not be undone: keep them in the DLQ and stop.
             shared.stop_with(StopReason::Error(format!("{e:#}")));
             for d in batch {
-                Stats::add(&shared.stats.not_done, 1);
-                settle_tx
-                    .send(Settle::Release(d.delivery.token, Some(d.delivery.envelope.id)))
-                    .await
-                    .ok();
+                release_not_done(&shared, &settle_tx, d.delivery).await;
             }
             continue;
         }
-        let ids: Vec<&str> = batch.iter().map(|d| d.delivery.envelope.id.as_str()).collect();
+        let keys: Vec<String> = batch.iter().map(|d| journal_key(&d.delivery.envelope)).collect();
+        let ids: Vec<&str> = keys.iter().map(String::as_str).collect();
         shared.journal(Event::Archived, &ids)?;
         shared.sync_journal()?;
         Stats::add(&shared.stats.discarded, batch.len() as u64);
-        for d in batch {
-            settle_tx
-                .send(Settle::Ack(d.delivery.token, d.delivery.envelope.id))
-                .await
-                .ok();
+        for (d, key) in batch.into_iter().zip(keys) {
+            settle_tx.send(Settle::Ack(d.delivery.token, key)).await.ok();
         }
     }
     Ok(())
+}
+
+/// Leave a message the run did not get to in the DLQ.
+async fn release_not_done(shared: &Shared, settle_tx: &mpsc::Sender<Settle>, delivery: Delivery) {
+    Stats::add(&shared.stats.not_done, 1);
+    let key = journal_key(&delivery.envelope);
+    settle_tx.send(Settle::Release(delivery.token, Some(key))).await.ok();
 }
 
 /// Send parked messages to the park destination, then ack them; on refusal leave them in the DLQ.
@@ -924,12 +927,10 @@ async fn park_stage(
         let result = sink.send(std::slice::from_ref(&delivery.envelope)).await;
         match result.into_iter().next() {
             Some(Ok(())) => {
-                shared.journal(Event::Parked, &[&delivery.envelope.id])?;
+                let key = journal_key(&delivery.envelope);
+                shared.journal(Event::Parked, &[&key])?;
                 shared.sync_journal()?;
-                settle_tx
-                    .send(Settle::Ack(delivery.token, delivery.envelope.id))
-                    .await
-                    .ok();
+                settle_tx.send(Settle::Ack(delivery.token, key)).await.ok();
             }
             other => {
                 tracing::warn!(id = %delivery.envelope.id, "could not park ({other:?}); left in the DLQ");

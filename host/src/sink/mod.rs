@@ -10,8 +10,10 @@ use async_trait::async_trait;
 use crate::message::Envelope;
 use crate::source::AdapterError;
 
+mod amqp;
 mod file;
 
+pub use amqp::AmqpSink;
 pub use file::FileSink;
 
 /// A destination for replayed messages.
@@ -30,12 +32,27 @@ pub trait Sink: Send + Sync {
     async fn close(&self) -> Result<(), AdapterError>;
 }
 
-/// Open a sink from its URL: `file:path/to/staging.jsonl`.
-pub async fn open_sink(url: &str) -> Result<Arc<dyn Sink>, AdapterError> {
+/// The destination name that sends each message back where it was dead-lettered from.
+pub const ORIGIN: &str = "origin";
+
+/// Open a sink from its URL: `file:path/to/staging.jsonl`, `amqp://host/vhost?queue=staging`,
+/// `amqp://host/vhost?exchange=orders&routing_key=created`; or `origin` with the source's URL.
+pub async fn open_sink(url: &str, source_url: &str) -> Result<Arc<dyn Sink>, AdapterError> {
+    if url == ORIGIN {
+        return match source_url.split_once(':') {
+            Some(("amqp" | "amqps", _)) => Ok(Arc::new(AmqpSink::origin(source_url).await?)),
+            _ => Err(AdapterError::Config(format!(
+                "--to origin needs a broker source that records where each message was dead-lettered from (amqp://...); {} does not",
+                crate::source::redact_url(source_url)
+            ))),
+        };
+    }
     match url.split_once(':') {
         Some(("file", path)) => Ok(Arc::new(FileSink::open(path).await?)),
+        Some(("amqp" | "amqps", _)) => Ok(Arc::new(AmqpSink::open(url).await?)),
         Some((scheme, _)) if !scheme.is_empty() && !scheme.contains(['/', '\\']) => Err(AdapterError::Config(format!(
-            "unsupported destination `{scheme}:`; supported: file:path/to/staging.jsonl"
+            "unsupported destination `{scheme}:`; supported: file:path/to/staging.jsonl, \
+             amqp://host/vhost?queue=name or ?exchange=name&routing_key=key, origin"
         ))),
         _ => Err(AdapterError::Config(format!(
             "destination {url:?} has no scheme; write file:{url} for a JSONL file"

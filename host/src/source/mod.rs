@@ -13,8 +13,10 @@ use async_trait::async_trait;
 
 use crate::message::Envelope;
 
+mod amqp;
 mod file;
 
+pub use amqp::AmqpSource;
 pub use file::FileSource;
 
 /// Identifies one received message to its source, for settling it.
@@ -68,6 +70,9 @@ pub enum AdapterError {
     /// The URL or its options are wrong.
     #[error("{0}")]
     Config(String),
+    /// The broker refused, went away or could not be reached (the message says where and why).
+    #[error("{0}")]
+    Broker(String),
     /// Reading or writing failed.
     #[error("{context}: {source}")]
     Io {
@@ -131,7 +136,7 @@ pub struct SourceOptions {
     pub count_pass: bool,
 }
 
-/// Open a source from its URL: `file:path/to/dlq.jsonl`.
+/// Open a source from its URL: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`.
 pub async fn open_source(
     url: &str,
     mode: SourceMode,
@@ -139,11 +144,50 @@ pub async fn open_source(
 ) -> Result<Box<dyn Source>, AdapterError> {
     match url.split_once(':') {
         Some(("file", path)) => Ok(Box::new(FileSource::open(path, mode, options).await?)),
+        Some(("amqp" | "amqps", _)) => Ok(Box::new(AmqpSource::open(url, mode).await?)),
         Some((scheme, _)) if !scheme.is_empty() && !scheme.contains(['/', '\\']) => Err(AdapterError::Config(format!(
-            "unsupported source `{scheme}:`; supported: file:path/to/dlq.jsonl"
+            "unsupported source `{scheme}:`; supported: file:path/to/dlq.jsonl, amqp://host/vhost?queue=name"
         ))),
         _ => Err(AdapterError::Config(format!(
             "source {url:?} has no scheme; write file:{url} for a JSONL file"
         ))),
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_owned()
+            };
+            format!("{scheme}://{masked}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            redact_url("amqp://guest:s3cret@h:5672/%2f?queue=q"),
+            "amqp://guest:***@h:5672/%2f?queue=q"
+        );
+        assert_eq!(redact_url("amqp://h/?queue=q"), "amqp://h/?queue=q");
+        assert_eq!(redact_url("amqp://user@h"), "amqp://user@h");
+        assert_eq!(redact_url("file:dlq.jsonl"), "file:dlq.jsonl");
+        assert_eq!(redact_url("amqp://a:b@c@h/x"), "amqp://a:***@h/x");
     }
 }
