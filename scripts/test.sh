@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests and end-to-end tests (the real binary, real filters
-# built from source). Installs what is missing first.
+# built from source, real brokers on 127.0.0.1). Installs and starts what is missing first.
 #
 #   scripts/test.sh
 set -euo pipefail
@@ -9,6 +9,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
 scripts/setup.sh
+scripts/services.sh
 
 echo "test: cargo fmt --check" >&2
 cargo fmt --all -- --check
