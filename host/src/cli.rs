@@ -104,6 +104,10 @@ pub struct SelectArgs {
     /// A filter module, in chain order: path/to/module.wasm[?key=value&redrive.timeout=250ms]; repeatable.
     #[arg(long = "filter", short = 'f', value_name = "MODULE")]
     pub filters: Vec<String>,
+    /// No filter chain: every message is replayed (a plain move that keeps the confirms, journal,
+    /// canary and rate limit). Refused together with filters, so a forgotten --filter cannot do this.
+    #[arg(long, conflicts_with = "filters")]
+    pub no_filter: bool,
     /// Take at most N messages from the DLQ; the rest stay untouched.
     #[arg(long, value_name = "N")]
     pub max: Option<u64>,

@@ -488,6 +488,22 @@ mod tests {
     }
 
     #[test]
+    fn quorum_queues_delivery_count_is_the_receive_count() {
+        let mut h = FieldTable::default();
+        h.insert("x-delivery-count".into(), AMQPValue::LongLongInt(4));
+        h.insert("x-first-death-queue".into(), AMQPValue::LongString("orders.q".into()));
+        h.insert(
+            "x-first-death-reason".into(),
+            AMQPValue::LongString("delivery_limit".into()),
+        );
+        let env = envelope("orders.dlq", &props(h), Vec::new(), "d");
+        assert_eq!(env.failure.receive_count, Some(4));
+        assert_eq!(env.failure.reason.as_deref(), Some("delivery_limit"));
+        assert_eq!(env.origin.original_queue.as_deref(), Some("orders.q"));
+        assert_eq!(origin_route(&env).unwrap(), (String::new(), "orders.q".into()));
+    }
+
+    #[test]
     fn malformed_dead_letter_headers_become_notes_not_errors() {
         let mut h = FieldTable::default();
         let mut bad = FieldTable::default();

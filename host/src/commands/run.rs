@@ -136,8 +136,13 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
             filters.push(ModuleSpec::parse(text, &base)?);
         }
     }
-    if filters.is_empty() {
-        bail!("no filters: give --filter path/to/module.wasm (repeatable), or [[filters]] in the config file");
+    match (filters.is_empty(), args.no_filter) {
+        (true, false) => bail!(
+            "no filters: give --filter path/to/module.wasm (repeatable), or [[filters]] in the config file \
+             (or --no-filter to replay every message)"
+        ),
+        (false, true) => bail!("--no-filter was given, but so were filters (in the config file): drop one"),
+        _ => {}
     }
     let workers = args
         .workers

@@ -14,7 +14,7 @@
 //!   new delivery tag, one already forwarded is acked without being forwarded again, one already
 //!   released is held again. Nothing in flight is lost or forwarded twice.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -60,6 +60,13 @@ struct State {
     released: HashSet<u128>,
     /// Releases since the last consumer rotation.
     held_since_rotation: usize,
+    /// Delivery tags held on the current channel.
+    held_tags: BTreeSet<u64>,
+    /// Tags being acked one by one outside the acker (forwarded redeliveries).
+    acking_singly: BTreeSet<u64>,
+    /// False while a rotated-out consumer is drained: its unread deliveries may have lower tags than
+    /// ones already read, so acks must not cover ranges.
+    one_consumer: bool,
     /// Forwarded and confirmed, but the ack could not reach the broker: ack on redelivery.
     ack_on_redelivery: HashSet<u128>,
     recently_acked: RecentSet,
@@ -104,6 +111,9 @@ impl AmqpSource {
                 in_flight: HashMap::new(),
                 released: HashSet::new(),
                 held_since_rotation: 0,
+                held_tags: BTreeSet::new(),
+                acking_singly: BTreeSet::new(),
+                one_consumer: true,
                 ack_on_redelivery: HashSet::new(),
                 recently_acked: RecentSet::default(),
             })),
@@ -159,6 +169,9 @@ impl AmqpSource {
             state.generation += 1;
             state.channel = None;
             state.held_since_rotation = 0;
+            state.held_tags.clear();
+            state.acking_singly.clear();
+            state.one_consumer = true;
         }
         tracing::warn!("{}: {why}; reconnecting", self.identity);
         let deadline = tokio::time::Instant::now() + self.url.reconnect_for;
@@ -197,6 +210,7 @@ impl AmqpSource {
                 return Ok(());
             }
             state.held_since_rotation = 0;
+            state.one_consumer = false;
             state.channel.clone()
         };
         let (Some(channel), Some(old)) = (channel, self.consumers.back()) else {
@@ -268,11 +282,14 @@ impl AmqpSource {
             }
             if state.released.contains(&key) {
                 state.held_since_rotation += 1;
+                state.held_tags.insert(tag);
                 return Ok(None); // stays in the DLQ: hold it again
             }
             let forwarded =
                 delivery.redelivered && (state.ack_on_redelivery.remove(&key) || state.recently_acked.contains(key));
-            if !forwarded {
+            if forwarded {
+                state.acking_singly.insert(tag);
+            } else {
                 state.in_flight.insert(key, (generation, tag));
             }
             forwarded.then(|| state.channel.clone()).flatten()
@@ -344,6 +361,8 @@ impl Source for AmqpSource {
                     self.consumers.pop_front();
                     if self.consumers.is_empty() {
                         self.reconnect("the broker ended the consumer").await?;
+                    } else if self.consumers.len() == 1 {
+                        self.lock().one_consumer = true;
                     }
                     continue;
                 }
@@ -398,6 +417,32 @@ impl Source for AmqpSource {
     }
 }
 
+impl State {
+    /// The lowest delivery tag on the current channel that must stay unacknowledged: in the pipeline,
+    /// held, or being acked elsewhere. Acks below it may use `multiple`. 0 (no range acks) while two
+    /// consumers share the channel.
+    fn range_ack_floor(&self) -> u64 {
+        if !self.one_consumer {
+            return 0;
+        }
+        let in_flight = self
+            .in_flight
+            .values()
+            .filter(|(generation, _)| *generation == self.generation)
+            .map(|(_, tag)| *tag)
+            .min();
+        [
+            in_flight,
+            self.held_tags.first().copied(),
+            self.acking_singly.first().copied(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(u64::MAX)
+    }
+}
+
 /// Settles deliveries: acks on the channel they belong to, holds releases until the pass ends.
 struct AmqpAcker {
     state: Arc<Mutex<State>>,
@@ -419,7 +464,7 @@ impl Acker for AmqpAcker {
         if self.lock().mode == SourceMode::Peek {
             return self.release(tokens).await; // a plan never removes anything
         }
-        let (channel, tags) = {
+        let (channel, mut tags, floor) = {
             let mut state = self.lock();
             let mut tags = Vec::with_capacity(tokens.len());
             for token in tokens {
@@ -435,13 +480,25 @@ impl Acker for AmqpAcker {
                     None => {}
                 }
             }
-            (state.channel.clone(), tags)
+            (state.channel.clone(), tags, state.range_ack_floor())
         };
         let Some(channel) = channel else {
             return Ok(());
         };
+        // Everything below `floor` that is still unacknowledged is in this batch: one ack with
+        // `multiple` covers it. The rest is acked one by one.
+        tags.sort_unstable_by_key(|(_, tag)| *tag);
+        let below = tags.partition_point(|(_, tag)| *tag < floor);
         let mut failed = Vec::new();
         let mut done = Vec::with_capacity(tags.len());
+        if below > 1 {
+            let top = tags[below - 1].1;
+            let range = tags.drain(..below).map(|(key, _)| key);
+            match channel.basic_ack(top, BasicAckOptions { multiple: true }).await {
+                Ok(()) => done.extend(range),
+                Err(_) => failed.extend(range),
+            }
+        }
         for (key, tag) in tags {
             match channel.basic_ack(tag, BasicAckOptions::default()).await {
                 Ok(()) => done.push(key),
@@ -468,10 +525,11 @@ impl Acker for AmqpAcker {
         let mut state = self.lock();
         for token in tokens {
             let key = token_key(token);
-            if let Some((generation, _tag)) = state.in_flight.remove(&key) {
+            if let Some((generation, tag)) = state.in_flight.remove(&key) {
                 state.released.insert(key);
                 if generation == state.generation {
                     state.held_since_rotation += 1;
+                    state.held_tags.insert(tag);
                 }
             }
         }
