@@ -146,14 +146,14 @@ impl AmqpUrl {
             uri.vhost = "/".into();
         }
         if uri.scheme == AMQPScheme::AMQP && (parsed.tls.ca.is_some() || parsed.tls.cert.is_some()) {
-            return Err(AdapterError::Config(format!(
-                "TLS files are given but the scheme is amqp://; use amqps:// for TLS"
-            )));
+            return Err(AdapterError::Config(
+                "TLS files are given but the scheme is amqp://; use amqps:// for TLS".into(),
+            ));
         }
         if parsed.tls.cert.is_some() != parsed.tls.key.is_some() {
-            return Err(AdapterError::Config(format!(
-                "a client certificate needs both certfile= and keyfile="
-            )));
+            return Err(AdapterError::Config(
+                "a client certificate needs both certfile= and keyfile=".into(),
+            ));
         }
         parsed.uri = uri;
         Ok(parsed)
