@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # RabbitMQ benchmark: N persistent 1 KiB messages in a DLQ, moved to a staging queue, three ways in one run:
 #   1. redrive run with the 3-module chain (the example filters)
-#   2. redrive run with no filter (if `run` accepts zero filters; if it refuses, the refusal is shown and, with
-#      SUBSTITUTE=1 (default), the closest thing is timed instead: one module, route-by-error?default=replay)
+#   2. redrive run with no filter: without --filter if `run` accepts that, else with --no-filter (the refusal of
+#      the plain form is printed); if both are refused, with SUBSTITUTE=1 (default) the closest thing is timed
+#      instead: one module, route-by-error?default=replay
 #   3. a dynamic shovel (rabbitmqctl set_parameter shovel ..., ack-mode on-confirm, src-delete-after queue-length)
 # Prints msg/s for each and the ratio to the shovel.
 #
@@ -26,6 +27,7 @@
 # pika, and each run's audit output), REDRIVE_BIN (default $CARGO_TARGET_DIR or target, /release/redrive),
 # SUBSTITUTE=0|1, TRIES, OTHER_MAX. redrive's audit output is deleted after each move (~1 KB per message and
 # module); its summary and stderr stay in the run directory.
+# The shovel's URIs are amqp://guest:guest@127.0.0.1 (the broker rabbitmqctl talks to), whatever AMQP_URL says.
 # Needs root for rabbitmqctl. Runs scripts/services.sh if the broker or the shovel plugin is not up.
 set -euo pipefail
 
