@@ -141,14 +141,16 @@ pub struct CanaryReport {
     pub passed: bool,
 }
 
-/// One message travelling through the stages.
+/// One message travelling through the stages, with its [`journal_key`] (computed once, by the reader).
 struct Work {
     seq: u64,
+    key: String,
     delivery: Delivery,
 }
 
 struct Decided {
     seq: u64,
+    key: String,
     delivery: Delivery,
     result: Result<ChainOutcome, ModuleDisabled>,
 }
@@ -164,6 +166,7 @@ struct Replay {
 
 struct Discard {
     delivery: Delivery,
+    key: String,
     reason: String,
     module: String,
 }
@@ -343,7 +346,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
     let (decided_tx, decided_rx) = mpsc::channel::<Decided>(workers * 4 + 16);
     let (replay_tx, replay_rx) = mpsc::channel::<Replay>(1024);
     let (discard_tx, discard_rx) = mpsc::channel::<Discard>(1024);
-    let (park_tx, park_rx) = mpsc::channel::<Delivery>(256);
+    let (park_tx, park_rx) = mpsc::channel::<(Delivery, String)>(256);
     let (settle_tx, settle_rx) = mpsc::channel::<Settle>(4096);
 
     let initial = if shared.config.canary > 0 {
@@ -441,7 +444,7 @@ async fn read_stage(
     source: &mut dyn Source,
     work_tx: mpsc::Sender<Work>,
     settle_tx: mpsc::Sender<Settle>,
-    park_tx: mpsc::Sender<Delivery>,
+    park_tx: mpsc::Sender<(Delivery, String)>,
 ) -> Result<()> {
     let config = &shared.config;
     let stats = &shared.stats;
@@ -494,13 +497,13 @@ async fn read_stage(
         if config.max_replays.is_some_and(|max| env.replay_count >= max) {
             Stats::add(&stats.parked, 1);
             if config.park.is_some() && !config.dry_run {
-                park_tx.send(delivery).await.ok();
+                park_tx.send((delivery, key)).await.ok();
             } else {
                 settle_tx.send(Settle::Release(delivery.token, Some(key))).await.ok();
             }
             continue;
         }
-        if work_tx.send(Work { seq, delivery }).await.is_err() {
+        if work_tx.send(Work { seq, key, delivery }).await.is_err() {
             break;
         }
         seq += 1;
@@ -538,7 +541,7 @@ fn spawn_deciders(
                 .spawn(move || {
                     loop {
                         let work = work_rx.lock().unwrap_or_else(PoisonError::into_inner).blocking_recv();
-                        let Some(Work { seq, delivery }) = work else { break };
+                        let Some(Work { seq, key, delivery }) = work else { break };
                         let result = runner.decide(&delivery.envelope);
                         if let Ok(outcome) = &result
                             && let Err(e) = audit
@@ -548,7 +551,15 @@ fn spawn_deciders(
                         {
                             tracing::error!("{e:#}");
                         }
-                        if decided_tx.blocking_send(Decided { seq, delivery, result }).is_err() {
+                        if decided_tx
+                            .blocking_send(Decided {
+                                seq,
+                                key,
+                                delivery,
+                                result,
+                            })
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -595,7 +606,9 @@ async fn route_one(
     plan: Option<&mut PlanCollector>,
 ) -> Result<()> {
     let stats = &shared.stats;
-    let Decided { delivery, result, .. } = decided;
+    let Decided {
+        key, delivery, result, ..
+    } = decided;
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(disabled) => {
@@ -604,7 +617,6 @@ async fn route_one(
             return Ok(());
         }
     };
-    let key = journal_key(&delivery.envelope);
     if let Some(plan) = plan {
         plan.add(&delivery.envelope, &outcome);
     }
@@ -651,6 +663,7 @@ async fn route_one(
         Outcome::Discard => discard_tx
             .send(Discard {
                 delivery,
+                key,
                 reason: outcome.reason,
                 module: outcome.decided_by,
             })
@@ -843,10 +856,10 @@ async fn discard_stage(
             .into_iter()
             .chain(std::iter::from_fn(|| discard_rx.try_recv().ok()))
         {
-            release_not_done(&shared, &settle_tx, d.delivery).await;
+            release_not_done(&shared, &settle_tx, d.delivery, d.key).await;
         }
         while let Some(d) = discard_rx.recv().await {
-            release_not_done(&shared, &settle_tx, d.delivery).await;
+            release_not_done(&shared, &settle_tx, d.delivery, d.key).await;
         }
         return Ok(());
     }
@@ -878,26 +891,24 @@ async fn discard_stage(
             // Without the archive a discard could not be undone: keep them in the DLQ and stop.
             shared.stop_with(StopReason::Error(format!("{e:#}")));
             for d in batch {
-                release_not_done(&shared, &settle_tx, d.delivery).await;
+                release_not_done(&shared, &settle_tx, d.delivery, d.key).await;
             }
             continue;
         }
-        let keys: Vec<String> = batch.iter().map(|d| journal_key(&d.delivery.envelope)).collect();
-        let ids: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let ids: Vec<&str> = batch.iter().map(|d| d.key.as_str()).collect();
         shared.journal(Event::Archived, &ids)?;
         shared.sync_journal()?;
         Stats::add(&shared.stats.discarded, batch.len() as u64);
-        for (d, key) in batch.into_iter().zip(keys) {
-            settle_tx.send(Settle::Ack(d.delivery.token, key)).await.ok();
+        for d in batch {
+            settle_tx.send(Settle::Ack(d.delivery.token, d.key)).await.ok();
         }
     }
     Ok(())
 }
 
 /// Leave a message the run did not get to in the DLQ.
-async fn release_not_done(shared: &Shared, settle_tx: &mpsc::Sender<Settle>, delivery: Delivery) {
+async fn release_not_done(shared: &Shared, settle_tx: &mpsc::Sender<Settle>, delivery: Delivery, key: String) {
     Stats::add(&shared.stats.not_done, 1);
-    let key = journal_key(&delivery.envelope);
     settle_tx.send(Settle::Release(delivery.token, Some(key))).await.ok();
 }
 
@@ -905,7 +916,7 @@ async fn release_not_done(shared: &Shared, settle_tx: &mpsc::Sender<Settle>, del
 async fn park_stage(
     shared: Arc<Shared>,
     sink: Option<Arc<dyn Sink>>,
-    mut park_rx: mpsc::Receiver<Delivery>,
+    mut park_rx: mpsc::Receiver<(Delivery, String)>,
     settle_tx: mpsc::Sender<Settle>,
     mut gate: tokio::sync::watch::Receiver<GateState>,
 ) -> Result<()> {
@@ -913,7 +924,7 @@ async fn park_stage(
     let open = hold_until_gate(&mut gate, &mut park_rx, &mut held).await;
     let mut held = held.into_iter();
     loop {
-        let delivery = match held.next() {
+        let (delivery, key) = match held.next() {
             Some(d) => d,
             None => match park_rx.recv().await {
                 Some(d) => d,
@@ -927,7 +938,6 @@ async fn park_stage(
         let result = sink.send(std::slice::from_ref(&delivery.envelope)).await;
         match result.into_iter().next() {
             Some(Ok(())) => {
-                let key = journal_key(&delivery.envelope);
                 shared.journal(Event::Parked, &[&key])?;
                 shared.sync_journal()?;
                 settle_tx.send(Settle::Ack(delivery.token, key)).await.ok();
