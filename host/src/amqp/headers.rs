@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
-use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -221,19 +221,31 @@ fn read_death_entry(
     }
 }
 
-/// Build the envelope of a message delivered from `queue`; `digest` is its [`content_digest`], the id of
-/// a message that has no message-id property.
-pub fn envelope(queue: &str, properties: &BasicProperties, body: Vec<u8>, digest: &str) -> Envelope {
+/// The attributes of a delivered message, as filters see them: its properties as `amqp.*`, then every
+/// header rendered as text.
+pub fn attributes(properties: &BasicProperties) -> Vec<(String, String)> {
+    let headers = properties.headers().as_ref().map(FieldTable::inner);
+    let mut attributes = Vec::with_capacity(headers.map_or(0, |h| h.len()) + 4);
+    property_attributes(properties, &mut attributes);
+    for (name, value) in headers.into_iter().flatten() {
+        attributes.push((name.as_str().to_owned(), render(value)));
+    }
+    attributes
+}
+
+/// Build the envelope of a message delivered from `queue`, from its [`attributes`]; `digest` is its
+/// [`content_digest`], the id of a message that has no message-id property.
+pub fn envelope(
+    queue: &str,
+    properties: &BasicProperties,
+    attributes: Vec<(String, String)>,
+    body: Vec<u8>,
+    digest: &str,
+) -> Envelope {
     let empty = FieldTable::default();
     let headers = properties.headers().as_ref().unwrap_or(&empty);
     let mut notes = Vec::new();
     let dl = dead_letter(headers, &mut notes);
-
-    let mut attributes: Vec<(String, String)> = Vec::with_capacity(headers.inner().len() + 4);
-    property_attributes(properties, &mut attributes);
-    for (name, value) in headers.inner() {
-        attributes.push((name.as_str().to_owned(), render(value)));
-    }
     let header_text = |names: &[&str]| {
         names
             .iter()
@@ -289,25 +301,16 @@ pub fn envelope(queue: &str, properties: &BasicProperties, body: Vec<u8>, digest
     }
 }
 
-/// A digest of everything that makes up a delivered message (properties, headers, body): it tells
-/// messages apart when they carry no message id, and recognises a redelivery of the same message.
-pub fn content_digest(properties: &BasicProperties, body: &[u8]) -> String {
+/// A digest of everything that makes up a delivered message (its [`attributes`]: properties and headers;
+/// and its body): it tells messages apart when they carry no message id, and recognises a redelivery of
+/// the same message.
+pub fn content_digest(attributes: &[(String, String)], body: &[u8]) -> String {
     let mut hash = Sha256::new();
-    let mut attributes = Vec::new();
-    property_attributes(properties, &mut attributes);
-    for (k, v) in &attributes {
+    for (k, v) in attributes {
         hash.update(k.as_bytes());
         hash.update([0]);
         hash.update(v.as_bytes());
         hash.update([0]);
-    }
-    if let Some(headers) = properties.headers() {
-        for (k, v) in headers.inner() {
-            hash.update(k.as_str().as_bytes());
-            hash.update([0]);
-            hash.update(render(v).as_bytes());
-            hash.update([0]);
-        }
     }
     hash.update([1]);
     hash.update(body);
@@ -430,14 +433,21 @@ pub fn origin_route(env: &Envelope) -> Result<(String, String), String> {
     }
 }
 
-/// Turn a list of values into an AMQP array (for tests and fixtures).
-pub fn array(values: Vec<AMQPValue>) -> AMQPValue {
-    AMQPValue::FieldArray(FieldArray::from(values))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lapin::types::FieldArray;
+
+    fn array(values: Vec<AMQPValue>) -> AMQPValue {
+        AMQPValue::FieldArray(FieldArray::from(values))
+    }
+
+    /// An envelope as the source builds it.
+    fn make(queue: &str, properties: &BasicProperties, body: &[u8]) -> Envelope {
+        let attributes = attributes(properties);
+        let digest = content_digest(&attributes, body);
+        envelope(queue, properties, attributes, body.to_vec(), &digest)
+    }
 
     fn death(queue: &str, reason: &str, count: i64, time: u64, exchange: &str, key: &str) -> AMQPValue {
         let mut t = FieldTable::default();
@@ -470,7 +480,7 @@ mod tests {
         );
         h.insert("x-exception-message".into(), AMQPValue::LongString("timeout".into()));
         h.insert("tenant".into(), AMQPValue::LongInt(7));
-        let env = envelope("orders.dlq", &props(h), b"{}".to_vec(), "d");
+        let env = make("orders.dlq", &props(h), b"{}");
         assert_eq!(env.id, "m-1");
         assert_eq!(env.origin.original_queue.as_deref(), Some("orders"));
         assert_eq!(env.failure.reason.as_deref(), Some("rejected"));
@@ -496,7 +506,7 @@ mod tests {
             "x-first-death-reason".into(),
             AMQPValue::LongString("delivery_limit".into()),
         );
-        let env = envelope("orders.dlq", &props(h), Vec::new(), "d");
+        let env = make("orders.dlq", &props(h), b"");
         assert_eq!(env.failure.receive_count, Some(4));
         assert_eq!(env.failure.reason.as_deref(), Some("delivery_limit"));
         assert_eq!(env.origin.original_queue.as_deref(), Some("orders.q"));
@@ -514,13 +524,13 @@ mod tests {
             array(vec![AMQPValue::FieldTable(bad), AMQPValue::LongString("junk".into())]),
         );
         h.insert(REPLAY_COUNT_ATTRIBUTE.into(), AMQPValue::LongString("many".into()));
-        let env = envelope("q", &props(h), Vec::new(), "d");
+        let env = make("q", &props(h), b"");
         assert_eq!(env.notes.len(), 4, "{:?}", env.notes);
         assert_eq!(env.replay_count, 0);
         assert!(env.failure.last_failed_at.is_none());
         let mut h = FieldTable::default();
         h.insert("x-death".into(), AMQPValue::LongString("not an array".into()));
-        let env = envelope("q", &props(h), Vec::new(), "d");
+        let env = make("q", &props(h), b"");
         assert_eq!(
             env.notes,
             vec!["x-death is not an array (not an array); ignored".to_string()]
@@ -534,7 +544,7 @@ mod tests {
         h.insert("x-first-death-queue".into(), AMQPValue::LongString("q".into()));
         h.insert("tenant".into(), AMQPValue::LongInt(7));
         h.insert("flag".into(), AMQPValue::Boolean(true));
-        let mut env = envelope("dlq", &props(h), b"x".to_vec(), "d");
+        let mut env = make("dlq", &props(h), b"x");
         env.apply_attribute_changes(&[
             crate::message::AttributeChange::Set("flag".into(), "false".into()),
             crate::message::AttributeChange::Set(REPLAY_COUNT_ATTRIBUTE.into(), "1".into()),
@@ -562,8 +572,7 @@ mod tests {
     #[test]
     fn a_message_without_id_gets_a_stable_content_id() {
         let p = BasicProperties::default();
-        let make = |body: &[u8]| envelope("q", &p, body.to_vec(), &content_digest(&p, body));
-        let (a, b, c) = (make(b"same"), make(b"same"), make(b"other"));
+        let (a, b, c) = (make("q", &p, b"same"), make("q", &p, b"same"), make("q", &p, b"other"));
         assert!(a.id.starts_with("sha256:"));
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);

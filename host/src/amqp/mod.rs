@@ -256,29 +256,17 @@ pub async fn open_channel(conn: &Connection, url: &AmqpUrl) -> Result<Channel, A
 pub async fn queue_depth(conn: &Connection, url: &AmqpUrl, queue: &str) -> Result<u64, AdapterError> {
     use lapin::options::QueueDeclareOptions;
     let channel = open_channel(conn, url).await?;
-    let name = short_name("queue", queue)?;
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
     let declared = channel
-        .queue_declare(
-            name,
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
+        .queue_declare(short_name("queue", queue)?, options, Default::default())
         .await;
     let _ = channel.close(200, "checked".into()).await;
-    match declared {
-        Ok(q) => Ok(u64::from(q.message_count())),
-        Err(e) if e.to_string().contains("NOT_FOUND") => Err(AdapterError::Config(format!(
-            "queue `{queue}` does not exist in vhost `{}` on {}",
-            url.vhost(),
-            url.server()
-        ))),
-        Err(e) => Err(AdapterError::Broker(
-            url.explain(&e, &format!("cannot check queue `{queue}`")),
-        )),
-    }
+    declared
+        .map(|q| u64::from(q.message_count()))
+        .map_err(|e| passive_error(url, "queue", queue, &e))
 }
 
 /// Check that `exchange` exists (the default exchange always does).
@@ -288,28 +276,61 @@ pub async fn check_exchange(conn: &Connection, url: &AmqpUrl, exchange: &str) ->
         return Ok(());
     }
     let channel = open_channel(conn, url).await?;
+    let options = ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    // The kind is ignored by a passive declare.
     let declared = channel
         .exchange_declare(
             short_name("exchange", exchange)?,
-            lapin::ExchangeKind::Direct, // ignored by a passive declare
-            ExchangeDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
+            lapin::ExchangeKind::Direct,
+            options,
             Default::default(),
         )
         .await;
     let _ = channel.close(200, "checked".into()).await;
-    match declared {
-        Ok(()) => Ok(()),
-        Err(e) if e.to_string().contains("NOT_FOUND") => Err(AdapterError::Config(format!(
-            "exchange `{exchange}` does not exist in vhost `{}` on {}",
+    declared.map_err(|e| passive_error(url, "exchange", exchange, &e))
+}
+
+/// A failed passive declare of `what` (`queue`, `exchange`) `name`: missing, or the broker's own error.
+fn passive_error(url: &AmqpUrl, what: &str, name: &str, error: &lapin::Error) -> AdapterError {
+    if error.to_string().contains("NOT_FOUND") {
+        AdapterError::Config(format!(
+            "{what} `{name}` does not exist in vhost `{}` on {}",
             url.vhost(),
             url.server()
-        ))),
-        Err(e) => Err(AdapterError::Broker(
-            url.explain(&e, &format!("cannot check exchange `{exchange}`")),
-        )),
+        ))
+    } else {
+        AdapterError::Broker(url.explain(error, &format!("cannot check {what} `{name}`")))
+    }
+}
+
+/// Retry pacing for reconnects: doubling delays from 250 ms up to 5 s, until `limit` has passed.
+pub struct Backoff {
+    deadline: tokio::time::Instant,
+    delay: Duration,
+}
+
+impl Backoff {
+    /// Start retrying for up to `limit`.
+    pub fn new(limit: Duration) -> Self {
+        Backoff {
+            deadline: tokio::time::Instant::now() + limit,
+            delay: Duration::from_millis(250),
+        }
+    }
+
+    /// After a failed attempt: log it, wait, and return `true` to try again — or `false` when the next
+    /// attempt would come after the deadline.
+    pub async fn wait(&mut self, what: &str, error: &AdapterError) -> bool {
+        if tokio::time::Instant::now() + self.delay >= self.deadline {
+            return false;
+        }
+        tracing::warn!("{what}: {error}; retrying in {} ms", self.delay.as_millis());
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(5));
+        true
     }
 }
 

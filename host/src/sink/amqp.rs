@@ -4,7 +4,6 @@
 //! and routing key each message was dead-lettered from (its `x-death` header).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -13,7 +12,7 @@ use tokio::sync::Mutex;
 
 use super::Sink;
 use crate::amqp::headers::{self, outgoing_properties};
-use crate::amqp::{AmqpUrl, check_exchange, open_channel, queue_depth};
+use crate::amqp::{AmqpUrl, Backoff, check_exchange, open_channel, queue_depth};
 use crate::message::Envelope;
 use crate::source::AdapterError;
 
@@ -144,8 +143,7 @@ impl AmqpSink {
             return Ok(channel.clone());
         }
         link.channel = None;
-        let deadline = tokio::time::Instant::now() + self.url.reconnect_for;
-        let mut delay = Duration::from_millis(250);
+        let mut backoff = Backoff::new(self.url.reconnect_for);
         loop {
             let attempt = async {
                 let connection = match link.connection.take() {
@@ -161,12 +159,7 @@ impl AmqpSink {
                     link.channel = Some(channel.clone());
                     return Ok(channel);
                 }
-                Err(e) if tokio::time::Instant::now() + delay < deadline => {
-                    tracing::warn!("{}: {e}; retrying in {} ms", self.describe, delay.as_millis());
-                    link.connection = None;
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+                Err(e) if backoff.wait(&self.describe, &e).await => link.connection = None,
                 Err(e) => return Err(format!("destination unreachable: {e}")),
             }
         }

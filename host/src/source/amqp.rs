@@ -24,7 +24,7 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, B
 use lapin::{Channel, Connection, Consumer};
 
 use super::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
-use crate::amqp::{AmqpUrl, headers, open_channel, queue_depth, short_name};
+use crate::amqp::{AmqpUrl, Backoff, headers, open_channel, queue_depth, short_name};
 
 /// With nothing delivered for this long, the source checks whether the queue is drained.
 const IDLE_CHECK: Duration = Duration::from_secs(2);
@@ -174,19 +174,14 @@ impl AmqpSource {
             state.one_consumer = true;
         }
         tracing::warn!("{}: {why}; reconnecting", self.identity);
-        let deadline = tokio::time::Instant::now() + self.url.reconnect_for;
-        let mut delay = Duration::from_millis(250);
+        let mut backoff = Backoff::new(self.url.reconnect_for);
         loop {
             match self.start_consuming().await {
                 Ok(()) => {
                     tracing::info!("{}: reconnected", self.identity);
                     return Ok(());
                 }
-                Err(e) if tokio::time::Instant::now() + delay < deadline => {
-                    tracing::warn!("{}: {e}; retrying in {} ms", self.identity, delay.as_millis());
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+                Err(e) if backoff.wait(&self.identity, &e).await => {}
                 Err(e) => {
                     return Err(AdapterError::Broker(format!(
                         "lost the connection to {} ({why}) and could not reconnect within {}: {e}. \
@@ -268,7 +263,8 @@ impl AmqpSource {
 
     /// Decide what a delivery is: a message for the pipeline, or a redelivery this pass already knows.
     async fn admit(&mut self, delivery: lapin::message::Delivery) -> Result<Option<Received>, AdapterError> {
-        let digest = headers::content_digest(&delivery.properties, &delivery.data);
+        let attributes = headers::attributes(&delivery.properties);
+        let digest = headers::content_digest(&attributes, &delivery.data);
         let key = u128::from_str_radix(&digest, 16).unwrap_or_default();
         let tag = delivery.delivery_tag;
         let ack_now = {
@@ -305,7 +301,7 @@ impl AmqpSource {
             }
             return Ok(None);
         }
-        let envelope = headers::envelope(&self.queue, &delivery.properties, delivery.data, &digest);
+        let envelope = headers::envelope(&self.queue, &delivery.properties, attributes, delivery.data, &digest);
         Ok(Some(Received::Message(Delivery {
             envelope,
             token: AckToken { seq: tag, key: digest },
