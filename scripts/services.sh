@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the local brokers the end-to-end tests and benchmarks use are running on 127.0.0.1:
-# RabbitMQ on 5672 (guest/guest) with the shovel plugin (for the benchmark's comparison).
+# RabbitMQ on 5672 (guest/guest) with the shovel plugin (for the benchmark's comparison), and a local SQS
+# endpoint (moto_server) on 9324.
 # Starts what is installed but stopped; installs from Debian's packages what is missing (needs root).
 # Idempotent and quick when everything is already up.
 #
@@ -42,4 +43,25 @@ if command -v rabbitmq-plugins >/dev/null 2>&1 &&
     say "enabling the RabbitMQ shovel plugin (the benchmark compares against it)"
     rabbitmq-plugins enable --quiet rabbitmq_shovel >/dev/null ||
         say "could not enable rabbitmq_shovel: the RabbitMQ benchmark's shovel figure will be missing"
+fi
+
+# moto_server: a local SQS endpoint (PyPI moto[server], pinned, in its own venv) for the SQS tests and
+# benchmark. REDRIVE_TOOLS_DIR holds the venv (default /var/tmp/redrive-tools); REDRIVE_SQS_PORT the port.
+moto_version=5.2.5
+tools_dir="${REDRIVE_TOOLS_DIR:-/var/tmp/redrive-tools}"
+sqs_port="${REDRIVE_SQS_PORT:-9324}"
+moto_venv="$tools_dir/moto-$moto_version"
+if [ ! -e "$moto_venv/.installed" ]; then
+    say "installing moto[server]==$moto_version (local SQS endpoint) into $moto_venv"
+    rm -rf "$moto_venv"
+    mkdir -p "$tools_dir"
+    python3 -m venv "$moto_venv" || die "python3 -m venv failed: install python3-venv"
+    "$moto_venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version" ||
+        die "could not install moto[server]==$moto_version from PyPI"
+    touch "$moto_venv/.installed"
+fi
+if ! port_open "$sqs_port"; then
+    say "starting moto_server (SQS) on 127.0.0.1:$sqs_port"
+    nohup "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$sqs_port" >"$tools_dir/moto.log" 2>&1 &
+    wait_port "$sqs_port" moto_server
 fi
