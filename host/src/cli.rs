@@ -98,7 +98,8 @@ pub struct SelectArgs {
     /// A redrive.toml with the run's settings; flags given here override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The dead-letter queue: file:path/dlq.jsonl or amqp://user:pass@host:5672/vhost?queue=orders.dlq.
+    /// The dead-letter queue: file:path/dlq.jsonl, amqp://user:pass@host:5672/vhost?queue=orders.dlq, or
+    /// sqs://orders-dlq (or an SQS queue URL or ARN).
     #[arg(long, value_name = "URL")]
     pub from: Option<String>,
     /// A filter module, in chain order: path/to/module.wasm[?key=value&redrive.timeout=250ms]; repeatable.
@@ -135,6 +136,24 @@ pub struct SelectArgs {
     /// Sandbox limits and engine options.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
+    /// AWS settings for SQS sources and destinations.
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// AWS settings for `sqs://` sources and destinations. Unset ones come from the standard AWS chain
+/// (environment, ~/.aws/config and credentials, SSO, instance or container role).
+#[derive(Debug, Args)]
+pub struct AwsArgs {
+    /// AWS named profile (overrides AWS_PROFILE).
+    #[arg(long, value_name = "NAME", help_heading = "AWS (SQS)")]
+    pub profile: Option<String>,
+    /// AWS region (a queue URL or ARN names its own).
+    #[arg(long, value_name = "REGION", help_heading = "AWS (SQS)")]
+    pub region: Option<String>,
+    /// SQS endpoint, e.g. a local SQS-compatible server (default: AWS_ENDPOINT_URL_SQS, else AWS).
+    #[arg(long, value_name = "URL", help_heading = "AWS (SQS)")]
+    pub endpoint_url: Option<String>,
 }
 
 /// Arguments of `redrive run`.
@@ -144,8 +163,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub select: SelectArgs,
     /// Where replayed messages go: file:path/staging.jsonl, amqp://host/vhost?queue=staging,
-    /// amqp://host/vhost?exchange=orders&routing_key=created, or `origin` (back where each message was
-    /// dead-lettered from, per its broker headers).
+    /// amqp://host/vhost?exchange=orders&routing_key=created, sqs://orders-staging, or `origin` (back where
+    /// each message was dead-lettered from, per its broker headers or attributes).
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
     /// Forwarding rate limit, e.g. 50/s, 3000/m.

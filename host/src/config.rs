@@ -34,9 +34,24 @@ pub struct FileConfig {
     pub remainder: Option<PathBuf>,
     pub workers: Option<usize>,
     pub allow_reorder: Option<bool>,
+    /// AWS settings for SQS (`profile`, `region`, `endpoint_url`).
+    #[serde(default)]
+    pub aws: AwsEntry,
     /// Sandbox limits for every module (`memory = "64MiB"`, `timeout = "1s"`, ...).
     #[serde(default)]
     pub limits: BTreeMap<String, toml::Value>,
+}
+
+/// The `[aws]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsEntry {
+    /// Named profile.
+    pub profile: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Endpoint URL (a local SQS-compatible server).
+    pub endpoint_url: Option<String>,
 }
 
 /// One `[[filters]]` entry.

@@ -9,6 +9,7 @@
 //! - [`jsonl`]: the JSONL message format used by files and `redrive filter test`.
 //! - [`source`] → [`pipeline`] → [`sink`]: the replay flow, with [`plan`]s for dry runs.
 //! - [`amqp`]: RabbitMQ plumbing shared by the `amqp://` source and sink.
+//! - [`sqs`]: Amazon SQS plumbing shared by the `sqs://` source and sink.
 //! - [`audit`]: per-module audit logs and the discard archive.
 //! - [`cli`]: the command line.
 
@@ -24,5 +25,7 @@ pub mod jsonl;
 pub mod message;
 pub mod pipeline;
 pub mod plan;
+pub mod retry;
 pub mod sink;
 pub mod source;
+pub mod sqs;

@@ -12,6 +12,23 @@ pub const REPLAY_ID_ATTRIBUTE: &str = "x-redrive-replay-id";
 /// Attribute carrying how many times redrive has replayed a message.
 pub const REPLAY_COUNT_ATTRIBUTE: &str = "x-redrive-replay-count";
 
+/// Headers / message attributes applications commonly use for the error that sent a message to the DLQ
+/// (Spring AMQP, MassTransit, hand-written consumers), first match wins.
+pub const ERROR_TEXT_ATTRIBUTES: [&str; 5] = [
+    "x-exception-message",
+    "x-error-message",
+    "x-error",
+    "MT-Fault-Message",
+    "error",
+];
+/// Headers / message attributes commonly carrying the error class, first match wins.
+pub const ERROR_CLASS_ATTRIBUTES: [&str; 4] = [
+    "x-exception-class",
+    "x-exception-type",
+    "x-error-class",
+    "MT-Fault-ExceptionType",
+];
+
 /// A compact key for remembering ids in large sets (resume state): the first 128 bits of their sha256.
 /// Collisions are negligible (about 10⁻²⁶ for a million ids), unlike a 64-bit hash.
 pub fn id_digest(id: &str) -> u128 {
@@ -42,6 +59,11 @@ pub struct Envelope {
     pub notes: Vec<String>,
     /// The broker's own form of the message, for a sink of the same kind (typed AMQP headers, ...).
     pub native: Native,
+    /// True when the broker gives a message a new id each time it is sent (SQS MessageId), so the id
+    /// alone tells this dead letter apart from the same payload dead-lettered again after a replay.
+    /// When false (AMQP `message-id`, files), the id may be reused and the run journal also keys on
+    /// the replay count, delivery count and failure time.
+    pub id_unique_per_send: bool,
 }
 
 /// Broker-specific data a source attaches to an envelope so that a sink of the same kind can send the

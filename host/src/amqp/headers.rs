@@ -8,7 +8,9 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::message::{Envelope, FailureContext, Native, Origin, REPLAY_COUNT_ATTRIBUTE};
+use crate::message::{
+    ERROR_CLASS_ATTRIBUTES, ERROR_TEXT_ATTRIBUTES, Envelope, FailureContext, Native, Origin, REPLAY_COUNT_ATTRIBUTE,
+};
 
 /// Prefix of the attributes that carry AMQP message properties (`amqp.content-type`, ...).
 pub const PROPERTY_PREFIX: &str = "amqp.";
@@ -27,22 +29,6 @@ const BROKER_HEADERS: [&str; 8] = [
     "x-last-death-reason",
     "x-last-death-exchange",
     "x-delivery-count",
-];
-
-/// Headers applications commonly use for the error that sent a message to the DLQ (Spring AMQP,
-/// MassTransit, hand-written consumers), first match wins.
-const ERROR_TEXT_HEADERS: [&str; 5] = [
-    "x-exception-message",
-    "x-error-message",
-    "x-error",
-    "MT-Fault-Message",
-    "error",
-];
-const ERROR_CLASS_HEADERS: [&str; 4] = [
-    "x-exception-class",
-    "x-exception-type",
-    "x-error-class",
-    "MT-Fault-ExceptionType",
 ];
 
 /// The original, typed headers of a message read from RabbitMQ, kept so that publishing it again does
@@ -285,8 +271,8 @@ pub fn envelope(
         },
         failure: FailureContext {
             reason: dl.reason.clone(),
-            error_text: header_text(&ERROR_TEXT_HEADERS),
-            error_class: header_text(&ERROR_CLASS_HEADERS),
+            error_text: header_text(&ERROR_TEXT_ATTRIBUTES),
+            error_class: header_text(&ERROR_CLASS_ATTRIBUTES),
             receive_count,
             first_failed_at: dl.first_at,
             last_failed_at: dl.last_at,
@@ -298,6 +284,7 @@ pub fn envelope(
         native: Native::new(AmqpNative {
             headers: headers.clone(),
         }),
+        id_unique_per_send: false,
     }
 }
 

@@ -306,34 +306,6 @@ fn passive_error(url: &AmqpUrl, what: &str, name: &str, error: &lapin::Error) ->
     }
 }
 
-/// Retry pacing for reconnects: doubling delays from 250 ms up to 5 s, until `limit` has passed.
-pub struct Backoff {
-    deadline: tokio::time::Instant,
-    delay: Duration,
-}
-
-impl Backoff {
-    /// Start retrying for up to `limit`.
-    pub fn new(limit: Duration) -> Self {
-        Backoff {
-            deadline: tokio::time::Instant::now() + limit,
-            delay: Duration::from_millis(250),
-        }
-    }
-
-    /// After a failed attempt: log it, wait, and return `true` to try again — or `false` when the next
-    /// attempt would come after the deadline.
-    pub async fn wait(&mut self, what: &str, error: &AdapterError) -> bool {
-        if tokio::time::Instant::now() + self.delay >= self.deadline {
-            return false;
-        }
-        tracing::warn!("{what}: {error}; retrying in {} ms", self.delay.as_millis());
-        tokio::time::sleep(self.delay).await;
-        self.delay = (self.delay * 2).min(Duration::from_secs(5));
-        true
-    }
-}
-
 /// A queue, exchange or routing key name as AMQP needs it (at most 255 bytes).
 pub fn short_name(what: &str, name: &str) -> Result<lapin::types::ShortString, AdapterError> {
     lapin::types::ShortString::try_new(name)

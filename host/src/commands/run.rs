@@ -178,6 +178,11 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
         cache_dir: args.sandbox.cache_dir(),
         progress: !args.no_progress && args.output == OutputFormat::Table,
         started: std::time::Instant::now(),
+        aws: crate::sqs::AwsSettings {
+            profile: args.aws.profile.clone().or_else(|| file.aws.profile.clone()),
+            region: args.aws.region.clone().or_else(|| file.aws.region.clone()),
+            endpoint_url: args.aws.endpoint_url.clone().or_else(|| file.aws.endpoint_url.clone()),
+        },
     })
 }
 

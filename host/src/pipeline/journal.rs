@@ -137,10 +137,15 @@ fn read_past(path: &Path) -> Result<HashMap<u128, PastState>> {
 /// The key a message is journaled under: its id, plus what tells this dead letter apart from the same
 /// message dead-lettered again later (its replay count, delivery count and last failure time). A message
 /// that was replayed, failed again and came back to the DLQ is therefore new work for a later run, not
-/// "settled before" — which would remove it without forwarding it.
+/// "settled before" — which would remove it without forwarding it. Where the broker gives every send a
+/// new id ([`Envelope::id_unique_per_send`], SQS) the id and replay count are enough, and the receive
+/// count must stay out: SQS raises it on every receive, redrive's own included.
 pub fn journal_key(env: &Envelope) -> String {
     use std::fmt::Write;
     let mut key = format!("{}#r{}", env.id, env.replay_count);
+    if env.id_unique_per_send {
+        return key;
+    }
     if let Some(n) = env.failure.receive_count {
         let _ = write!(key, ".c{n}");
     }
@@ -193,6 +198,15 @@ mod tests {
         failed_again.failure.receive_count = Some(2);
         assert_ne!(journal_key(&first), journal_key(&failed_again));
         assert_eq!(journal_key(&first), journal_key(&first.clone()));
+
+        let sqs = Envelope {
+            id: "m".into(),
+            id_unique_per_send: true,
+            ..Default::default()
+        };
+        let mut received_again = sqs.clone();
+        received_again.failure.receive_count = Some(7);
+        assert_eq!(journal_key(&sqs), journal_key(&received_again));
     }
 
     #[test]

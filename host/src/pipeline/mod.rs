@@ -80,6 +80,8 @@ pub struct RunConfig {
     pub progress: bool,
     /// When the command started: elapsed time and time to the first replay count from here.
     pub started: Instant,
+    /// AWS profile, region and endpoint for SQS sources and destinations.
+    pub aws: crate::sqs::AwsSettings,
 }
 
 /// Why a run stopped before the end of the pass.
@@ -290,13 +292,14 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
     let source_options = SourceOptions {
         remainder: config.remainder.clone(),
         count_pass: config.progress,
+        aws: config.aws.clone(),
     };
     let mut source = open_source(&config.from, mode, &source_options)
         .await
         .with_context(|| format!("cannot open the source {}", redact_url(&config.from)))?;
     let sink = match (&config.to, config.dry_run) {
         (Some(to), false) => Some(
-            open_sink(to, &config.from)
+            open_sink(to, &config.from, &config.aws)
                 .await
                 .with_context(|| format!("cannot open the destination {}", redact_url(to)))?,
         ),
@@ -304,7 +307,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
     };
     let park_sink = match (&config.park, config.dry_run) {
         (Some(park), false) => Some(
-            open_sink(park, &config.from)
+            open_sink(park, &config.from, &config.aws)
                 .await
                 .with_context(|| format!("cannot open the park destination {}", redact_url(park)))?,
         ),

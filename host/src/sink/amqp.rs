@@ -12,8 +12,9 @@ use tokio::sync::Mutex;
 
 use super::Sink;
 use crate::amqp::headers::{self, outgoing_properties};
-use crate::amqp::{AmqpUrl, Backoff, check_exchange, open_channel, queue_depth};
+use crate::amqp::{AmqpUrl, check_exchange, open_channel, queue_depth};
 use crate::message::Envelope;
+use crate::retry::Backoff;
 use crate::source::AdapterError;
 
 /// Where each message is published.

@@ -12,9 +12,11 @@ use crate::source::AdapterError;
 
 mod amqp;
 mod file;
+mod sqs;
 
 pub use amqp::AmqpSink;
 pub use file::FileSink;
+pub use sqs::SqsSink;
 
 /// A destination for replayed messages.
 #[async_trait]
@@ -36,13 +38,20 @@ pub trait Sink: Send + Sync {
 pub const ORIGIN: &str = "origin";
 
 /// Open a sink from its URL: `file:path/to/staging.jsonl`, `amqp://host/vhost?queue=staging`,
-/// `amqp://host/vhost?exchange=orders&routing_key=created`; or `origin` with the source's URL.
-pub async fn open_sink(url: &str, source_url: &str) -> Result<Arc<dyn Sink>, AdapterError> {
+/// `amqp://host/vhost?exchange=orders&routing_key=created`, `sqs://orders-staging` (or an SQS queue URL or
+/// ARN); or `origin` with the source's URL. `aws` applies to SQS.
+pub async fn open_sink(
+    url: &str,
+    source_url: &str,
+    aws: &crate::sqs::AwsSettings,
+) -> Result<Arc<dyn Sink>, AdapterError> {
     if url == ORIGIN {
         return match source_url.split_once(':') {
             Some(("amqp" | "amqps", _)) => Ok(Arc::new(AmqpSink::origin(source_url).await?)),
+            Some(("sqs" | "http" | "https" | "arn", _)) => Ok(Arc::new(SqsSink::origin(source_url, aws).await?)),
             _ => Err(AdapterError::Config(format!(
-                "--to origin needs a broker source that records where each message was dead-lettered from (amqp://...); {} does not",
+                "--to origin needs a broker source that records where each message was dead-lettered from \
+                 (amqp://... or sqs://...); {} does not",
                 crate::source::redact_url(source_url)
             ))),
         };
@@ -50,9 +59,10 @@ pub async fn open_sink(url: &str, source_url: &str) -> Result<Arc<dyn Sink>, Ada
     match url.split_once(':') {
         Some(("file", path)) => Ok(Arc::new(FileSink::open(path).await?)),
         Some(("amqp" | "amqps", _)) => Ok(Arc::new(AmqpSink::open(url).await?)),
+        Some(("sqs" | "http" | "https" | "arn", _)) => Ok(Arc::new(SqsSink::open(url, aws).await?)),
         Some((scheme, _)) if !scheme.is_empty() && !scheme.contains(['/', '\\']) => Err(AdapterError::Config(format!(
             "unsupported destination `{scheme}:`; supported: file:path/to/staging.jsonl, \
-             amqp://host/vhost?queue=name or ?exchange=name&routing_key=key, origin"
+             amqp://host/vhost?queue=name or ?exchange=name&routing_key=key, sqs://queue-name, origin"
         ))),
         _ => Err(AdapterError::Config(format!(
             "destination {url:?} has no scheme; write file:{url} for a JSONL file"

@@ -24,7 +24,8 @@ use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, B
 use lapin::{Channel, Connection, Consumer};
 
 use super::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
-use crate::amqp::{AmqpUrl, Backoff, headers, open_channel, queue_depth, short_name};
+use crate::amqp::{AmqpUrl, headers, open_channel, queue_depth, short_name};
+use crate::retry::Backoff;
 
 /// With nothing delivered for this long, the source checks whether the queue is drained.
 const IDLE_CHECK: Duration = Duration::from_secs(2);

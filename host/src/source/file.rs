@@ -269,6 +269,7 @@ mod tests {
         let options = SourceOptions {
             remainder: Some(remainder.clone()),
             count_pass: true,
+            ..Default::default()
         };
         let mut source = FileSource::open(dlq.to_str().unwrap(), SourceMode::Consume, &options)
             .await

@@ -15,9 +15,11 @@ use crate::message::Envelope;
 
 mod amqp;
 mod file;
+mod sqs;
 
 pub use amqp::AmqpSource;
 pub use file::FileSource;
+pub use sqs::SqsSource;
 
 /// Identifies one received message to its source, for settling it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,9 +136,12 @@ pub struct SourceOptions {
     pub remainder: Option<PathBuf>,
     /// Work out the pass size for a progress display, when that costs extra work (counting a file's lines).
     pub count_pass: bool,
+    /// AWS profile, region and endpoint for SQS sources.
+    pub aws: crate::sqs::AwsSettings,
 }
 
-/// Open a source from its URL: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`.
+/// Open a source from its URL: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`,
+/// `sqs://orders-dlq` (or an SQS queue URL or ARN).
 pub async fn open_source(
     url: &str,
     mode: SourceMode,
@@ -145,8 +150,10 @@ pub async fn open_source(
     match url.split_once(':') {
         Some(("file", path)) => Ok(Box::new(FileSource::open(path, mode, options).await?)),
         Some(("amqp" | "amqps", _)) => Ok(Box::new(AmqpSource::open(url, mode).await?)),
+        Some(("sqs" | "http" | "https" | "arn", _)) => Ok(Box::new(SqsSource::open(url, mode, &options.aws).await?)),
         Some((scheme, _)) if !scheme.is_empty() && !scheme.contains(['/', '\\']) => Err(AdapterError::Config(format!(
-            "unsupported source `{scheme}:`; supported: file:path/to/dlq.jsonl, amqp://host/vhost?queue=name"
+            "unsupported source `{scheme}:`; supported: file:path/to/dlq.jsonl, amqp://host/vhost?queue=name, \
+             sqs://queue-name (or an SQS queue URL or ARN)"
         ))),
         _ => Err(AdapterError::Config(format!(
             "source {url:?} has no scheme; write file:{url} for a JSONL file"
