@@ -281,6 +281,15 @@ fn aws_region_of_host(host: &str) -> Option<String> {
     base.strip_suffix(".queue").map(str::to_owned)
 }
 
+/// The HTTPS client the AWS SDK uses: rustls with ring (the SDK's default, aws-lc, is a long C build).
+pub fn http_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 /// A connected client and where it talks to, for messages.
 #[derive(Clone, Debug)]
 pub struct SqsClient {
@@ -295,13 +304,8 @@ pub struct SqsClient {
 /// The region: a queue URL's or ARN's own region, then `--region`, then the chain. The endpoint:
 /// `--endpoint-url`, then a queue URL on a non-AWS host, then the chain (`AWS_ENDPOINT_URL_SQS`).
 pub async fn connect(settings: &AwsSettings, url: &SqsUrl) -> Result<SqsClient, AdapterError> {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
+        .http_client(http_client())
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# SQS benchmark: N 1 KiB JSON messages (String attribute error="timeout talking to db") in a DLQ on a local SQS
+# endpoint (moto_server), moved to a staging queue, four ways in one run:
+#   1. redrive run with the 3-module chain (the example filters; route-by-error?default=replay)
+#   2. redrive run --no-filter
+#   3. a boto3 "one-by-one" loop: receive 10 (long poll 1 s), SendMessage each, then DeleteMessage each
+#   4. a boto3 batched loop: receive 10, SendMessageBatch, DeleteMessageBatch (per-entry Failed lists checked)
+# then, for each RECEIVERS:CONCURRENCY pair in SWEEP, redrive with the chain again with
+# sqs://dlq?receivers=R and sqs://staging?concurrency=C (the defaults are receivers=4, concurrency=8).
+# Prints msg/s for each, and redrive's ratio to the one-by-one loop and to the batched loop.
+#
+#   bench/sqs/run.sh                  # N=1000
+#   N=500 SWEEP= bench/sqs/run.sh     # a quick run, no sweep rows
+#
+# For each mover: create two fresh queues (rdb-<pid>-<mover>-dlq / -staging), fill the DLQ with SendMessageBatch
+# (bench/sqs/sqs.py fill, which waits until the DLQ holds N), wait for a quiet machine, poll both queues for 2 s
+# (to measure what the polling alone costs moto), then time from starting the mover until the DLQ has no message
+# (ApproximateNumberOfMessages + NotVisible + Delayed == 0) and staging holds N. Polling is GetQueueAttributes on
+# both queues every POLL_MS ms. After the mover exits, the counts are read again and every message in staging is
+# received (not deleted) and checked: each of the N bodies exactly once, unchanged, with its error attribute. Any
+# loss, duplicate or change fails the run. The queues are deleted after each mover.
+#
+# moto is a single Python process: it bounds these figures. The table shows the CPU seconds moto_server used
+# during each move (from /proc/<pid>/stat), and the share of that the polling alone would have cost.
+#
+# Environment: N (default 1000; moto slows down sharply with thousands of messages queued), SIZE (1024), SWEEP
+# (default "1:1 8:16"), POLL_MS (100), SETTLE (2 s before each move), IDLE_PCT (15), IDLE_WAIT (900 s), TRIES (3)
+# and OTHER_MAX (0.10): a move during which processes other than moto, the mover and the poller took more than
+# OTHER_MAX of the machine's busy CPU is measured again, up to TRIES times. SQS_ENDPOINT (default
+# http://127.0.0.1:9324), BENCH_DIR (default /var/tmp/redrive-bench-sqs: the venv with boto3 and each run's
+# output), REDRIVE_BIN (default $CARGO_TARGET_DIR or target, /release/redrive). Credentials default to
+# testing/testing, region us-east-1. Runs scripts/services.sh if nothing listens on the endpoint's port.
+set -euo pipefail
+
+N="${N:-1000}"
+SIZE="${SIZE:-1024}"
+SWEEP="${SWEEP-1:1 8:16}"
+SETTLE="${SETTLE:-2}"
+IDLE_PCT="${IDLE_PCT:-15}"
+IDLE_WAIT="${IDLE_WAIT:-900}"
+TRIES="${TRIES:-3}"
+OTHER_MAX="${OTHER_MAX:-0.10}"
+export POLL_MS="${POLL_MS:-100}"
+export SQS_ENDPOINT="${SQS_ENDPOINT:-http://127.0.0.1:9324}"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-testing}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-testing}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+unset AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_SQS
+case "$N" in '' | *[!0-9]* | 0) echo "run.sh: N must be a positive integer" >&2; exit 2 ;; esac
+boto3_version=1.44.5
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+redrive="${REDRIVE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/redrive}"
+filters="$repo/build/filters"
+chain=(route-by-error repair-json drop-test-traffic)
+work="${BENCH_DIR:-/var/tmp/redrive-bench-sqs}"
+started=$SECONDS
+
+say() { printf '\n== %s (t+%ss)\n' "$*" "$((SECONDS - started))" >&2; }
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+# --- prerequisites --------------------------------------------------------------------------------------------
+hostport="${SQS_ENDPOINT#*://}"
+hostport="${hostport%%/*}"
+port="${hostport##*:}"
+host="${hostport%:*}"
+if ! (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+    say "nothing listens on $host:$port: starting the local SQS endpoint (scripts/services.sh)"
+    "$repo/scripts/services.sh"
+fi
+mkdir -p "$work"
+py="$work/venv/bin/python"
+if [ ! -e "$work/venv/.installed-boto3-$boto3_version" ]; then
+    say "installing boto3==$boto3_version into $work/venv"
+    rm -rf "$work/venv"
+    python3 -m venv "$work/venv" || die "python3 -m venv failed: install python3-venv"
+    "$work/venv/bin/pip" install -q --disable-pip-version-check "boto3==$boto3_version" ||
+        die "could not install boto3==$boto3_version"
+    touch "$work/venv/.installed-boto3-$boto3_version"
+fi
+q() { "$py" "$here/sqs.py" "$@"; }
+if [ ! -x "$redrive" ]; then
+    say "no $redrive: building it (cargo build --release -p redrive)"
+    (cd "$repo" && cargo build --release -p redrive)
+fi
+missing=()
+for f in "${chain[@]}"; do [ -f "$filters/$f.wasm" ] || missing+=("$f"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "building the filters: ${missing[*]}"
+    "$repo/scripts/build-filters.sh" "${chain[@]}"
+fi
+modules=("$filters/route-by-error.wasm?default=replay" "$filters/repair-json.wasm" "$filters/drop-test-traffic.wasm")
+chain_args=()
+for m in "${modules[@]}"; do chain_args+=(-f "$m"); done
+
+# The moto_server process behind the endpoint, for its CPU time (none if it is not a local moto_server).
+moto_pid="$(ss -Htlnp "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)"
+moto_version=unknown
+if [ -n "$moto_pid" ] && tr '\0' ' ' <"/proc/$moto_pid/cmdline" | grep -q moto_server; then
+    moto_py="$(tr '\0' '\n' <"/proc/$moto_pid/cmdline" | head -1)"
+    moto_version="$("$moto_py" -c 'import moto; print(moto.__version__)' 2>/dev/null || echo unknown)"
+else
+    echo "run.sh: WARNING: no moto_server process listens on port $port: no endpoint CPU figures" >&2
+    moto_pid=""
+fi
+export MOTO_PID="$moto_pid"
+
+run_dir="$work/run-$(date -u +%Y%m%dT%H%M%SZ)-$$"
+mkdir -p "$run_dir"
+# A private copy of the binary: every row runs the same build even if target/ is rebuilt meanwhile.
+cp "$redrive" "$run_dir/redrive"
+built="$(stat -c %y "$redrive" | cut -d. -f1)"
+redrive="$run_dir/redrive"
+queues=()
+cleanup() {
+    if [ "${#queues[@]}" -gt 0 ]; then q delete "${queues[@]}" >/dev/null 2>&1 || true; fi
+    rm -f "$run_dir/redrive"
+}
+trap cleanup EXIT
+
+cpu="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
+mem="$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+machine="$cpu, $(nproc) CPUs, $mem"
+say "machine: $machine; moto $moto_version (pid ${moto_pid:-?}) at $SQS_ENDPOINT; $("$redrive" --version) (binary built $built); boto3 $("$py" -c 'import boto3; print(boto3.__version__)'); N=$N, SIZE=$SIZE"
+
+# Warm the compiled-module cache, so no row pays for compiling the modules.
+"$redrive" filter test "${modules[@]}" --input "$repo/examples/filters/route-by-error/input.jsonl" >/dev/null ||
+    die "redrive filter test failed on the chain"
+
+# --- one mover ------------------------------------------------------------------------------------------------
+labels=() results=() verifies=()
+
+# move LABEL SLUG CHECK CMD...: CMD may use the placeholders @DLQ@ and @STAGING@ (queue names)
+move() {
+    local label="$1" slug="$2" check="$3" result="" try other_share dlq staging
+    shift 3
+    for try in $(seq 1 "$TRIES"); do
+        dlq="rdb-$$-$slug-$try-dlq" staging="rdb-$$-$slug-$try-staging"
+        queues=("$dlq" "$staging")
+        local cmd=()
+        for a in "$@"; do a="${a//@DLQ@/$dlq}"; cmd+=("${a//@STAGING@/$staging}"); done
+        say "$label: filling $dlq with $N messages of $SIZE B (try $try of $TRIES)"
+        q reset "$dlq" "$staging"
+        q fill "$dlq" "$N" "$SIZE"
+        sleep "$SETTLE"
+        q idle "$IDLE_PCT" "$IDLE_WAIT" || echo "run.sh: WARNING: measuring on a busy machine (see 'other CPU s')" >&2
+        say "$label: moving"
+        result="$(q move "$dlq" "$staging" "$N" -- "${cmd[@]}")" || {
+            echo "$result" >&2
+            [ -n "${MOVE_STDERR:-}" ] && [ -s "$MOVE_STDERR" ] && sed 's/^/    /' "$MOVE_STDERR" | tail -20 >&2
+            die "$label: the move did not complete (see above; queues $dlq, $staging)"
+        }
+        echo "$result" >&2
+        local rc dlq_after staging_after
+        rc="$(field "$result" rc)" dlq_after="$(field "$result" dlq_after_exit)"
+        staging_after="$(field "$result" staging_after_exit)"
+        [ "$rc" = 0 ] || die "$label: the mover exited with $rc"
+        [ "$dlq_after" = "[0, 0, 0]" ] && [ "$staging_after" = "[$N, 0, 0]" ] ||
+            die "$label: after the mover exited: $dlq (visible, in flight, delayed) $dlq_after, $staging $staging_after (want [0, 0, 0] and [$N, 0, 0]): messages lost or duplicated"
+        local v
+        v="$(q verify "$staging" "$N" "$SIZE")" || { echo "$v" >&2; die "$label: staging's content is wrong (see above)"; }
+        echo "verified: $dlq empty; $staging: $v" >&2
+        $check
+        q delete "$dlq" "$staging"
+        queues=()
+        other_share="$("$py" -c 'import json, sys; r = json.loads(sys.argv[1]); print(max(r["other_cpu"], 0) / max(r["machine_cpu"], 1e-9))' "$result")"
+        if "$py" -c 'import sys; sys.exit(float(sys.argv[1]) > float(sys.argv[2]))' "$other_share" "$OTHER_MAX"; then
+            break
+        fi
+        echo "run.sh: WARNING: other processes used $(field "$result" other_cpu) CPU s during the move" \
+            "($(awk -v s="$other_share" 'BEGIN {printf "%.0f", 100 * s}') % of the machine's busy CPU)" >&2
+        [ "$try" -lt "$TRIES" ] && echo "run.sh: measuring $label again" >&2
+    done
+    labels+=("$label")
+    results+=("$result")
+    verifies+=("$v")
+}
+
+field() { "$py" -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+# redrive_move LABEL SLUG FROM_OPTS TO_OPTS ARGS...: `redrive run` from the DLQ to staging with ARGS
+redrive_move() {
+    local label="$1" slug="$2" from_opts="$3" to_opts="$4"
+    local dir="$run_dir/$slug"
+    shift 4
+    check_redrive() {
+        sed 's/^/    /' "$dir/summary.txt" >&2
+        grep -Eq "replayed +$N " "$dir/summary.txt" || die "$label: redrive did not report $N replayed"
+        if [ -s "$dir/stderr.txt" ]; then
+            echo "redrive printed on stderr:" >&2
+            sed 's/^/    /' "$dir/stderr.txt" | head -20 >&2
+        fi
+        rm -rf "$dir/audit" # ~1 KB per message and module; a retry must not resume from this run's journal
+    }
+    mkdir -p "$dir"
+    rm -rf "$dir/audit"
+    MOVE_STDOUT="$dir/summary.txt" MOVE_STDERR="$dir/stderr.txt" move "$label" "$slug" check_redrive \
+        "$redrive" run --from "sqs://@DLQ@$from_opts" --to "sqs://@STAGING@$to_opts" --endpoint-url "$SQS_ENDPOINT" \
+        "$@" --audit-dir "$dir/audit" --no-progress
+}
+
+# loop_move LABEL SLUG: one of sqs.py's boto3 movers
+loop_move() {
+    local dir="$run_dir/$2"
+    mkdir -p "$dir"
+    show_loop() { sed 's/^/    /' "$dir/stderr.txt" >&2; }
+    MOVE_STDOUT="$dir/stdout.txt" MOVE_STDERR="$dir/stderr.txt" move "$1" "$2" show_loop \
+        "$py" "$here/sqs.py" "$2" @DLQ@ @STAGING@
+}
+
+redrive_move "redrive, 3-module chain" chain "" "" "${chain_args[@]}"
+redrive_move "redrive --no-filter" none "" "" --no-filter
+loop_move "boto3 loop, one by one" one-by-one
+loop_move "boto3 loop, batched" batched
+for pair in $SWEEP; do
+    r="${pair%%:*}" c="${pair##*:}"
+    redrive_move "redrive, 3-module chain, receivers=$r concurrency=$c" "chain-r$r-c$c" "?receivers=$r" \
+        "?concurrency=$c" "${chain_args[@]}"
+done
+
+# --- table ----------------------------------------------------------------------------------------------------
+say "results"
+printf '%s\n' "${results[@]}" >"$run_dir/results.jsonl"
+printf '%s\n' "${labels[@]}" >"$run_dir/labels.txt"
+printf '%s\n' "${verifies[@]}" >"$run_dir/verify.jsonl"
+"$py" - "$run_dir" "$N" "$machine" "$moto_version" <<'EOF' | tee "$run_dir/table.md"
+import json, os, sys
+run_dir, n, machine, moto_version = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+labels = open(f"{run_dir}/labels.txt").read().splitlines()
+rows = [json.loads(l) for l in open(f"{run_dir}/results.jsonl")]
+by = dict(zip(labels, rows))
+one = n / by["boto3 loop, one by one"]["seconds"]
+batched = n / by["boto3 loop, batched"]["seconds"]
+fmt = lambda v, f: "–" if v is None else format(v, f)
+print(f"N = {n} messages of 1 KiB; {machine}; moto {moto_version}")
+print()
+print("| mover | seconds | msg/s | vs one-by-one | vs batched | first move (s) | mover exit (s) | mover CPU s | "
+      "moto CPU s (polling alone) | moto CPU ms/msg | other CPU s | machine busy |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for label, r in zip(labels, rows):
+    rate = n / r["seconds"]
+    moto = r["moto_cpu"]
+    print(f"| {label} | {r['seconds']:.2f} | {rate:,.0f} | {rate / one:.2f}× | {rate / batched:.2f}× | "
+          f"{fmt(r['first_move'], '.2f')} | {r['exit']:.2f} | {r['mover_cpu']:.2f} | "
+          f"{fmt(moto, '.2f')} ({fmt(r['moto_poll_cpu'], '.2f')}) | "
+          f"{fmt(None if moto is None else 1000 * moto / n, '.2f')} | {max(r['other_cpu'], 0.0):.2f} | "
+          f"{100 * r['machine_busy']:.0f} % |")
+print()
+print("seconds: from starting the mover until the DLQ reports no message (visible, in flight or delayed) and "
+      "staging holds N. mover exit: when the mover process ended (redrive ends a pass after an empty long poll, "
+      "2 s by default; the loops after an empty 1 s receive). moto CPU: the moto_server process over the move; "
+      "in brackets what the polling alone costs it (measured for 2 s before the move). "
+      f"Polls of both queues every {os.environ['POLL_MS']} ms, "
+      + ", ".join(f"{r['poll_ms_avg']:.0f}" for r in rows) + " ms per poll on average.")
+EOF
+echo "(table saved in $run_dir/table.md; total $((SECONDS - started)) s)" >&2

@@ -1,0 +1,774 @@
+//! End-to-end tests against a local SQS endpoint (moto_server on 127.0.0.1:9324, started by
+//! scripts/services.sh; REDRIVE_TEST_SQS_ENDPOINT overrides). Each test creates its own queues (a work
+//! queue whose RedrivePolicy names a DLQ, a staging queue), fails messages in the work queue until SQS
+//! moves them to the DLQ, runs the real binary, and deletes its queues at the end.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
+use common::{module, redrive, run};
+
+fn endpoint() -> String {
+    std::env::var("REDRIVE_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9324".into())
+}
+
+const KEY: &str = "test-key-id";
+const SECRET: &str = "test-secret-never-printed";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn string(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .unwrap()
+}
+
+fn number(value: i64) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("Number")
+        .string_value(value.to_string())
+        .build()
+        .unwrap()
+}
+
+/// One test's queues on the local endpoint, deleted on drop.
+struct Queues {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    prefix: String,
+    created: Vec<String>,
+}
+
+impl Queues {
+    fn new(test: &str) -> Self {
+        let rt = runtime();
+        let config = rt.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(redrive::sqs::http_client())
+                .endpoint_url(endpoint())
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_sqs::config::Credentials::new(KEY, SECRET, None, None, "test"))
+                .load(),
+        );
+        let client = Client::new(&config);
+        if let Err(e) = rt.block_on(client.list_queues().send()) {
+            panic!(
+                "no SQS endpoint at {}: {}. Start one with scripts/services.sh (moto_server on 127.0.0.1:9324), \
+                 or set REDRIVE_TEST_SQS_ENDPOINT",
+                endpoint(),
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            );
+        }
+        Queues {
+            rt,
+            client,
+            prefix: format!("rdt-{test}-{}", std::process::id()),
+            created: Vec::new(),
+        }
+    }
+
+    fn name(&self, part: &str) -> String {
+        format!("{}-{part}", self.prefix)
+    }
+
+    fn create(&mut self, part: &str, attributes: &[(QueueAttributeName, String)]) -> String {
+        let mut req = self.client.create_queue().queue_name(self.name(part));
+        for (k, v) in attributes {
+            req = req.attributes(k.clone(), v);
+        }
+        let url = self.rt.block_on(req.send()).unwrap().queue_url.unwrap();
+        self.created.push(url.clone());
+        url
+    }
+
+    /// A work queue that dead-letters into a DLQ after 2 receives, and a staging queue.
+    fn topology(&mut self, fifo: bool) -> (String, String, String) {
+        let suffix = if fifo { ".fifo" } else { "" };
+        let fifo_attrs = |extra: Vec<(QueueAttributeName, String)>| {
+            let mut a = extra;
+            if fifo {
+                a.push((QueueAttributeName::FifoQueue, "true".into()));
+            }
+            a
+        };
+        let dlq = self.create(&format!("dlq{suffix}"), &fifo_attrs(vec![]));
+        let arn = self.attribute(&dlq, QueueAttributeName::QueueArn);
+        let policy = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":2}}"#);
+        let work = self.create(
+            &format!("work{suffix}"),
+            &fifo_attrs(vec![(QueueAttributeName::RedrivePolicy, policy)]),
+        );
+        let staging = self.create(&format!("staging{suffix}"), &fifo_attrs(vec![]));
+        (work, dlq, staging)
+    }
+
+    fn attribute(&self, url: &str, name: QueueAttributeName) -> String {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(name.clone())
+                    .send(),
+            )
+            .unwrap();
+        out.attributes.unwrap()[&name].clone()
+    }
+
+    /// (visible, in flight)
+    fn counts(&self, url: &str) -> (u64, u64) {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(QueueAttributeName::All)
+                    .send(),
+            )
+            .unwrap();
+        let a = out.attributes.unwrap();
+        (
+            a[&QueueAttributeName::ApproximateNumberOfMessages].parse().unwrap(),
+            a[&QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
+                .parse()
+                .unwrap(),
+        )
+    }
+
+    fn send(&self, url: &str, body: &str, attributes: &[(&str, MessageAttributeValue)], group: Option<&str>) {
+        let mut req = self.client.send_message().queue_url(url).message_body(body);
+        for (k, v) in attributes {
+            req = req.message_attributes(*k, v.clone());
+        }
+        if let Some(g) = group {
+            req = req.message_group_id(g).message_deduplication_id(format!("{g}-{body}"));
+        }
+        self.rt.block_on(req.send()).unwrap();
+    }
+
+    /// The application's consumer failing every message (receive, then give it back at once) until SQS
+    /// has moved them all to the DLQ.
+    fn fail_until_dead_lettered(&self, work: &str, dlq: &str, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.counts(dlq).0 < n {
+            assert!(
+                Instant::now() < deadline,
+                "messages did not reach the DLQ: {:?}",
+                self.counts(dlq)
+            );
+            let out = self
+                .rt
+                .block_on(
+                    self.client
+                        .receive_message()
+                        .queue_url(work)
+                        .max_number_of_messages(10)
+                        .visibility_timeout(30)
+                        .send(),
+                )
+                .unwrap();
+            for m in out.messages.unwrap_or_default() {
+                self.rt
+                    .block_on(
+                        self.client
+                            .change_message_visibility()
+                            .queue_url(work)
+                            .receipt_handle(m.receipt_handle.unwrap())
+                            .visibility_timeout(0)
+                            .send(),
+                    )
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Receive and delete everything in a queue, in receive order.
+    fn drain(&self, url: &str) -> Vec<Message> {
+        let mut all = Vec::new();
+        let mut empty = 0;
+        while empty < 2 {
+            let out = self
+                .rt
+                .block_on(
+                    self.client
+                        .receive_message()
+                        .queue_url(url)
+                        .max_number_of_messages(10)
+                        .visibility_timeout(60)
+                        .message_attribute_names("All")
+                        .message_system_attribute_names(MessageSystemAttributeName::All)
+                        .send(),
+                )
+                .unwrap();
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() {
+                empty += 1;
+                continue;
+            }
+            for m in &messages {
+                self.rt
+                    .block_on(
+                        self.client
+                            .delete_message()
+                            .queue_url(url)
+                            .receipt_handle(m.receipt_handle.clone().unwrap())
+                            .send(),
+                    )
+                    .unwrap();
+            }
+            all.extend(messages);
+        }
+        all
+    }
+}
+
+impl Drop for Queues {
+    fn drop(&mut self) {
+        for url in &self.created {
+            let _ = self.rt.block_on(self.client.delete_queue().queue_url(url).send());
+        }
+    }
+}
+
+/// `redrive` with test credentials and the local endpoint (through the standard AWS environment; the
+/// `--endpoint-url` flag is tested in `mistakes_are_clear_errors_before_anything_moves`).
+fn sqs_redrive(tmp: &std::path::Path) -> Command {
+    let mut cmd = redrive(tmp);
+    cmd.env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_ENDPOINT_URL_SQS", endpoint());
+    cmd
+}
+
+fn order_of(m: &Message) -> u64 {
+    let body: serde_json::Value = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+    body["order"].as_u64().unwrap()
+}
+
+fn orders(messages: &[Message]) -> Vec<u64> {
+    let mut o: Vec<u64> = messages.iter().map(order_of).collect();
+    o.sort_unstable();
+    o
+}
+
+fn expected(n: u64, keep: impl Fn(u64) -> bool) -> Vec<u64> {
+    (0..n).filter(|i| keep(*i)).collect()
+}
+
+/// Seed `n` orders the way an application would: sent to the work queue, failed until dead-lettered.
+/// Every fifth message (i % 5 == 3) is test traffic; i % 5 == 2 failed validation; i % 5 == 4 has no error.
+fn seed(q: &Queues, work: &str, dlq: &str, n: u64) {
+    for i in 0..n {
+        let mut attrs = vec![("tenant", number(i as i64))];
+        match i % 5 {
+            0 | 1 | 3 => attrs.push(("error", string("timeout calling billing"))),
+            2 => attrs.push(("error", string("validation failed: sku missing"))),
+            _ => {}
+        }
+        if i % 5 == 3 {
+            attrs.push(("x-test", string("true")));
+        }
+        q.send(work, &format!(r#"{{"order":{i},"quantity":2}}"#), &attrs, None);
+    }
+    q.fail_until_dead_lettered(work, dlq, n);
+}
+
+fn chain(cmd: &mut Command) -> &mut Command {
+    cmd.args([
+        "-f",
+        &module("route-by-error"),
+        "-f",
+        &module("repair-json"),
+        "-f",
+        &module("drop-test-traffic"),
+    ])
+}
+
+fn dlq_url_arg(q: &Queues, part: &str) -> String {
+    format!("sqs://{}", q.name(part))
+}
+
+#[test]
+fn replays_a_real_dlq_and_every_message_ends_in_exactly_one_place() {
+    let mut q = Queues::new("reconcile");
+    let (work, dlq, staging) = q.topology(false);
+    let n = 60;
+    seed(&q, &work, &dlq, n);
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive.jsonl");
+    let (code, out, err) = run(chain(
+        sqs_redrive(tmp.path())
+            .args([
+                "run",
+                "--from",
+                &dlq_url_arg(&q, "dlq"),
+                "--to",
+                &dlq_url_arg(&q, "staging"),
+            ])
+            .arg("--audit-dir")
+            .arg(tmp.path().join("audit"))
+            .arg("--archive")
+            .arg(&archive)
+            .arg("--no-progress"),
+    ));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        !out.contains(SECRET) && !err.contains(SECRET),
+        "credentials shown:\n{out}\n{err}"
+    );
+
+    let replayed = q.drain(&staging);
+    assert_eq!(orders(&replayed), expected(n, |i| i % 5 < 2));
+    // Skipped ones are back, visible, with their attributes untouched.
+    assert_eq!(
+        q.counts(&dlq),
+        (24, 0),
+        "skipped messages are visible again after the pass"
+    );
+    let kept = q.drain(&dlq);
+    assert_eq!(orders(&kept), expected(n, |i| i % 5 == 2 || i % 5 == 4));
+    let k = kept.iter().find(|m| order_of(m) == 2).unwrap();
+    let ka = k.message_attributes.as_ref().unwrap();
+    assert_eq!(
+        ka["error"].string_value.as_deref(),
+        Some("validation failed: sku missing")
+    );
+    assert!(!ka.contains_key("x-redrive-replay-id"));
+    // Archived: the discarded test traffic, with the failure context read from SQS.
+    let archived: Vec<serde_json::Value> = std::fs::read_to_string(&archive)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(archived.len(), 12);
+    let a = &archived[0];
+    assert_eq!(a["origin"]["system"], "sqs");
+    assert_eq!(a["origin"]["dlq"], q.name("dlq"));
+    assert_eq!(
+        a["origin"]["original_queue"],
+        q.name("work"),
+        "from ListDeadLetterSourceQueues: {a}"
+    );
+    assert_eq!(a["failure"]["error_text"], "timeout calling billing");
+    assert!(a["failure"]["receive_count"].as_u64().unwrap() >= 2, "{a}");
+    assert!(a["failure"]["first_failed_at"].is_string(), "{a}");
+
+    // Replayed: attributes kept with their types, replay attributes added, no sqs.* system attributes.
+    let r = replayed.iter().find(|m| order_of(m) == 0).unwrap();
+    let ra = r.message_attributes.as_ref().unwrap();
+    assert_eq!(ra["tenant"].data_type, "Number");
+    assert_eq!(ra["tenant"].string_value.as_deref(), Some("0"));
+    assert_eq!(ra["error"].string_value.as_deref(), Some("timeout calling billing"));
+    assert_eq!(ra["x-redrive-replay-count"].data_type, "Number");
+    assert_eq!(ra["x-redrive-replay-count"].string_value.as_deref(), Some("1"));
+    assert_eq!(ra["x-redrive-replay-id"].string_value.as_ref().unwrap().len(), 32);
+    assert!(!ra.keys().any(|k| k.starts_with("sqs.")), "{ra:?}");
+    assert_eq!(r.body.as_deref(), Some(r#"{"order":0,"quantity":2}"#));
+}
+
+#[test]
+fn plan_reads_without_removing_anything_and_leaves_messages_visible() {
+    let mut q = Queues::new("plan");
+    let (work, dlq, _) = q.topology(false);
+    let n = 25;
+    seed(&q, &work, &dlq, n);
+    let tmp = tempfile::tempdir().unwrap();
+    let plan = tmp.path().join("plan.json");
+    let (code, out, err) = run(chain(
+        sqs_redrive(tmp.path())
+            .args(["plan", "--from", &dlq_url_arg(&q, "dlq"), "--no-progress"])
+            .arg("--audit-dir")
+            .arg(tmp.path().join("audit"))
+            .arg("--plan-out")
+            .arg(&plan),
+    ));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(q.counts(&dlq), (n, 0));
+    let plan: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(plan["messages"].as_array().unwrap().len(), n as usize, "{plan}");
+}
+
+#[test]
+fn to_origin_sends_each_message_back_to_the_queue_it_was_dead_lettered_from() {
+    let mut q = Queues::new("origin");
+    let (work, dlq, _) = q.topology(false);
+    let n = 15;
+    seed(&q, &work, &dlq, n);
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(sqs_redrive(tmp.path())
+        .args([
+            "run",
+            "--from",
+            &dlq_url_arg(&q, "dlq"),
+            "--to",
+            "origin",
+            "--no-filter",
+            "--no-progress",
+        ])
+        .arg("--audit-dir")
+        .arg(tmp.path().join("audit")));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(q.counts(&dlq), (0, 0));
+    assert_eq!(orders(&q.drain(&work)), expected(n, |_| true));
+
+    // A DLQ no queue points at: the origin is unknown, and the messages stay.
+    let orphan = q.create("orphan", &[]);
+    q.send(&orphan, r#"{"order":1}"#, &[], None);
+    let (code, out, err) = run(sqs_redrive(tmp.path())
+        .args([
+            "run",
+            "--from",
+            &dlq_url_arg(&q, "orphan"),
+            "--to",
+            "origin",
+            "--no-filter",
+            "--no-progress",
+        ])
+        .arg("--audit-dir")
+        .arg(tmp.path().join("audit2")));
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        format!("{out}{err}").contains("ListDeadLetterSourceQueues is empty"),
+        "{out}\n{err}"
+    );
+    assert_eq!(q.counts(&orphan), (1, 0));
+}
+
+#[test]
+fn fifo_keeps_group_order_and_uses_the_replay_id_for_deduplication() {
+    let mut q = Queues::new("fifo");
+    let (work, dlq, staging) = q.topology(true);
+    let n = 20;
+    for i in 0..n {
+        let group = if i % 2 == 0 { "even" } else { "odd" };
+        q.send(
+            &work,
+            &format!(r#"{{"order":{i}}}"#),
+            &[("error", string("timeout"))],
+            Some(group),
+        );
+    }
+    q.fail_until_dead_lettered(&work, &dlq, n);
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(sqs_redrive(tmp.path())
+        .args(["run", "--from", &dlq, "--to", &staging, "--no-filter", "--no-progress"])
+        .arg("--audit-dir")
+        .arg(tmp.path().join("audit")));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let replayed = q.drain(&staging);
+    assert_eq!(orders(&replayed), expected(n, |_| true));
+    let mut by_group: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for m in &replayed {
+        let sys = m.attributes.as_ref().unwrap();
+        let group = sys[&MessageSystemAttributeName::MessageGroupId].clone();
+        by_group.entry(group).or_default().push(order_of(m));
+        let replay_id = m.message_attributes.as_ref().unwrap()["x-redrive-replay-id"]
+            .string_value
+            .clone()
+            .unwrap();
+        assert_eq!(sys[&MessageSystemAttributeName::MessageDeduplicationId], replay_id);
+    }
+    assert_eq!(by_group["even"], expected(n, |i| i % 2 == 0), "order within the group");
+    assert_eq!(by_group["odd"], expected(n, |i| i % 2 == 1), "order within the group");
+}
+
+#[test]
+fn an_oversized_message_fails_alone_and_stays_in_the_dlq() {
+    let mut q = Queues::new("oversize");
+    let dlq = q.create("dlq", &[]);
+    let staging = q.create("staging", &[(QueueAttributeName::MaximumMessageSize, "1024".into())]);
+    for i in 0..10 {
+        let pad = if i == 4 { "x".repeat(1500) } else { String::new() };
+        q.send(&dlq, &format!(r#"{{"order":{i},"pad":"{pad}"}}"#), &[], None);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(sqs_redrive(tmp.path())
+        .args(["run", "--from", &dlq, "--to", &staging, "--no-filter", "--no-progress"])
+        .arg("--audit-dir")
+        .arg(tmp.path().join("audit")));
+    assert_eq!(
+        code, 1,
+        "a message that could not be forwarded is a problem\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(format!("{out}{err}").contains("accepts at most 1024"), "{out}\n{err}");
+    assert_eq!(orders(&q.drain(&staging)), vec![0, 1, 2, 3, 5, 6, 7, 8, 9]);
+    assert_eq!(orders(&q.drain(&dlq)), vec![4]);
+}
+
+#[test]
+fn a_batch_sqs_refuses_as_a_whole_is_retried_entry_by_entry() {
+    let mut q = Queues::new("wholebatch");
+    let staging = q.create("staging", &[]);
+    let aws = redrive::sqs::AwsSettings {
+        endpoint_url: Some(endpoint()),
+        region: Some("us-east-1".into()),
+        profile: None,
+    };
+    // The library takes credentials from the AWS chain, here the environment of this test process.
+    // SAFETY: std's own env lock serialises this with the other tests' (Rust) reads of the environment,
+    // and every test sets the same values.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", KEY);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+    }
+    let sink = q.rt.block_on(redrive::sink::open_sink(&staging, "", &aws)).unwrap();
+    // The queue's limit drops after the sink read it: SQS (moto) now refuses the whole batch.
+    q.rt.block_on(
+        q.client
+            .set_queue_attributes()
+            .queue_url(&staging)
+            .attributes(QueueAttributeName::MaximumMessageSize, "1024")
+            .send(),
+    )
+    .unwrap();
+    let batch: Vec<redrive::message::Envelope> = (0..5)
+        .map(|i| redrive::message::Envelope {
+            id: format!("m{i}"),
+            body: if i == 2 {
+                vec![b'x'; 2000]
+            } else {
+                format!("{{\"order\":{i}}}").into_bytes()
+            },
+            ..Default::default()
+        })
+        .collect();
+    let results = q.rt.block_on(sink.send(&batch));
+    let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, vec![true, true, false, true, true], "{results:?}");
+    assert!(
+        results[2].as_ref().unwrap_err().contains("InvalidParameterValue"),
+        "{results:?}"
+    );
+    assert_eq!(orders(&q.drain(&staging)), vec![0, 1, 3, 4]);
+}
+
+#[test]
+fn the_heartbeat_keeps_messages_invisible_while_the_canary_gate_waits() {
+    let mut q = Queues::new("heartbeat");
+    let dlq = q.create("dlq", &[]);
+    let staging = q.create("staging", &[]);
+    let n = 20;
+    for i in 0..n {
+        q.send(&dlq, &format!(r#"{{"order":{i}}}"#), &[], None);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let child = sqs_redrive(tmp.path())
+        .args([
+            "run",
+            "--from",
+            &format!("{dlq}?visibility=3s&receivers=2"),
+            "--to",
+            &staging,
+        ])
+        .args([
+            "--no-filter",
+            "--no-progress",
+            "--canary",
+            "3",
+            "--verify-cmd",
+            "sleep 9",
+        ])
+        .arg("--audit-dir")
+        .arg(tmp.path().join("audit"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the canary, then be another consumer of the DLQ for longer than two visibility timeouts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while q.counts(&staging).0 < 3 || q.counts(&dlq).0 > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the canary did not go out: {:?}",
+            q.counts(&staging)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let spy_until = Instant::now() + Duration::from_secs(7);
+    let mut stolen = Vec::new();
+    while Instant::now() < spy_until {
+        let out =
+            q.rt.block_on(
+                q.client
+                    .receive_message()
+                    .queue_url(&dlq)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(1)
+                    .send(),
+            )
+            .unwrap();
+        stolen.extend(out.messages.unwrap_or_default().iter().map(order_of));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let output = child.wait_with_output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        stolen.is_empty(),
+        "messages reappeared while redrive held them: {stolen:?}"
+    );
+    let replayed = q.drain(&staging);
+    assert_eq!(orders(&replayed), expected(n, |_| true), "each exactly once");
+    assert_eq!(q.counts(&dlq), (0, 0));
+}
+
+#[test]
+fn kill_9_mid_run_then_resume_loses_nothing_and_doubles_nothing() {
+    let mut q = Queues::new("kill");
+    let (work, dlq, _) = q.topology(false);
+    // A FIFO staging queue: SQS drops a resend with the same deduplication id (the replay id).
+    let staging = q.create("staging.fifo", &[(QueueAttributeName::FifoQueue, "true".into())]);
+    let n = 60;
+    for i in 0..n {
+        q.send(
+            &work,
+            &format!(r#"{{"order":{i}}}"#),
+            &[("error", string("timeout"))],
+            None,
+        );
+    }
+    q.fail_until_dead_lettered(&work, &dlq, n);
+    let tmp = tempfile::tempdir().unwrap();
+    let audit = tmp.path().join("audit");
+    let command = |rate: Option<&str>| {
+        let mut cmd = sqs_redrive(tmp.path());
+        cmd.args(["run", "--from", &format!("{dlq}?visibility=3s"), "--to", &staging])
+            .args(["--no-filter", "--no-progress"])
+            .arg("--audit-dir")
+            .arg(&audit);
+        if let Some(r) = rate {
+            cmd.args(["--rate", r]);
+        }
+        cmd
+    };
+    let mut child = command(Some("20/s"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while q.counts(&staging).0 < 20 {
+        assert!(Instant::now() < deadline, "nothing was forwarded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // What the killed run held becomes visible after its visibility timeout.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while q.counts(&dlq).1 > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "messages stayed in flight: {:?}",
+            q.counts(&dlq)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, out, err) = run(&mut command(None));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(q.counts(&dlq), (0, 0), "{out}");
+    let replayed = q.drain(&staging);
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for m in &replayed {
+        *seen.entry(order_of(m)).or_default() += 1;
+    }
+    let doubled: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(doubled.is_empty(), "doubled: {doubled:?}");
+    assert_eq!(orders(&replayed), expected(n, |_| true), "nothing lost");
+}
+
+#[test]
+fn mistakes_are_clear_errors_before_anything_moves() {
+    let mut q = Queues::new("mistakes");
+    let dlq = q.create("dlq", &[]);
+    q.send(&dlq, r#"{"order":1}"#, &[], None);
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = format!("sqs://{}", q.name("nope"));
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--from".into(), missing.clone(), "--to".into(), "file:x.jsonl".into()],
+            "does not exist",
+        ),
+        (
+            vec!["--from".into(), dlq.clone(), "--to".into(), missing],
+            "destination queue",
+        ),
+        (
+            vec![
+                "--from".into(),
+                format!("{dlq}?colour=red"),
+                "--to".into(),
+                "file:x.jsonl".into(),
+            ],
+            "unknown option",
+        ),
+        (
+            vec![
+                "--from".into(),
+                format!("{dlq}?group_id=g"),
+                "--to".into(),
+                "file:x.jsonl".into(),
+            ],
+            "not an option of an SQS source",
+        ),
+    ];
+    for (args, expect) in cases {
+        let (code, out, err) = run(sqs_redrive(tmp.path())
+            .arg("run")
+            .args(&args)
+            .args(["--no-filter", "--no-progress"])
+            .arg("--audit-dir")
+            .arg(tmp.path().join("audit")));
+        assert_eq!(code, 2, "{args:?}\nstdout:\n{out}\nstderr:\n{err}");
+        assert!(err.contains(expect), "{args:?}: expected {expect:?} in:\n{err}");
+        assert!(!err.contains(SECRET), "{err}");
+    }
+    // Nothing listens on this port.
+    let (code, _, err) = run(redrive(tmp.path())
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args([
+            "run",
+            "--from",
+            "sqs://q",
+            "--to",
+            "file:x.jsonl",
+            "--no-filter",
+            "--region",
+            "us-east-1",
+        ])
+        .args(["--endpoint-url", "http://127.0.0.1:9"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot reach"), "{err}");
+    // No region anywhere.
+    let (code, _, err) = run(redrive(tmp.path())
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_CONFIG_FILE", tmp.path().join("none"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["run", "--from", "sqs://q", "--to", "file:x.jsonl", "--no-filter"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no AWS region"), "{err}");
+    assert_eq!(q.counts(&dlq), (1, 0), "nothing moved");
+}
