@@ -9,8 +9,8 @@
     sqs.py verify Q N [SIZE]          receive everything in Q (without deleting) and check it holds each of the
                                       N bodies exactly once, unchanged, with the error attribute
     sqs.py idle [PCT] [TIMEOUT]       wait until the machine's CPUs are < PCT % busy (default 15) for 3 s
-    sqs.py move DLQ STAGING N -- CMD  run CMD, poll both queues every POLL_MS (default 100) ms until the DLQ has
-                                      no message (visible, in flight or delayed) and STAGING holds N; print one
+    sqs.py move DLQ STAGING N -- CMD  run CMD, poll the DLQ (adaptive interval, see cmd_move) until it has no
+                                      message (visible, in flight or delayed) and STAGING holds N; print one
                                       JSON line: timings, CPU seconds of CMD, of moto_server ($MOTO_PID), of
                                       this poller and of the whole machine. CMD's output goes to
                                       $MOVE_STDOUT/$MOVE_STDERR when set
@@ -288,25 +288,34 @@ def cmd_idle(max_busy, timeout):
 
 
 def cmd_move(dlq, staging, n, cmd):
+    """Time CMD moving N messages from DLQ to STAGING.
+
+    moto's GetQueueAttributes walks every message of the queue (several clock reads each), so one poll of a full
+    1000-message queue costs moto about as much CPU as a ReceiveMessage. Polling at a fixed short interval would
+    take a large share of moto's single core from the mover. So only the DLQ is polled (staging is checked once
+    the DLQ is empty: every mover sends before it deletes), and the next poll waits max(POLL_MS, POLL_K x the
+    last poll's duration): while the DLQ is full, polls are rare and cheap relative to the move; near the end
+    (a small queue, quick polls) they come every POLL_MS. Before the move, two polls of the full DLQ measure
+    what a poll costs moto per queued message, which gives an estimate of the polling's total moto CPU.
+    """
     poll = float(os.environ.get("POLL_MS", "100")) / 1000
-    timeout = float(os.environ.get("MOVE_TIMEOUT", "900"))
+    poll_k = float(os.environ.get("POLL_K", "20"))
+    timeout = float(os.environ.get("MOVE_TIMEOUT", "1800"))
     moto = os.environ.get("MOTO_PID")
     sqs = client()
     src, dst = url_of(sqs, dlq), url_of(sqs, staging)
     if counts(sqs, src) != (n, 0, 0) or counts(sqs, dst) != (0, 0, 0):
         raise SystemExit(f"sqs.py move: before the move {dlq} must hold {n} and {staging} 0")
 
-    # What the polling alone costs moto: poll both queues for 2 s before starting the mover.
+    # What one poll costs moto per queued message (two polls of the full DLQ).
     m0 = proc_cpu(moto)
-    p0 = time.monotonic()
-    while time.monotonic() - p0 < 2:
-        counts(sqs, src), counts(sqs, dst)
-        time.sleep(poll)
+    for _ in range(2):
+        counts(sqs, src)
     m1 = proc_cpu(moto)
-    idle_moto_per_s = None if m0 is None or m1 is None else (m1 - m0) / (time.monotonic() - p0)
+    poll_cost_per_msg = None if m0 is None or m1 is None else (m1 - m0) / (2 * n)
 
     polls = 0
-    poll_time = 0.0
+    polled_msgs = 0  # sum over the polls of the messages the DLQ held (what moto walked)
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     moto0 = proc_cpu(moto)
     busy0, total0 = machine_busy()
@@ -316,32 +325,35 @@ def cmd_move(dlq, staging, n, cmd):
     proc = subprocess.Popen(cmd, stdout=out_file, stderr=err_file)
     first_move = done = exited = None
     d = (n, 0, 0)
-    s = (0, 0, 0)
+    s = None
     while True:
         q0 = time.monotonic()
         d = counts(sqs, src)
-        s = counts(sqs, dst)
         now = time.monotonic()
         polls += 1
-        poll_time += now - q0
-        if first_move is None and (sum(s) > 0 or d[0] < n):
+        polled_msgs += sum(d)
+        took = now - q0
+        if first_move is None and d[0] < n:
             first_move = now
         if exited is None and proc.poll() is not None:
             exited = now
-        if d == (0, 0, 0) and s == (n, 0, 0):
-            done = now
-            break
+        if d == (0, 0, 0):
+            s = counts(sqs, dst)
+            polls += 1
+            if s == (n, 0, 0):
+                done = now
+                break
         if exited is not None and proc.returncode != 0:
             break
         if now - t0 > timeout:
             proc.terminate()
             break
-        time.sleep(poll)
+        time.sleep(max(poll, poll_k * took))
     moto1 = proc_cpu(moto)
     busy1, total1 = machine_busy()
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     try:
-        rc = proc.wait(timeout=120)
+        rc = proc.wait(timeout=300)
     except subprocess.TimeoutExpired:
         proc.terminate()
         rc = proc.wait()
@@ -354,29 +366,28 @@ def cmd_move(dlq, staging, n, cmd):
     poller_cpu = (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime)
     moto_cpu = None if moto0 is None or moto1 is None else moto1 - moto0
     machine_cpu = (busy1 - busy0) / tick
-    seconds = None if done is None else done - t0
     out = {
         "rc": rc,
         "done": done is not None,
-        "seconds": seconds,
+        "seconds": None if done is None else done - t0,
         "first_move": None if first_move is None else first_move - t0,
         "exit": exited - t0,
         "dlq": list(d),
-        "staging": list(s),
+        "staging": None if s is None else list(s),
         "dlq_after_exit": list(d_after),
         "staging_after_exit": list(s_after),
         "polls": polls,
-        "poll_ms_avg": 1000 * poll_time / max(polls, 1),
         # CPU seconds until done (the mover's: its whole run, including its end-of-pass wait)
         "moto_cpu": moto_cpu,
-        "moto_poll_cpu": None if idle_moto_per_s is None or seconds is None else idle_moto_per_s * seconds,
+        "moto_poll_cpu_per_msg": poll_cost_per_msg,
+        "moto_poll_cpu": None if poll_cost_per_msg is None else poll_cost_per_msg * polled_msgs,
         "mover_cpu": mover_cpu,
         "mover_maxrss_mib": child.ru_maxrss / 1024,
         "poller_cpu": poller_cpu,
         "machine_cpu": machine_cpu,
         "machine_busy": (busy1 - busy0) / max(total1 - total0, 1),
-        # busy CPU of anything but moto, the mover and this poller (other work on the machine)
-        # (the mover's CPU after `done`, e.g. its end-of-pass wait, is small and counted against it)
+        # busy CPU of anything but moto, the mover and this poller (other work on the machine; the mover's CPU
+        # after `done`, e.g. its end-of-pass wait, is small and counted against it)
         "other_cpu": machine_cpu - (moto_cpu or 0) - poller_cpu - mover_cpu,
     }
     print(json.dumps(out))

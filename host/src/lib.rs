@@ -10,6 +10,7 @@
 //! - [`source`] → [`pipeline`] → [`sink`]: the replay flow, with [`plan`]s for dry runs.
 //! - [`amqp`]: RabbitMQ plumbing shared by the `amqp://` source and sink.
 //! - [`sqs`]: Amazon SQS plumbing shared by the `sqs://` source and sink.
+//! - [`streams`]: Redis Streams plumbing shared by the `redis://` source and sink.
 //! - [`audit`]: per-module audit logs and the discard archive.
 //! - [`cli`]: the command line.
 
@@ -29,3 +30,4 @@ pub mod retry;
 pub mod sink;
 pub mod source;
 pub mod sqs;
+pub mod streams;

@@ -12,10 +12,12 @@ use crate::source::AdapterError;
 
 mod amqp;
 mod file;
+mod redis;
 mod sqs;
 
 pub use amqp::AmqpSink;
 pub use file::FileSink;
+pub use redis::RedisSink;
 pub use sqs::SqsSink;
 
 /// A destination for replayed messages.
@@ -49,9 +51,10 @@ pub async fn open_sink(
         return match source_url.split_once(':') {
             Some(("amqp" | "amqps", _)) => Ok(Arc::new(AmqpSink::origin(source_url).await?)),
             Some(("sqs" | "http" | "https" | "arn", _)) => Ok(Arc::new(SqsSink::origin(source_url, aws).await?)),
+            Some(("redis" | "rediss", _)) => Ok(Arc::new(RedisSink::origin(source_url).await?)),
             _ => Err(AdapterError::Config(format!(
                 "--to origin needs a broker source that records where each message was dead-lettered from \
-                 (amqp://... or sqs://...); {} does not",
+                 (amqp://..., sqs://... or redis://...); {} does not",
                 crate::source::redact_url(source_url)
             ))),
         };
@@ -60,9 +63,11 @@ pub async fn open_sink(
         Some(("file", path)) => Ok(Arc::new(FileSink::open(path).await?)),
         Some(("amqp" | "amqps", _)) => Ok(Arc::new(AmqpSink::open(url).await?)),
         Some(("sqs" | "http" | "https" | "arn", _)) => Ok(Arc::new(SqsSink::open(url, aws).await?)),
+        Some(("redis" | "rediss", _)) => Ok(Arc::new(RedisSink::open(url).await?)),
         Some((scheme, _)) if !scheme.is_empty() && !scheme.contains(['/', '\\']) => Err(AdapterError::Config(format!(
             "unsupported destination `{scheme}:`; supported: file:path/to/staging.jsonl, \
-             amqp://host/vhost?queue=name or ?exchange=name&routing_key=key, sqs://queue-name, origin"
+             amqp://host/vhost?queue=name or ?exchange=name&routing_key=key, sqs://queue-name, \
+             redis://host/db?stream=name, origin"
         ))),
         _ => Err(AdapterError::Config(format!(
             "destination {url:?} has no scheme; write file:{url} for a JSONL file"

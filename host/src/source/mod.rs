@@ -15,10 +15,12 @@ use crate::message::Envelope;
 
 mod amqp;
 mod file;
+mod redis;
 mod sqs;
 
 pub use amqp::AmqpSource;
 pub use file::FileSource;
+pub use redis::RedisSource;
 pub use sqs::SqsSource;
 
 /// Identifies one received message to its source, for settling it.
@@ -141,7 +143,7 @@ pub struct SourceOptions {
 }
 
 /// Open a source from its URL: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`,
-/// `sqs://orders-dlq` (or an SQS queue URL or ARN).
+/// `sqs://orders-dlq` (or an SQS queue URL or ARN), `redis://host:6379/0?stream=orders:dlq`.
 pub async fn open_source(
     url: &str,
     mode: SourceMode,
@@ -151,9 +153,10 @@ pub async fn open_source(
         Some(("file", path)) => Ok(Box::new(FileSource::open(path, mode, options).await?)),
         Some(("amqp" | "amqps", _)) => Ok(Box::new(AmqpSource::open(url, mode).await?)),
         Some(("sqs" | "http" | "https" | "arn", _)) => Ok(Box::new(SqsSource::open(url, mode, &options.aws).await?)),
+        Some(("redis" | "rediss", _)) => Ok(Box::new(RedisSource::open(url, mode).await?)),
         Some((scheme, _)) if !scheme.is_empty() && !scheme.contains(['/', '\\']) => Err(AdapterError::Config(format!(
             "unsupported source `{scheme}:`; supported: file:path/to/dlq.jsonl, amqp://host/vhost?queue=name, \
-             sqs://queue-name (or an SQS queue URL or ARN)"
+             sqs://queue-name (or an SQS queue URL or ARN), redis://host/db?stream=name"
         ))),
         _ => Err(AdapterError::Config(format!(
             "source {url:?} has no scheme; write file:{url} for a JSONL file"
