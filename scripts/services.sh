@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the local brokers the end-to-end tests and benchmarks use are running on 127.0.0.1:
-# RabbitMQ on 5672 (guest/guest) with the shovel plugin (for the benchmark's comparison), and a local SQS
-# endpoint (moto_server) on 9324.
+# RabbitMQ on 5672 (guest/guest) with the shovel plugin (for the benchmark's comparison), Redis on 6379,
+# PostgreSQL on 5432 (database test, trust auth), and a local SQS endpoint (moto_server) on 9324.
 # Starts what is installed but stopped; installs from Debian's packages what is missing (needs root).
 # Idempotent and quick when everything is already up.
 #
@@ -43,6 +43,29 @@ if command -v rabbitmq-plugins >/dev/null 2>&1 &&
     say "enabling the RabbitMQ shovel plugin (the benchmark compares against it)"
     rabbitmq-plugins enable --quiet rabbitmq_shovel >/dev/null ||
         say "could not enable rabbitmq_shovel: the RabbitMQ benchmark's shovel figure will be missing"
+fi
+
+# Redis on 6379 (keeps nothing on disk) and PostgreSQL on 5432 (trust auth, database `test`).
+if ! port_open 6379; then
+    command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+    say "starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log >/dev/null
+    wait_port 6379 Redis
+fi
+if ! port_open 5432; then
+    command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql
+    say "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start >/dev/null 2>&1 ||
+        die "could not start PostgreSQL (pg_ctlcluster ... main start)"
+    wait_port 5432 PostgreSQL
+fi
+if command -v psql >/dev/null 2>&1 && ! psql -h 127.0.0.1 -U postgres -d test -Atqc 'select 1' >/dev/null 2>&1; then
+    say "creating database test (and trust auth for 127.0.0.1 if needed)"
+    su postgres -c "createdb test" >/dev/null 2>&1 || true
+    psql -h 127.0.0.1 -U postgres -d test -Atqc 'select 1' >/dev/null 2>&1 ||
+        die "cannot log in to PostgreSQL as postgres on 127.0.0.1/test: the tests expect trust auth (pg_hba.conf)"
 fi
 
 # moto_server: a local SQS endpoint (PyPI moto[server], pinned, in its own venv) for the SQS tests and

@@ -17,8 +17,8 @@
 # the mover until the DLQ has no message (ApproximateNumberOfMessages + NotVisible + Delayed == 0) and staging holds
 # N. Polling is GetQueueAttributes on the DLQ, then once on staging when the DLQ is empty. moto walks every queued
 # message for each GetQueueAttributes (and each ReceiveMessage, and each message sent), so a poll of a full DLQ is
-# expensive for it: the next poll waits max(POLL_MS, POLL_K x the last poll's duration), rare while the DLQ is full,
-# every POLL_MS near the end. After the mover exits, the counts are read again and every message in staging is
+# expensive for it: polls are spaced so that they take ~POLL_SHARE of moto's CPU (rare while the DLQ is full, every
+# POLL_MS near the end; see sqs.py cmd_move). After the mover exits, the counts are read again and every message in staging is
 # received (not deleted) and checked: each of the N bodies exactly once, unchanged, with its error attribute. Any
 # loss, duplicate or change fails the run. The queues are deleted after each mover.
 #
@@ -27,7 +27,7 @@
 # before the move give moto's CPU per poll and queued message).
 #
 # Environment: N (default 1000; moto slows down sharply with thousands of messages queued), SIZE (1024), SWEEP
-# (default "1:1 8:16"), POLL_MS (100), POLL_K (20), SETTLE (2 s before each move), IDLE_PCT (15), IDLE_WAIT (900 s), TRIES (3)
+# (default "1:1 8:16"), POLL_MS (100), POLL_SHARE (0.02), POLL_MAX_MS (30000), SETTLE (2 s before each move), IDLE_PCT (15), IDLE_WAIT (900 s), TRIES (3)
 # and OTHER_MAX (0.10): a move during which processes other than moto, the mover and the poller took more than
 # OTHER_MAX of the machine's busy CPU is measured again, up to TRIES times. SQS_ENDPOINT (default
 # http://127.0.0.1:9324), BENCH_DIR (default /var/tmp/redrive-bench-sqs: the venv with boto3 and each run's
@@ -237,20 +237,20 @@ batched = n / by["boto3 loop, batched"]["seconds"]
 fmt = lambda v, f: "–" if v is None else format(v, f)
 print(f"N = {n} messages of 1 KiB; {machine}; moto {moto_version}")
 print()
-print("| mover | seconds | msg/s | vs one-by-one | vs batched | first move (s) | mover exit (s) | mover CPU s | "
+print("| mover | seconds | msg/s | vs one-by-one | vs batched | mover exit (s) | mover CPU s | "
       "moto CPU s (of it polling, est.) | moto CPU ms/msg | other CPU s | machine busy |")
-print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for label, r in zip(labels, rows):
     rate = n / r["seconds"]
     moto = r["moto_cpu"]
     print(f"| {label} | {r['seconds']:.2f} | {rate:,.0f} | {rate / one:.2f}× | {rate / batched:.2f}× | "
-          f"{fmt(r['first_move'], '.2f')} | {r['exit']:.2f} | {r['mover_cpu']:.2f} | "
+          f"{r['exit']:.2f} | {r['mover_cpu']:.2f} | "
           f"{fmt(moto, '.2f')} ({fmt(r['moto_poll_cpu'], '.2f')}) | "
           f"{fmt(None if moto is None else 1000 * moto / n, '.2f')} | {max(r['other_cpu'], 0.0):.2f} | "
           f"{100 * r['machine_busy']:.0f} % |")
 print()
 print("seconds: from starting the mover until the DLQ reports no message (visible, in flight or delayed) and "
-      "staging holds N. first move: the first poll that saw fewer than N visible in the DLQ. mover exit: when the "
+      "staging holds N. mover exit: when the "
       "mover process ended (redrive ends a pass after an empty long poll, 2 s by default; the loops after an empty "
       "1 s receive). moto CPU: the moto_server process from the mover's start until done; in brackets the "
       "estimated share of the polling (" + ", ".join(str(r["polls"]) for r in rows) + " polls). "

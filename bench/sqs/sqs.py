@@ -293,13 +293,17 @@ def cmd_move(dlq, staging, n, cmd):
     moto's GetQueueAttributes walks every message of the queue (several clock reads each), so one poll of a full
     1000-message queue costs moto about as much CPU as a ReceiveMessage. Polling at a fixed short interval would
     take a large share of moto's single core from the mover. So only the DLQ is polled (staging is checked once
-    the DLQ is empty: every mover sends before it deletes), and the next poll waits max(POLL_MS, POLL_K x the
-    last poll's duration): while the DLQ is full, polls are rare and cheap relative to the move; near the end
-    (a small queue, quick polls) they come every POLL_MS. Before the move, two polls of the full DLQ measure
-    what a poll costs moto per queued message, which gives an estimate of the polling's total moto CPU.
+    the DLQ is empty: every mover sends before it deletes), and the polls are spaced by what they cost: before
+    the move, two polls of the full DLQ measure moto's CPU per poll and queued message (c); after a poll that
+    saw r messages, the next waits c x r / POLL_SHARE (default 0.02: polling takes ~2 % of moto's CPU),
+    within [POLL_MS, POLL_MAX_MS]. Polls are rare while the DLQ is full and every POLL_MS near the end, so the
+    end of the move is seen to within a fraction of a second. The same c gives the polling's total moto CPU.
+    Without moto's pid (no CPU figures), the wait is POLL_K x the last poll's duration instead.
     """
     poll = float(os.environ.get("POLL_MS", "100")) / 1000
     poll_k = float(os.environ.get("POLL_K", "20"))
+    poll_share = float(os.environ.get("POLL_SHARE", "0.02"))
+    poll_max = float(os.environ.get("POLL_MAX_MS", "30000")) / 1000
     timeout = float(os.environ.get("MOVE_TIMEOUT", "1800"))
     moto = os.environ.get("MOTO_PID")
     sqs = client()
@@ -348,7 +352,8 @@ def cmd_move(dlq, staging, n, cmd):
         if now - t0 > timeout:
             proc.terminate()
             break
-        time.sleep(max(poll, poll_k * took))
+        wait = poll_k * took if poll_cost_per_msg is None else poll_cost_per_msg * sum(d) / poll_share
+        time.sleep(min(poll_max, max(poll, wait)))
     moto1 = proc_cpu(moto)
     busy1, total1 = machine_busy()
     self1 = resource.getrusage(resource.RUSAGE_SELF)

@@ -98,8 +98,9 @@ pub struct SelectArgs {
     /// A redrive.toml with the run's settings; flags given here override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The dead-letter queue: file:path/dlq.jsonl, amqp://user:pass@host:5672/vhost?queue=orders.dlq, or
-    /// sqs://orders-dlq (or an SQS queue URL or ARN).
+    /// The dead-letter queue: file:path/dlq.jsonl, amqp://user:pass@host:5672/vhost?queue=orders.dlq,
+    /// sqs://orders-dlq (or an SQS queue URL or ARN), redis://host:6379/0?stream=orders:dlq, or
+    /// postgres://user@host/db?table=failed_jobs.
     #[arg(long, value_name = "URL")]
     pub from: Option<String>,
     /// A filter module, in chain order: path/to/module.wasm[?key=value&redrive.timeout=250ms]; repeatable.
@@ -109,6 +110,10 @@ pub struct SelectArgs {
     /// canary and rate limit). Refused together with filters, so a forgotten --filter cannot do this.
     #[arg(long, conflicts_with = "filters")]
     pub no_filter: bool,
+    /// Database sources: only rows matching this SQL predicate, e.g. "queue = 'emails'". Trusted input:
+    /// it is put into the query as it is written.
+    #[arg(long = "where", value_name = "SQL")]
+    pub where_clause: Option<String>,
     /// Take at most N messages from the DLQ; the rest stay untouched.
     #[arg(long, value_name = "N")]
     pub max: Option<u64>,

@@ -183,6 +183,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
             region: args.aws.region.clone().or_else(|| file.aws.region.clone()),
             endpoint_url: args.aws.endpoint_url.clone().or_else(|| file.aws.endpoint_url.clone()),
         },
+        where_clause: args.where_clause.clone(),
     })
 }
 

@@ -82,6 +82,8 @@ pub struct RunConfig {
     pub started: Instant,
     /// AWS profile, region and endpoint for SQS sources and destinations.
     pub aws: crate::sqs::AwsSettings,
+    /// Database sources: the operator's row predicate (`--where`).
+    pub where_clause: Option<String>,
 }
 
 /// Why a run stopped before the end of the pass.
@@ -293,6 +295,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
         remainder: config.remainder.clone(),
         count_pass: config.progress,
         aws: config.aws.clone(),
+        where_clause: config.where_clause.clone(),
     };
     let mut source = open_source(&config.from, mode, &source_options)
         .await

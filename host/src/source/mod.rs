@@ -15,11 +15,13 @@ use crate::message::Envelope;
 
 mod amqp;
 mod file;
+mod postgres;
 mod redis;
 mod sqs;
 
 pub use amqp::AmqpSource;
 pub use file::FileSource;
+pub use postgres::PgSource;
 pub use redis::RedisSource;
 pub use sqs::SqsSource;
 
@@ -140,6 +142,8 @@ pub struct SourceOptions {
     pub count_pass: bool,
     /// AWS profile, region and endpoint for SQS sources.
     pub aws: crate::sqs::AwsSettings,
+    /// Database sources: an SQL predicate the operator wrote (`--where`), added to the row selection.
+    pub where_clause: Option<String>,
 }
 
 /// Open a source from its URL: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`,
@@ -149,14 +153,24 @@ pub async fn open_source(
     mode: SourceMode,
     options: &SourceOptions,
 ) -> Result<Box<dyn Source>, AdapterError> {
+    let scheme = url.split_once(':').map(|(s, _)| s);
+    if options.where_clause.is_some() && !matches!(scheme, Some("postgres" | "postgresql")) {
+        return Err(AdapterError::Config(
+            "--where selects rows of a database table (postgres://...); this source is not one".into(),
+        ));
+    }
     match url.split_once(':') {
         Some(("file", path)) => Ok(Box::new(FileSource::open(path, mode, options).await?)),
+        Some(("postgres" | "postgresql", _)) => Ok(Box::new(
+            PgSource::open(url, mode, options.where_clause.as_deref()).await?,
+        )),
         Some(("amqp" | "amqps", _)) => Ok(Box::new(AmqpSource::open(url, mode).await?)),
         Some(("sqs" | "http" | "https" | "arn", _)) => Ok(Box::new(SqsSource::open(url, mode, &options.aws).await?)),
         Some(("redis" | "rediss", _)) => Ok(Box::new(RedisSource::open(url, mode).await?)),
         Some((scheme, _)) if !scheme.is_empty() && !scheme.contains(['/', '\\']) => Err(AdapterError::Config(format!(
             "unsupported source `{scheme}:`; supported: file:path/to/dlq.jsonl, amqp://host/vhost?queue=name, \
-             sqs://queue-name (or an SQS queue URL or ARN), redis://host/db?stream=name"
+             sqs://queue-name (or an SQS queue URL or ARN), redis://host/db?stream=name, \
+             postgres://user@host/db?table=failed_jobs"
         ))),
         _ => Err(AdapterError::Config(format!(
             "source {url:?} has no scheme; write file:{url} for a JSONL file"
