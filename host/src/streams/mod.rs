@@ -209,10 +209,19 @@ impl RedisUrl {
         let config = ::redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(30)));
-        client
+        let mut connection = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| AdapterError::Broker(self.explain(&e, &format!("cannot connect the {role}"))))
+            .map_err(|e| AdapterError::Broker(self.explain(&e, &format!("cannot connect the {role}"))))?;
+        // Named, so that operators (and tests) can tell redrive's connections apart in CLIENT LIST.
+        let name = format!("redrive-{}-{role}", std::process::id());
+        ::redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&name)
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(|e| AdapterError::Broker(self.explain(&e, "CLIENT SETNAME")))?;
+        Ok(connection)
     }
 
     /// A Redis error in words.

@@ -1,0 +1,482 @@
+//! End-to-end tests against a real Redis (127.0.0.1:6379, started by scripts/services.sh;
+//! REDRIVE_TEST_REDIS overrides). The application side is played for real: a consumer group on the
+//! work stream, a consumer that fails entries and, after three attempts, moves them to the DLQ stream
+//! with their error (XADD + XACK), as job libraries do. Each test uses its own keys and deletes them.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{module, redrive, run};
+use redis::{Commands, Value};
+
+fn server() -> String {
+    std::env::var("REDRIVE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+fn connect() -> redis::Connection {
+    redis::Client::open(server())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(3)))
+        .unwrap_or_else(|e| {
+            panic!(
+                "no Redis at {}: {e}. Start it with scripts/services.sh, or set REDRIVE_TEST_REDIS",
+                server()
+            )
+        })
+}
+
+/// One test's streams, deleted on drop.
+struct Streams {
+    prefix: String,
+    con: redis::Connection,
+}
+
+impl Streams {
+    fn new(test: &str) -> Self {
+        Streams {
+            prefix: format!("rdt:{test}:{}", std::process::id()),
+            con: connect(),
+        }
+    }
+
+    fn key(&self, part: &str) -> String {
+        format!("{}:{part}", self.prefix)
+    }
+
+    fn url(&self, stream: &str, query: &str) -> String {
+        format!("{}?stream={}{query}", server(), self.key(stream))
+    }
+
+    /// The application: N orders into `orders` (consumer group `app`), failed three times each and
+    /// moved to `dlq`. i % 5: 0, 1 time out; 2 fails validation; 3 is test traffic (times out); 4 has
+    /// no error field.
+    fn seed(&mut self, n: usize) {
+        let (orders, dlq) = (self.key("orders"), self.key("dlq"));
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&orders)
+            .arg("app")
+            .arg("$")
+            .arg("MKSTREAM")
+            .query(&mut self.con)
+            .unwrap();
+        for i in 0..n {
+            let mut fields = vec![
+                ("payload", format!(r#"{{"order":{i},"quantity":2}}"#)),
+                ("tenant", format!("t{i}")),
+            ];
+            if i % 5 == 3 {
+                fields.push(("x-test", "true".into()));
+            }
+            let _: String = self.con.xadd(&orders, "*", &fields).unwrap();
+        }
+        let mut attempts: HashMap<String, u32> = HashMap::new();
+        loop {
+            // Read new entries, then our own pending ones again (the retries).
+            let mut read: Value = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("app")
+                .arg("worker")
+                .arg("COUNT")
+                .arg(50)
+                .arg("STREAMS")
+                .arg(&orders)
+                .arg(">")
+                .query(&mut self.con)
+                .unwrap();
+            if matches!(&read, Value::Nil) || redrive::streams::entries_of_read(&read).is_empty() {
+                read = redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg("app")
+                    .arg("worker")
+                    .arg("COUNT")
+                    .arg(50)
+                    .arg("STREAMS")
+                    .arg(&orders)
+                    .arg("0")
+                    .query(&mut self.con)
+                    .unwrap();
+            }
+            let entries = redrive::streams::entries_of_read(&read);
+            if entries.is_empty() {
+                break;
+            }
+            for e in entries {
+                let tries = attempts.entry(e.id.clone()).or_default();
+                *tries += 1;
+                if *tries < 3 {
+                    continue; // failed: stays pending, retried
+                }
+                let fields = e.fields.unwrap();
+                let get = |k: &str| {
+                    fields
+                        .iter()
+                        .find(|(f, _)| f == k.as_bytes())
+                        .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
+                };
+                let order: u64 = serde_json::from_str::<serde_json::Value>(&get("payload").unwrap()).unwrap()["order"]
+                    .as_u64()
+                    .unwrap();
+                let mut moved: Vec<(String, String)> = fields
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8(k.clone()).unwrap(),
+                            String::from_utf8(v.clone()).unwrap(),
+                        )
+                    })
+                    .collect();
+                match order % 5 {
+                    0 | 1 | 3 => moved.push(("error".into(), "timeout calling billing".into())),
+                    2 => moved.push(("error".into(), "validation failed: sku missing".into())),
+                    _ => {}
+                }
+                moved.push(("attempts".into(), "3".into()));
+                moved.push(("failed_at".into(), "2026-11-20T08:00:00Z".into()));
+                moved.push(("original_stream".into(), orders.clone()));
+                let _: String = self.con.xadd(&dlq, "*", &moved).unwrap();
+                let _: i64 = self.con.xack(&orders, "app", &[&e.id]).unwrap();
+            }
+        }
+        assert_eq!(self.len("dlq"), n, "every order ends in the DLQ");
+    }
+
+    fn len(&mut self, part: &str) -> usize {
+        self.con.xlen(self.key(part)).unwrap()
+    }
+
+    fn create(&mut self, part: &str) {
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.key(part))
+            .arg("consumers")
+            .arg("$")
+            .arg("MKSTREAM")
+            .query(&mut self.con)
+            .unwrap();
+    }
+
+    /// (order, fields) of every entry in a stream.
+    fn entries(&mut self, part: &str) -> Vec<(u64, HashMap<String, String>)> {
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(self.key(part))
+            .arg("-")
+            .arg("+")
+            .query(&mut self.con)
+            .unwrap();
+        redrive::streams::entry_list(&reply)
+            .into_iter()
+            .map(|e| {
+                let fields: HashMap<String, String> = e
+                    .fields
+                    .unwrap()
+                    .into_iter()
+                    .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+                    .collect();
+                let order = serde_json::from_str::<serde_json::Value>(&fields["payload"]).unwrap()["order"]
+                    .as_u64()
+                    .unwrap();
+                (order, fields)
+            })
+            .collect()
+    }
+
+    fn orders(&mut self, part: &str) -> Vec<u64> {
+        let mut o: Vec<u64> = self.entries(part).into_iter().map(|(o, _)| o).collect();
+        o.sort_unstable();
+        o
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        let keys: Vec<String> = self.con.keys(format!("{}:*", self.prefix)).unwrap_or_default();
+        let locks: Vec<String> = self
+            .con
+            .keys(format!("redrive:consumer:{}:*", self.prefix))
+            .unwrap_or_default();
+        for k in keys.iter().chain(&locks) {
+            let _: Result<(), _> = self.con.del(k);
+        }
+    }
+}
+
+fn expected(n: u64, keep: impl Fn(u64) -> bool) -> Vec<u64> {
+    (0..n).filter(|i| keep(*i)).collect()
+}
+
+fn chain(cmd: &mut Command) -> &mut Command {
+    cmd.args([
+        "-f",
+        &module("route-by-error"),
+        "-f",
+        &module("repair-json"),
+        "-f",
+        &module("drop-test-traffic"),
+    ])
+}
+
+fn audit<'a>(cmd: &'a mut Command, dir: &std::path::Path) -> &'a mut Command {
+    cmd.arg("--audit-dir").arg(dir).arg("--no-progress")
+}
+
+#[test]
+fn replays_a_real_dlq_stream_and_every_entry_ends_in_exactly_one_place() {
+    let mut s = Streams::new("reconcile");
+    let n = 50;
+    s.seed(n as usize);
+    s.create("staging");
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive.jsonl");
+    let (code, out, err) = run(audit(
+        chain(redrive(tmp.path()).args(["run", "--from", &s.url("dlq", ""), "--to", &s.url("staging", "")]))
+            .arg("--archive")
+            .arg(&archive),
+        &tmp.path().join("audit"),
+    ));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(s.orders("staging"), expected(n, |i| i % 5 < 2));
+    assert_eq!(
+        s.orders("dlq"),
+        expected(n, |i| i % 5 == 2 || i % 5 == 4),
+        "skipped entries stay"
+    );
+    let archived = std::fs::read_to_string(&archive).unwrap();
+    assert_eq!(archived.lines().count(), 10);
+    let a: serde_json::Value = serde_json::from_str(archived.lines().next().unwrap()).unwrap();
+    assert_eq!(a["failure"]["error_text"], "timeout calling billing");
+    assert_eq!(a["failure"]["receive_count"], 3);
+    assert_eq!(a["failure"]["last_failed_at"], "2026-11-20T08:00:00Z");
+    assert_eq!(a["origin"]["original_queue"], s.key("orders"));
+    assert_eq!(a["origin"]["system"], "redis");
+
+    // Replayed: fields kept, dead-letter fields moved aside, replay fields added.
+    let (_, f) = s.entries("staging").into_iter().find(|(o, _)| *o == 0).unwrap();
+    assert_eq!(f["tenant"], "t0");
+    assert_eq!(f["x-redrive-replay-count"], "1");
+    assert_eq!(f["x-redrive-replay-id"].len(), 32);
+    assert_eq!(f["x-redrive-original-error"], "timeout calling billing");
+    assert!(!f.contains_key("error") && !f.contains_key("original_stream"), "{f:?}");
+
+    // Skipped entries stay pending for the consumer; the next pass reads them again (and skips them again).
+    let (code, out, err) = run(audit(
+        chain(redrive(tmp.path()).args(["run", "--from", &s.url("dlq", ""), "--to", &s.url("staging", "")])),
+        &tmp.path().join("audit"),
+    ));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let skipped = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("skipped"))
+        .unwrap_or("");
+    assert_eq!(skipped.split_whitespace().nth(1), Some("20"), "{out}");
+    assert_eq!(s.len("staging"), 20, "nothing forwarded twice");
+}
+
+#[test]
+fn to_origin_adds_each_entry_back_to_its_original_stream() {
+    let mut s = Streams::new("origin");
+    let n = 20;
+    s.seed(n as usize);
+    let before = s.len("orders");
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(audit(
+        redrive(tmp.path()).args([
+            "run",
+            "--from",
+            &s.url("dlq", "&ack=ack"),
+            "--to",
+            "origin",
+            "--no-filter",
+        ]),
+        tmp.path(),
+    ));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(s.len("orders"), before + n as usize);
+    // ack=ack: acknowledged for the group, still in the stream.
+    assert_eq!(s.len("dlq"), n as usize);
+    let pending: Value = redis::cmd("XPENDING")
+        .arg(s.key("dlq"))
+        .arg("redrive")
+        .query(&mut s.con)
+        .unwrap();
+    let Value::Array(summary) = pending else {
+        panic!("{pending:?}")
+    };
+    assert_eq!(summary[0], Value::Int(0), "nothing left pending");
+}
+
+#[test]
+fn two_workers_share_one_dlq_and_no_entry_is_handled_twice() {
+    let mut s = Streams::new("workers");
+    let n = 200;
+    s.seed(n as usize);
+    s.create("staging");
+    let tmp = tempfile::tempdir().unwrap();
+    let spawn = |consumer: &str| {
+        let mut cmd = redrive(tmp.path());
+        audit(
+            cmd.args([
+                "run",
+                "--from",
+                &s.url("dlq", &format!("&consumer={consumer}&count=10")),
+            ])
+            .args(["--to", &s.url("staging", ""), "--no-filter", "--rate", "300/s"]),
+            &tmp.path().join(consumer),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (a, b) = (spawn("w1"), spawn("w2"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(s.orders("staging"), expected(n, |_| true), "each entry exactly once");
+    assert_eq!(s.len("dlq"), 0);
+}
+
+#[test]
+fn a_consumer_name_in_use_is_refused() {
+    let mut s = Streams::new("inuse");
+    s.seed(5);
+    s.create("staging");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut first = audit(
+        redrive(tmp.path())
+            .args([
+                "run",
+                "--from",
+                &s.url("dlq", ""),
+                "--to",
+                &s.url("staging", ""),
+                "--no-filter",
+            ])
+            .args(["--canary", "1", "--verify-cmd", "sleep 4"]),
+        &tmp.path().join("a"),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.len("staging") < 1 {
+        assert!(Instant::now() < deadline, "the first run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, _, err) = run(audit(
+        redrive(tmp.path()).args([
+            "run",
+            "--from",
+            &s.url("dlq", ""),
+            "--to",
+            &s.url("staging", ""),
+            "--no-filter",
+        ]),
+        &tmp.path().join("b"),
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is in use by another redrive run"), "{err}");
+    assert!(first.wait().unwrap().success());
+    assert_eq!(s.orders("staging"), expected(5, |_| true));
+}
+
+#[test]
+fn client_kill_mid_run_loses_nothing_and_doubles_nothing() {
+    let mut s = Streams::new("kill");
+    let n = 120;
+    s.seed(n as usize);
+    s.create("staging");
+    let tmp = tempfile::tempdir().unwrap();
+    let child = audit(
+        redrive(tmp.path())
+            .args([
+                "run",
+                "--from",
+                &s.url("dlq", "&count=10"),
+                "--to",
+                &s.url("staging", ""),
+            ])
+            .args(["--no-filter", "--rate", "60/s"]),
+        tmp.path(),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut kills = 0;
+    while kills < 3 {
+        assert!(Instant::now() < deadline, "the run did not make progress");
+        if s.len("staging") >= 20 * (kills + 1) {
+            // This run's connections only (source and destination), by the name redrive gives them.
+            let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut s.con).unwrap();
+            let ours = format!("name=redrive-{}-", child.id());
+            let ids: Vec<String> = list
+                .lines()
+                .filter(|l| l.contains(&ours))
+                .filter_map(|l| {
+                    l.split_whitespace()
+                        .find_map(|f| f.strip_prefix("id="))
+                        .map(str::to_owned)
+                })
+                .collect();
+            assert!(!ids.is_empty(), "no connection of redrive found:\n{list}");
+            for id in ids {
+                let _: i64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ID")
+                    .arg(&id)
+                    .query(&mut s.con)
+                    .unwrap();
+            }
+            kills += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let staged = s.orders("staging");
+    let mut doubled = staged.clone();
+    doubled.dedup();
+    assert_eq!(doubled.len(), staged.len(), "doubled entries: {staged:?}");
+    assert_eq!(staged, expected(n, |_| true), "nothing lost\n{stdout}\n{stderr}");
+    assert_eq!(s.len("dlq"), 0);
+}
+
+#[test]
+fn mistakes_are_clear_errors_before_anything_moves() {
+    let mut s = Streams::new("mistakes");
+    s.seed(3);
+    let tmp = tempfile::tempdir().unwrap();
+    for (from, to, expect) in [
+        (s.url("nope", ""), "file:x.jsonl".to_owned(), "does not exist"),
+        (s.url("dlq", ""), s.url("nope", ""), "destination stream"),
+        (s.url("dlq", "&ack=later"), "file:x.jsonl".to_owned(), "`delete`"),
+        (
+            "redis://127.0.0.1:9/0?stream=x".to_owned(),
+            "file:x.jsonl".to_owned(),
+            "cannot connect",
+        ),
+    ] {
+        let (code, _, err) = run(audit(
+            redrive(tmp.path()).args(["run", "--from", &from, "--to", &to, "--no-filter"]),
+            tmp.path(),
+        ));
+        assert_eq!(code, 2, "{from} → {to}: {err}");
+        assert!(err.contains(expect), "{from} → {to}: expected {expect:?} in {err}");
+    }
+    assert_eq!(s.len("dlq"), 3);
+}
