@@ -244,19 +244,20 @@ struct State {
 impl Shared {
     /// The connection, reconnecting (and restoring the transaction: locks and acks) when it was lost.
     async fn client(&self, state: &mut State) -> Result<Arc<Client>, AdapterError> {
-        if let Some(c) = &state.client
-            && !c.is_closed()
-        {
-            return Ok(c.clone());
+        if let Some(c) = &state.client {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+            tracing::warn!(
+                "{}: the connection was lost; reconnecting (locks and acks are restored)",
+                self.url.identity
+            );
         }
-        let had_one = state.client.take().is_some();
+        state.client = None;
         let mut backoff = Backoff::new(self.url.reconnect_for);
         loop {
             match self.open_transaction(state).await {
                 Ok(client) => {
-                    if had_one {
-                        tracing::warn!("{}: reconnected; locks and acks restored", self.url.identity);
-                    }
                     state.client = Some(client.clone());
                     return Ok(client);
                 }
@@ -462,6 +463,7 @@ impl PgSource {
                 Err(e) if connection_lost(&e, &client) => {
                     state.client = None;
                     let error = AdapterError::Broker(format!("{}: {}", shared.url.identity, pg_error(&e)));
+                    tracing::warn!("{error}; reconnecting (locks and acks are restored)");
                     if !backoff.wait(&shared.url.identity, &error).await {
                         return Err(error);
                     }
@@ -646,6 +648,7 @@ impl Acker for PgAcker {
                 Ok(()) => break,
                 Err(e) if client.is_closed() || e.to_string().contains("57P01") => {
                     state.client = None;
+                    tracing::warn!("{e}; reconnecting (locks and acks are restored)");
                     if !backoff.wait(&self.shared.url.identity, &e).await {
                         return Err(e);
                     }

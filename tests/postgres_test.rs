@@ -1,0 +1,401 @@
+//! End-to-end tests against a real PostgreSQL (127.0.0.1:5432, trust auth, database `test`, started by
+//! scripts/services.sh; REDRIVE_TEST_POSTGRES overrides). Each test creates its own Laravel-style
+//! `failed_jobs` table and fills it the way the framework's failer does, then replays it.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{module, redrive, run};
+
+fn server() -> String {
+    std::env::var("REDRIVE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// One test's table, dropped at the end.
+struct Table {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+    name: String,
+}
+
+impl Table {
+    fn new(test: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&server(), tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "no PostgreSQL at {}: {e}. Start it with scripts/services.sh, or set REDRIVE_TEST_POSTGRES",
+                        server()
+                    )
+                });
+            tokio::spawn(connection);
+            client
+        });
+        let name = format!("failed_jobs_{test}_{}", std::process::id());
+        let t = Table { rt, client, name };
+        t.exec(&format!(
+            "DROP TABLE IF EXISTS {0}; CREATE TABLE {0} (id bigserial PRIMARY KEY, uuid varchar(255) UNIQUE NOT NULL, \
+             connection text NOT NULL, queue text NOT NULL, payload text NOT NULL, exception text NOT NULL, \
+             failed_at timestamp NOT NULL DEFAULT current_timestamp, replayed_at timestamp)",
+            t.name
+        ));
+        t
+    }
+
+    fn exec(&self, sql: &str) {
+        self.rt.block_on(self.client.batch_execute(sql)).unwrap();
+    }
+
+    fn query(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+        self.rt.block_on(self.client.query(sql, &[])).unwrap()
+    }
+
+    /// The framework's failer: one row per failed job. i % 5: 0, 1 time out; 2 fails validation;
+    /// 3 is test traffic (times out); 4 failed with an unknown error. Even jobs ran on `emails`.
+    fn seed(&self, n: u64) {
+        for i in 0..n {
+            let exception = match i % 5 {
+                0 | 1 | 3 => {
+                    "Illuminate\\Http\\Client\\ConnectionException: timeout calling billing\n#0 /app/Job.php(12)"
+                }
+                2 => "Illuminate\\Validation\\ValidationException: validation failed: sku missing\n#0 ...",
+                _ => "RuntimeException: something odd\n#0 ...",
+            };
+            let payload = if i % 5 == 3 {
+                format!(r#"{{"order":{i},"test":true}}"#)
+            } else {
+                format!(r#"{{"order":{i}}}"#)
+            };
+            let queue = if i % 2 == 0 { "emails" } else { "orders" };
+            self.rt
+                .block_on(self.client.execute(
+                    &format!(
+                        "INSERT INTO {} (uuid, connection, queue, payload, exception) VALUES ($1, 'redis', $2, $3, $4)",
+                        self.name
+                    ),
+                    &[&format!("uuid-{i}"), &queue, &payload, &exception],
+                ))
+                .unwrap();
+        }
+    }
+
+    fn url(&self, query: &str) -> String {
+        format!("{}?table={}{query}", server(), self.name)
+    }
+
+    fn remaining(&self) -> Vec<u64> {
+        let mut o: Vec<u64> = self
+            .query(&format!("SELECT payload FROM {} WHERE replayed_at IS NULL", self.name))
+            .iter()
+            .map(|r| order(&r.get::<_, String>(0)))
+            .collect();
+        o.sort_unstable();
+        o
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        let _ = self.rt.block_on(
+            self.client
+                .batch_execute(&format!("DROP TABLE IF EXISTS {}", self.name)),
+        );
+    }
+}
+
+fn order(body: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["order"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Orders in a JSONL file sink, in file order.
+fn staged(path: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            order(
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["body"]
+                    .as_str()
+                    .unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+    v.sort_unstable();
+    v
+}
+
+fn expected(n: u64, keep: impl Fn(u64) -> bool) -> Vec<u64> {
+    (0..n).filter(|i| keep(*i)).collect()
+}
+
+fn chain(cmd: &mut Command) -> &mut Command {
+    cmd.args([
+        "-f",
+        &module("route-by-error"),
+        "-f",
+        &module("repair-json"),
+        "-f",
+        &module("drop-test-traffic"),
+    ])
+}
+
+fn audit<'a>(cmd: &'a mut Command, dir: &std::path::Path) -> &'a mut Command {
+    cmd.arg("--audit-dir").arg(dir).arg("--no-progress")
+}
+
+#[test]
+fn replays_a_failed_jobs_table_and_every_row_ends_in_exactly_one_place() {
+    let t = Table::new("reconcile");
+    let n = 50;
+    t.seed(n);
+    let tmp = tempfile::tempdir().unwrap();
+    let staging = tmp.path().join("staging.jsonl");
+    let archive = tmp.path().join("archive.jsonl");
+    let (code, out, err) = run(audit(
+        chain(
+            redrive(tmp.path())
+                .args(["run", "--from", &t.url(""), "--to"])
+                .arg(format!("file:{}", staging.display())),
+        )
+        .arg("--archive")
+        .arg(&archive),
+        &tmp.path().join("audit"),
+    ));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(sorted(staged(&staging)), expected(n, |i| i % 5 < 2));
+    assert_eq!(
+        t.remaining(),
+        expected(n, |i| i % 5 == 2 || i % 5 == 4),
+        "skipped rows stay"
+    );
+    let archived = std::fs::read_to_string(&archive).unwrap();
+    assert_eq!(archived.lines().count(), 10);
+    let a: serde_json::Value = serde_json::from_str(archived.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        a["failure"]["error_text"],
+        "Illuminate\\Http\\Client\\ConnectionException: timeout calling billing"
+    );
+    assert_eq!(a["origin"]["system"], "database");
+    assert_eq!(a["origin"]["dlq"], t.name.as_str());
+    assert!(a["failure"]["last_failed_at"].is_string(), "{a}");
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&staging).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(first["attributes"]["uuid"], "uuid-0");
+    assert_eq!(first["attributes"]["queue"], "emails");
+    assert_eq!(first["attributes"]["x-redrive-replay-count"], "1");
+}
+
+#[test]
+fn where_selects_rows_and_mark_keeps_them() {
+    let t = Table::new("where");
+    let n = 20;
+    t.seed(n);
+    let tmp = tempfile::tempdir().unwrap();
+    let staging = tmp.path().join("staging.jsonl");
+    let (code, out, err) = run(audit(
+        redrive(tmp.path())
+            .args([
+                "run",
+                "--from",
+                &t.url("&ack=mark"),
+                "--no-filter",
+                "--where",
+                "queue = 'emails'",
+                "--to",
+            ])
+            .arg(format!("file:{}", staging.display())),
+        &tmp.path().join("audit"),
+    ));
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(sorted(staged(&staging)), expected(n, |i| i % 2 == 0));
+    let marked = t.query(&format!(
+        "SELECT count(*) FROM {} WHERE replayed_at IS NOT NULL",
+        t.name
+    ));
+    assert_eq!(marked[0].get::<_, i64>(0), 10, "marked, not deleted");
+    assert_eq!(t.remaining(), expected(n, |i| i % 2 == 1));
+
+    // A predicate that does not run is a clear error, before anything moves.
+    let (code, _, err) = run(audit(
+        redrive(tmp.path())
+            .args([
+                "run",
+                "--from",
+                &t.url(""),
+                "--no-filter",
+                "--where",
+                "no_such_column = 1",
+            ])
+            .args(["--to", "file:x.jsonl"]),
+        &tmp.path().join("audit2"),
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no_such_column") && err.contains("--where"), "{err}");
+}
+
+#[test]
+fn two_workers_share_one_table_and_no_row_is_taken_twice() {
+    let t = Table::new("workers");
+    let n = 200;
+    t.seed(n);
+    let tmp = tempfile::tempdir().unwrap();
+    let spawn = |name: &str| {
+        let mut cmd = redrive(tmp.path());
+        audit(
+            cmd.args([
+                "run",
+                "--from",
+                &t.url("&page=20"),
+                "--no-filter",
+                "--rate",
+                "400/s",
+                "--to",
+            ])
+            .arg(format!("file:{}", tmp.path().join(format!("{name}.jsonl")).display())),
+            &tmp.path().join(name),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let (a, b) = (spawn("w1"), spawn("w2"));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (w1, w2) = (
+        staged(&tmp.path().join("w1.jsonl")),
+        staged(&tmp.path().join("w2.jsonl")),
+    );
+    assert!(
+        !w1.is_empty() && !w2.is_empty(),
+        "both workers took rows: {} and {}",
+        w1.len(),
+        w2.len()
+    );
+    let mut all = w1.clone();
+    all.extend(&w2);
+    assert_eq!(sorted(all), expected(n, |_| true), "each row exactly once");
+    assert!(t.remaining().is_empty());
+}
+
+#[test]
+fn pg_terminate_backend_mid_run_loses_nothing_and_doubles_nothing() {
+    let t = Table::new("terminate");
+    let n = 120;
+    t.seed(n);
+    let tmp = tempfile::tempdir().unwrap();
+    let staging = tmp.path().join("staging.jsonl");
+    let child = audit(
+        redrive(tmp.path())
+            .args([
+                "run",
+                "--from",
+                &t.url("&page=25"),
+                "--no-filter",
+                "--rate",
+                "60/s",
+                "--to",
+            ])
+            .arg(format!("file:{}", staging.display())),
+        &tmp.path().join("audit"),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut kills = 0;
+    while kills < 2 {
+        assert!(Instant::now() < deadline, "the run did not make progress");
+        if staged(&staging).len() >= 30 * (kills + 1) {
+            let killed = t.query(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'redrive' \
+                 AND query ILIKE '%{}%'",
+                t.name
+            ));
+            if !killed.is_empty() {
+                kills += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("reconnecting"), "the connection was not lost?\n{stderr}");
+    let got = staged(&staging);
+    let mut counts: HashMap<u64, usize> = HashMap::new();
+    for o in &got {
+        *counts.entry(*o).or_default() += 1;
+    }
+    let doubled: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(doubled.is_empty(), "doubled: {doubled:?}");
+    assert_eq!(sorted(got), expected(n, |_| true), "nothing lost");
+    assert!(
+        t.remaining().is_empty(),
+        "every replayed row deleted: {:?}\n{stdout}",
+        t.remaining()
+    );
+}
+
+#[test]
+fn mistakes_are_clear_errors_before_anything_moves() {
+    let t = Table::new("mistakes");
+    t.seed(3);
+    let tmp = tempfile::tempdir().unwrap();
+    for (from, expect) in [
+        (format!("{}?table=no_such_table", server()), "does not exist"),
+        (t.url("&body_column=nope"), "has no column `nope`"),
+        (t.url("&preset=symfony"), "presets are"),
+        (
+            "postgres://postgres@127.0.0.1:9/test?table=x".to_owned(),
+            "cannot connect",
+        ),
+    ] {
+        let (code, _, err) = run(audit(
+            redrive(tmp.path()).args(["run", "--from", &from, "--no-filter", "--to", "file:x.jsonl"]),
+            tmp.path(),
+        ));
+        assert_eq!(code, 2, "{from}: {err}");
+        assert!(err.contains(expect), "{from}: expected {expect:?} in {err}");
+    }
+    let (code, _, err) = run(audit(
+        redrive(tmp.path()).args([
+            "run",
+            "--from",
+            "file:x.jsonl",
+            "--where",
+            "a = 1",
+            "--no-filter",
+            "--to",
+            "file:y",
+        ]),
+        tmp.path(),
+    ));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--where selects rows of a database table"), "{err}");
+    assert_eq!(t.remaining().len(), 3);
+}
