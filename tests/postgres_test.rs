@@ -345,7 +345,10 @@ fn pg_terminate_backend_mid_run_loses_nothing_and_doubles_nothing() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stderr.contains("reconnecting"), "the connection was not lost?\n{stderr}");
+    assert!(
+        stderr.contains("reconnecting"),
+        "the connection was not lost?\n{stderr}"
+    );
     let got = staged(&staging);
     let mut counts: HashMap<u64, usize> = HashMap::new();
     for o in &got {
