@@ -8,6 +8,8 @@
 #   scripts/services.sh
 set -euo pipefail
 
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
 say() { printf '\033[1mservices:\033[0m %s\n' "$*" >&2; }
 die() { printf 'services: %s\n' "$*" >&2; exit 1; }
 
@@ -85,6 +87,8 @@ if [ ! -e "$moto_venv/.installed" ]; then
 fi
 if ! port_open "$sqs_port"; then
     say "starting moto_server (SQS) on 127.0.0.1:$sqs_port"
-    nohup "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$sqs_port" >"$tools_dir/moto.log" 2>&1 &
+    # scripts/moto-server.py: moto_server with its delete race fixed (see the file).
+    nohup "$moto_venv/bin/python" "$repo/scripts/moto-server.py" -H 127.0.0.1 -p "$sqs_port" \
+        >"$tools_dir/moto.log" 2>&1 &
     wait_port "$sqs_port" moto_server
 fi
