@@ -305,6 +305,7 @@ def cmd_move(dlq, staging, n, cmd):
     poll_share = float(os.environ.get("POLL_SHARE", "0.02"))
     poll_max = float(os.environ.get("POLL_MAX_MS", "30000")) / 1000
     timeout = float(os.environ.get("MOVE_TIMEOUT", "1800"))
+    exit_grace = float(os.environ.get("EXIT_GRACE", "10"))
     moto = os.environ.get("MOTO_PID")
     sqs = client()
     src, dst = url_of(sqs, dlq), url_of(sqs, staging)
@@ -349,6 +350,8 @@ def cmd_move(dlq, staging, n, cmd):
                 break
         if exited is not None and proc.returncode != 0:
             break
+        if exited is not None and now - exited > exit_grace:
+            break  # the mover says it is done, but the DLQ still holds messages (or staging lacks some)
         if now - t0 > timeout:
             proc.terminate()
             break
