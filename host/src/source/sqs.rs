@@ -61,6 +61,8 @@ struct Shared {
     mode: SourceMode,
     default_origin: Option<String>,
     state: Mutex<State>,
+    /// Woken when a receive brought new messages: receivers that came back empty wait on it.
+    fresh_messages: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -123,6 +125,7 @@ impl SqsSource {
                 mode,
                 default_origin,
                 state: Mutex::new(State::default()),
+                fresh_messages: tokio::sync::Notify::new(),
             }),
             pass_size,
             rx: None,
@@ -228,8 +231,19 @@ async fn receive_loop(shared: Arc<Shared>, tx: mpsc::Sender<Result<Received, Ada
                 stop.cancel();
                 break;
             }
+            // Until every receiver has come back empty, wait for them instead of polling again: a new long
+            // poll now would keep this receiver (and the end of the pass) waiting for `wait` once the others
+            // find the queue empty. New messages elsewhere, or `wait`, start the next poll.
+            if shared.lock().empty_streak < url.receivers {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = shared.fresh_messages.notified() => {}
+                    () = tokio::time::sleep(url.wait) => {}
+                }
+            }
             continue;
         }
+        shared.fresh_messages.notify_waiters();
         for delivery in fresh {
             // Unsent ones stay held and are released by finish.
             tokio::select! {
