@@ -4,8 +4,9 @@
 #   scripts/build-filters.sh [PACKAGE...]
 #
 # Without arguments: the example filters (filters/route-by-error,
-# filters/repair-json, filters/drop-test-traffic) and every test fixture in
-# tests/fixtures/filters/. Each component is copied to
+# filters/repair-json, filters/drop-test-traffic), every test fixture in
+# tests/fixtures/filters/ (components) and in tests/fixtures/commands/
+# (command-profile modules, wasm32-wasip1). Each module is copied to
 # build/filters/<package-name>.wasm. Works from any directory; honours
 # CARGO_TARGET_DIR (default: <repo>/target).
 set -euo pipefail
@@ -40,6 +41,17 @@ package_name() { # <dir>: the [package] name in <dir>/Cargo.toml
     sed -n 's/^[[:space:]]*name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$1/Cargo.toml" | head -n 1
 }
 
+# Command-profile fixtures (WASI preview-1 programs): built only when building everything.
+commands=()
+if [ "$#" -eq 0 ]; then
+    for dir in "$repo"/tests/fixtures/commands/*/; do
+        [ -f "$dir/Cargo.toml" ] || continue
+        name="$(package_name "$dir")"
+        [ -n "$name" ] || die "no package name in $dir/Cargo.toml"
+        commands+=("$name")
+    done
+fi
+
 packages=()
 if [ "$#" -gt 0 ]; then
     packages=("$@")
@@ -61,7 +73,26 @@ done
 echo "build-filters: cargo build --profile $profile --target $target_triple ${cargo_args[*]}" >&2
 cargo build --profile "$profile" --target "$target_triple" "${cargo_args[@]}"
 
+command_args=()
+for pkg in "${commands[@]}"; do
+    command_args+=(-p "$pkg")
+done
+if [ "${#commands[@]}" -gt 0 ]; then
+    [ -d "$sysroot/lib/rustlib/wasm32-wasip1" ] ||
+        die "the Rust target wasm32-wasip1 is not installed: run scripts/setup.sh (or: rustup target add wasm32-wasip1)"
+    echo "build-filters: cargo build --profile $profile --target wasm32-wasip1 ${command_args[*]}" >&2
+    cargo build --profile "$profile" --target wasm32-wasip1 "${command_args[@]}"
+fi
+
 mkdir -p "$out_dir"
+for pkg in "${commands[@]}"; do
+    built="$target_dir/wasm32-wasip1/$profile/$pkg.wasm"
+    [ -f "$built" ] || die "$pkg: expected $built (is it a binary crate?)"
+    cp "$built" "$out_dir/$pkg.wasm"
+    size="$(wc -c <"$out_dir/$pkg.wasm" | tr -d ' ')"
+    printf '%s\t%s bytes (%s KiB, command profile)\n' "build/filters/$pkg.wasm" "$size" "$(((size + 1023) / 1024))"
+done
+
 have_wasm_tools=false
 if command -v wasm-tools >/dev/null 2>&1; then
     have_wasm_tools=true

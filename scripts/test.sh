@@ -10,6 +10,10 @@ cd "$repo"
 
 scripts/setup.sh
 scripts/services.sh
+# Guest toolchains (C, Zig, Go, Python, JavaScript/TypeScript, AssemblyScript; pinned, cached under
+# /var/tmp/redrive-tools) and route-by-error built from source in each language, for the conformance tests.
+scripts/guest-toolchains.sh
+scripts/build-guest-filters.sh
 
 echo "test: cargo fmt --check" >&2
 cargo fmt --all -- --check

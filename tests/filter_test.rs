@@ -5,7 +5,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use common::{json_lines, module, redrive, repo, run};
+use common::{assert_failed_with, json_lines, module, redrive, repo, run};
 use serde_json::Value;
 
 fn write_input(dir: &std::path::Path, lines: &[&str]) -> String {
@@ -145,14 +145,6 @@ fn hostile(name: &str, extra: &[&str]) -> (Vec<Value>, String) {
     let (decided, _) = decisions(&stdout);
     assert_eq!(decided.len(), 2, "{stdout}");
     (decided, stderr)
-}
-
-fn assert_failed_with(decided: &[Value], needle: &str) {
-    for d in decided {
-        assert_eq!(d["verdict"], "failed", "{d}");
-        let reason = d["reason"].as_str().unwrap();
-        assert!(reason.contains(needle), "reason {reason:?} should contain {needle:?}");
-    }
 }
 
 #[test]
@@ -413,7 +405,7 @@ fn files_that_are_not_components_are_refused_clearly() {
     fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     for (path, needle) in [
         (text, "is not a WebAssembly file"),
-        (core, "is a core WebAssembly module, not a component"),
+        (core, "is a core WebAssembly module without a `_start` export"),
         (tmp.path().join("missing.wasm"), "cannot read filter module"),
     ] {
         let (code, _, stderr) =

@@ -57,12 +57,33 @@ pub enum Command {
 
 /// `redrive filter ...`
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
 pub enum FilterCommand {
     /// Run a chain of filter modules on messages from a JSONL file and print each decision.
     ///
     /// Example: redrive filter test build/filters/route-by-error.wasm --input examples/filters/route-by-error/input.jsonl
     /// --expect examples/filters/route-by-error/expected.jsonl
     Test(FilterTestArgs),
+    /// Write a new filter project from a template: source, build script, README, sample input and the
+    /// expected decisions, ready to build and pass `redrive filter test` as generated.
+    ///
+    /// Example: redrive filter new --lang python my-filter
+    New(FilterNewArgs),
+}
+
+/// Arguments of `redrive filter new`.
+#[derive(Debug, Args)]
+pub struct FilterNewArgs {
+    /// The language of the new filter.
+    #[arg(long, short = 'l', value_enum, value_name = "LANG")]
+    pub lang: commands::filter_new::Lang,
+    /// The filter's name: lowercase letters, digits and '-', starting with a letter. It names the project
+    /// directory and the module it builds (NAME.wasm).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Create the project directory inside DIR.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
 }
 
 /// Arguments of `redrive filter test`.
@@ -316,6 +337,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(args) => commands::run::run(&args),
         Command::Plan(args) => commands::run::plan(&args),
         Command::Filter(FilterCommand::Test(args)) => commands::filter_test::run(&args),
+        Command::Filter(FilterCommand::New(args)) => commands::filter_new::run(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -65,3 +65,13 @@ pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
         .collect()
 }
+
+/// Every decision is `failed`, with a reason containing `needle`.
+pub fn assert_failed_with(decided: &[serde_json::Value], needle: &str) {
+    assert!(!decided.is_empty(), "no decisions");
+    for d in decided {
+        assert_eq!(d["verdict"], "failed", "{d}");
+        let reason = d["reason"].as_str().unwrap();
+        assert!(reason.contains(needle), "reason {reason:?} should contain {needle:?}");
+    }
+}

@@ -9,8 +9,8 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use wasmtime::Engine;
 use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
 
 /// Where compiled modules are kept. `None` disables the cache.
 #[derive(Clone, Debug)]
@@ -53,30 +53,63 @@ impl ArtifactCache {
     /// Load the compiled component for `wasm` (whose sha256 is `digest`), compiling and storing it on a miss.
     /// A cache that cannot be read or written only costs a recompile: it is reported through `tracing`.
     pub fn component(&self, engine: &Engine, wasm: &[u8], digest: &str) -> wasmtime::Result<(Component, CacheUse)> {
+        self.load(engine, wasm, digest, &COMPONENTS)
+    }
+
+    /// Load the compiled core module (a command-profile filter) for `wasm`, like [`component`](Self::component).
+    pub fn module(&self, engine: &Engine, wasm: &[u8], digest: &str) -> wasmtime::Result<(Module, CacheUse)> {
+        self.load(engine, wasm, digest, &MODULES)
+    }
+
+    fn load<T>(&self, engine: &Engine, wasm: &[u8], digest: &str, kind: &Kind<T>) -> wasmtime::Result<(T, CacheUse)> {
         let Some(dir) = &self.dir else {
-            return Ok((Component::new(engine, wasm)?, CacheUse::Compiled));
+            return Ok(((kind.compile)(engine, wasm)?, CacheUse::Compiled));
         };
-        let path = dir.join(format!("{digest}-{:016x}.cwasm", engine_key(engine)));
+        let path = dir.join(format!("{digest}-{:016x}.{}", engine_key(engine), kind.extension));
         if path.exists() {
-            // SAFETY: the file was written by `store` below from `Engine::precompile_component` output, into a
-            // directory we create with mode 0700; the key ties it to this wasmtime version and engine settings,
-            // and wasmtime still checks the header and compatibility on load.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, CacheUse::Hit)),
+            match (kind.deserialize_file)(engine, &path) {
+                Ok(compiled) => return Ok((compiled, CacheUse::Hit)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached module; recompiling")
                 }
             }
         }
-        let artifact = engine.precompile_component(wasm)?;
+        let artifact = (kind.precompile)(engine, wasm)?;
         if let Err(e) = store(dir, &path, &artifact) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compiled-module cache; continuing without it");
         }
-        // SAFETY: `artifact` was produced just now by this engine's `precompile_component`.
-        let component = unsafe { Component::deserialize(engine, &artifact)? };
-        Ok((component, CacheUse::Compiled))
+        Ok(((kind.deserialize)(engine, &artifact)?, CacheUse::Compiled))
     }
 }
+
+/// How to compile, store and load one kind of artifact.
+struct Kind<T> {
+    extension: &'static str,
+    compile: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
+    precompile: fn(&Engine, &[u8]) -> wasmtime::Result<Vec<u8>>,
+    deserialize_file: fn(&Engine, &Path) -> wasmtime::Result<T>,
+    deserialize: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
+}
+
+// SAFETY (the `deserialize*` calls below): cached files are written by `store` from this engine's
+// `precompile_*` output, into a directory created with mode 0700; the file name ties them to this wasmtime
+// version and engine settings, and wasmtime still checks the header and compatibility on load. In-memory
+// artifacts were produced just before by the same engine.
+const COMPONENTS: Kind<Component> = Kind {
+    extension: "cwasm",
+    compile: |engine, wasm| Component::new(engine, wasm),
+    precompile: |engine, wasm| engine.precompile_component(wasm),
+    deserialize_file: |engine, path| unsafe { Component::deserialize_file(engine, path) },
+    deserialize: |engine, bytes| unsafe { Component::deserialize(engine, bytes) },
+};
+
+const MODULES: Kind<Module> = Kind {
+    extension: "cwasm-core",
+    compile: |engine, wasm| Module::new(engine, wasm),
+    precompile: |engine, wasm| engine.precompile_module(wasm),
+    deserialize_file: |engine, path| unsafe { Module::deserialize_file(engine, path) },
+    deserialize: |engine, bytes| unsafe { Module::deserialize(engine, bytes) },
+};
 
 fn engine_key(engine: &Engine) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();

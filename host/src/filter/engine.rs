@@ -11,6 +11,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use super::cache::{ArtifactCache, CacheUse};
+use super::command::{self, CommandState};
 use super::component::{self, FilterPre};
 use super::error::{FilterError, error_chain};
 use super::limits::ModuleSettings;
@@ -72,6 +73,7 @@ pub struct FilterEngine {
 struct EngineInner {
     engine: Engine,
     linker: Linker<GuestState>,
+    core_linker: wasmtime::Linker<CommandState>,
     cache: ArtifactCache,
     stop_ticker: Arc<AtomicBool>,
 }
@@ -100,7 +102,25 @@ pub struct LoadedModule {
     pub load_time: Duration,
     /// Keeps the engine, and so its epoch ticker, alive as long as the module is.
     pub(crate) engine: FilterEngine,
-    pub(crate) pre: FilterPre<GuestState>,
+    pub(crate) kind: ModuleKind,
+}
+
+/// The two profiles of the filter contract.
+pub(crate) enum ModuleKind {
+    /// A component implementing the `redrive:filter` WIT world.
+    Component(FilterPre<GuestState>),
+    /// A WASI preview-1 command speaking JSON lines (`command.schema.json`).
+    Command(wasmtime::InstancePre<CommandState>),
+}
+
+impl LoadedModule {
+    /// `component` or `command`: which profile of the contract the module implements.
+    pub fn profile(&self) -> &'static str {
+        match self.kind {
+            ModuleKind::Component(_) => "component",
+            ModuleKind::Command(_) => "command",
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadedModule {
@@ -142,6 +162,8 @@ impl FilterEngine {
         let engine = Engine::new(&config).map_err(|e| FilterError::Engine(error_chain(&e)))?;
         let mut linker = Linker::new(&engine);
         component::add_to_linker(&mut linker).map_err(|e| FilterError::Engine(error_chain(&e)))?;
+        let mut core_linker = wasmtime::Linker::new(&engine);
+        command::add_to_linker(&mut core_linker).map_err(|e| FilterError::Engine(error_chain(&e)))?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), stop_ticker.clone())?;
@@ -149,6 +171,7 @@ impl FilterEngine {
             inner: Arc::new(EngineInner {
                 engine,
                 linker,
+                core_linker,
                 cache: ArtifactCache::new(options.cache_dir.clone()),
                 stop_ticker,
             }),
@@ -172,34 +195,53 @@ impl FilterEngine {
             path: spec.path.clone(),
             source,
         })?;
-        match wasm_kind(&wasm) {
-            WasmKind::Component => {}
+        let sha256 = hex::encode(Sha256::digest(&wasm));
+        let compile_error = |e: wasmtime::Error| FilterError::Compile {
+            module: spec.name.clone(),
+            message: error_chain(&e),
+        };
+        let contract = |e: wasmtime::Error| FilterError::Contract {
+            module: spec.name.clone(),
+            message: error_chain(&e),
+        };
+        let (kind, cache_use) = match wasm_kind(&wasm) {
+            WasmKind::Component => {
+                let (component, cache_use) = self
+                    .inner
+                    .cache
+                    .component(&self.inner.engine, &wasm, &sha256)
+                    .map_err(compile_error)?;
+                let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(contract)?;
+                let pre = FilterPre::new(instance_pre).map_err(contract)?;
+                (ModuleKind::Component(pre), cache_use)
+            }
             WasmKind::Core => {
-                return Err(FilterError::CoreModule {
-                    path: spec.path.clone(),
-                });
+                let (module, cache_use) = self
+                    .inner
+                    .cache
+                    .module(&self.inner.engine, &wasm, &sha256)
+                    .map_err(compile_error)?;
+                if !command::is_command(&module) {
+                    return Err(FilterError::CoreModule {
+                        path: spec.path.clone(),
+                    });
+                }
+                let pre =
+                    self.inner
+                        .core_linker
+                        .instantiate_pre(&module)
+                        .map_err(|e| FilterError::CommandContract {
+                            module: spec.name.clone(),
+                            message: error_chain(&e),
+                        })?;
+                (ModuleKind::Command(pre), cache_use)
             }
             WasmKind::NotWasm => {
                 return Err(FilterError::NotWasm {
                     path: spec.path.clone(),
                 });
             }
-        }
-        let sha256 = hex::encode(Sha256::digest(&wasm));
-        let (component, cache_use) = self
-            .inner
-            .cache
-            .component(&self.inner.engine, &wasm, &sha256)
-            .map_err(|e| FilterError::Compile {
-                module: spec.name.clone(),
-                message: error_chain(&e),
-            })?;
-        let contract = |e: wasmtime::Error| FilterError::Contract {
-            module: spec.name.clone(),
-            message: error_chain(&e),
         };
-        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(contract)?;
-        let pre = FilterPre::new(instance_pre).map_err(contract)?;
         Ok(LoadedModule {
             name: spec.name.clone(),
             path: spec.path.clone(),
@@ -209,7 +251,7 @@ impl FilterEngine {
             cache_use,
             load_time: started.elapsed(),
             engine: self.clone(),
-            pre,
+            kind,
         })
     }
 }

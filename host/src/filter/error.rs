@@ -24,8 +24,10 @@ pub enum FilterError {
     },
     /// The file is a core module without a `_start` export.
     #[error(
-        "{path} is a core WebAssembly module, not a component; build Rust filters with \
-         `cargo build --target wasm32-wasip2 --release`, or see docs/writing-filters.md for other languages"
+        "{path} is a core WebAssembly module without a `_start` export, so it is neither profile of the filter \
+         contract: build a component (guest-sdk/wit/filter.wit; Rust: `cargo build --target wasm32-wasip2 \
+         --release`) or a WASI preview-1 command that speaks guest-sdk/wit/command.schema.json \
+         (see docs/writing-filters.md)"
     )]
     CoreModule {
         /// The module's path.
@@ -48,6 +50,17 @@ pub enum FilterError {
         /// Module name.
         module: String,
         /// What does not match.
+        message: String,
+    },
+    /// A command module imports something other than WASI preview 1.
+    #[error(
+        "filter `{module}` is a WASI command module, but redrive cannot run it: {message}. A command filter may \
+         import only `wasi_snapshot_preview1` (build it for wasm32-wasip1 / GOOS=wasip1 / wasm32-wasi)"
+    )]
+    CommandContract {
+        /// Module name.
+        module: String,
+        /// What does not link.
         message: String,
     },
     /// A fresh instance could not be created or trapped while starting.

@@ -11,6 +11,7 @@
 
 mod cache;
 mod chain;
+mod command;
 mod component;
 mod engine;
 mod error;

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::Store;
+use wasmtime::{InstancePre, Store};
 
+use super::command::{self, CommandState};
 use super::component::{Filter, WitMessage, from_wit};
-use super::engine::{LoadedModule, deadline_ticks};
+use super::engine::{LoadedModule, ModuleKind, deadline_ticks};
 use super::error::FilterError;
 use super::failure::{self, FailureContext};
 use super::limits::{InstancePolicy, Limits, format_size};
@@ -37,6 +38,10 @@ struct Live {
 pub struct ModuleRunner {
     module: Arc<LoadedModule>,
     live: Option<Live>,
+    /// A command module's live instance (instance policy `reuse`).
+    session: Option<command::Session>,
+    /// The command module exits after answering: every message gets a fresh instance.
+    session_unsupported: bool,
     consecutive_failures: u32,
     last_failure: Option<String>,
 }
@@ -54,11 +59,21 @@ impl ModuleRunner {
         let mut runner = Self {
             module,
             live: None,
+            session: None,
+            session_unsupported: false,
             consecutive_failures: 0,
             last_failure: None,
         };
-        match runner.start() {
-            Ok((live, _logs)) => runner.live = Some(live),
+        let module = Arc::clone(&runner.module);
+        let started = match &module.kind {
+            ModuleKind::Component(_) => runner.start().map(|(live, _logs)| runner.live = Some(live)),
+            ModuleKind::Command(pre) => match module.settings.policy {
+                InstancePolicy::Fresh => runner.check_command_init(pre),
+                InstancePolicy::Reuse { .. } => runner.start_session(pre).map(drop),
+            },
+        };
+        match started {
+            Ok(()) => {}
             Err(StartFailure::Trap(reason)) => {
                 return Err(FilterError::Start {
                     module: runner.module.name.clone(),
@@ -108,6 +123,142 @@ impl ModuleRunner {
     /// Let the module decide about one message. Never panics and never propagates a guest fault:
     /// any failure comes back as `result: Err(reason)`, and the instance that failed is thrown away.
     pub(crate) fn decide(&mut self, message: &WitMessage) -> ModuleCall {
+        let module = Arc::clone(&self.module);
+        let call = match &module.kind {
+            ModuleKind::Component(_) => self.decide_component(message),
+            ModuleKind::Command(pre) => self.decide_command(pre, message),
+        };
+        self.record(&call.result);
+        call
+    }
+
+    /// A command module: through its live session (policy `reuse`), or a fresh instance per message.
+    fn decide_command(&mut self, pre: &InstancePre<CommandState>, message: &WitMessage) -> ModuleCall {
+        let reuse = matches!(self.module.settings.policy, InstancePolicy::Reuse { .. });
+        if !reuse || self.session_unsupported {
+            return self.decide_command_fresh(pre, message);
+        }
+        let started = Instant::now();
+        let mut logs = Vec::new();
+        let mut fuel = 0;
+        if self.session.is_none() {
+            match self.start_session(pre) {
+                Ok(init_logs) => logs = init_logs,
+                Err(StartFailure::Trap(reason) | StartFailure::Init(reason)) => {
+                    return ModuleCall {
+                        result: Err(format!("could not start a new instance: {reason}")),
+                        duration: started.elapsed(),
+                        fuel: 0,
+                        logs: Vec::new(),
+                    };
+                }
+            }
+        }
+        let Some(session) = self.session.as_mut() else {
+            // The module answered `init` and exited: it does not loop over its requests.
+            return self.decide_command_fresh(pre, message);
+        };
+        let turn = session.call(command::decide_request(message).into_bytes());
+        fuel += turn.fuel;
+        logs.extend(turn.logs);
+        let result = turn.answers.and_then(|answers| match answers.as_slice() {
+            [decision] => self.check_output(command::parse_decision(decision)?),
+            [] => Err("it wrote no decision on stdout before reading its next request".to_string()),
+            _ => Err("it wrote more than one decision line on stdout for one message".to_string()),
+        });
+        let recycle_every = match self.module.settings.policy {
+            InstancePolicy::Reuse { recycle_every } => recycle_every,
+            InstancePolicy::Fresh => 0,
+        };
+        if result.is_err()
+            || self
+                .session
+                .as_ref()
+                .is_none_or(|s| !s.is_alive() || s.calls > recycle_every)
+        {
+            self.session = None;
+        }
+        ModuleCall {
+            result,
+            duration: started.elapsed(),
+            fuel,
+            logs,
+        }
+    }
+
+    /// Start a command session and check its answer to `init`; the session is kept when its instance lives
+    /// on. Returns the log lines of the start.
+    fn start_session(&mut self, pre: &InstancePre<CommandState>) -> Result<Vec<LogLine>, StartFailure> {
+        let (session, turn) = command::Session::start(pre, &self.module.settings.limits, &self.module.config);
+        let answers = turn.answers.map_err(StartFailure::Trap)?;
+        let first = answers.first().ok_or_else(|| {
+            StartFailure::Trap(
+                "it did not answer `init` on stdout: a command filter reads JSON lines on stdin and answers each \
+                 with one line (guest-sdk/wit/command.schema.json)"
+                    .to_string(),
+            )
+        })?;
+        match command::parse_init_answer(first) {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(StartFailure::Init(message)),
+            Err(problem) => return Err(StartFailure::Trap(problem)),
+        }
+        self.session_unsupported = session.is_none();
+        self.session = session;
+        Ok(turn.logs)
+    }
+
+    /// A command module, fresh instance: fed `init` and `decide`, answering with two lines.
+    fn decide_command_fresh(&self, pre: &InstancePre<CommandState>, message: &WitMessage) -> ModuleCall {
+        let started = Instant::now();
+        let mut requests = command::init_request(&self.module.config);
+        requests.push_str(&command::decide_request(message));
+        let run = command::run(pre, &self.module.settings.limits, requests.into_bytes());
+        let result = run.answers.and_then(|answers| {
+            let mut answers = answers.into_iter();
+            let init = answers
+                .next()
+                .ok_or("it exited without answering `init` on stdout (see guest-sdk/wit/command.schema.json)")?;
+            if let Err(message) = command::parse_init_answer(&init)? {
+                return Err(format!("filter refused its configuration: {message}"));
+            }
+            let decision = answers
+                .next()
+                .ok_or("it answered `init` but exited with no decision on stdout")?;
+            if answers.next().is_some() {
+                return Err("it wrote more than one decision line on stdout for one message".to_string());
+            }
+            self.check_output(command::parse_decision(&decision)?)
+        });
+        ModuleCall {
+            result,
+            duration: started.elapsed(),
+            fuel: run.fuel,
+            logs: run.logs,
+        }
+    }
+
+    /// A command module at start-up: run `init` alone, so a refused configuration stops the run at once.
+    fn check_command_init(&self, pre: &InstancePre<CommandState>) -> Result<(), StartFailure> {
+        let request = command::init_request(&self.module.config);
+        let run = command::run(pre, &self.module.settings.limits, request.into_bytes());
+        let answers = run.answers.map_err(StartFailure::Trap)?;
+        let first = answers.first().ok_or_else(|| {
+            StartFailure::Trap(
+                "it exited without answering `init` on stdout: a command filter reads JSON lines on stdin and \
+                 answers each with one line (guest-sdk/wit/command.schema.json)"
+                    .to_string(),
+            )
+        })?;
+        match command::parse_init_answer(first) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StartFailure::Init(message)),
+            Err(problem) => Err(StartFailure::Trap(problem)),
+        }
+    }
+
+    /// A component: the live instance (or a fresh one), `decide` under the module's limits.
+    fn decide_component(&mut self, message: &WitMessage) -> ModuleCall {
         let started = Instant::now();
         let mut start_logs = Vec::new();
         let mut live = match self.live.take() {
@@ -118,10 +269,8 @@ impl ModuleRunner {
                     live
                 }
                 Err(StartFailure::Trap(reason) | StartFailure::Init(reason)) => {
-                    let result = Err(format!("could not start a fresh instance: {reason}"));
-                    self.record(&result);
                     return ModuleCall {
-                        result,
+                        result: Err(format!("could not start a fresh instance: {reason}")),
                         duration: started.elapsed(),
                         fuel: 0,
                         logs: Vec::new(),
@@ -148,7 +297,6 @@ impl ModuleRunner {
         };
         let mut logs = start_logs;
         logs.extend(state.take_logs());
-        self.record(&result);
         // A trapped instance refuses further calls: drop it, the next message gets a fresh one.
         let keep = !trapped
             && match self.module.settings.policy {
@@ -181,6 +329,9 @@ impl ModuleRunner {
     /// A fresh instance with `init` called, under the module's limits.
     fn start(&self) -> Result<(Live, Vec<super::sandbox::LogLine>), StartFailure> {
         let module = &self.module;
+        let ModuleKind::Component(pre) = &module.kind else {
+            return Err(StartFailure::Trap("not a component".into()));
+        };
         let limits = &module.settings.limits;
         let mut store = Store::new(
             module.engine.wasmtime(),
@@ -193,7 +344,7 @@ impl ModuleRunner {
             return Err(StartFailure::Trap(describe(&mut store, e)));
         }
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
-        let filter = match module.pre.instantiate(&mut store) {
+        let filter = match pre.instantiate(&mut store) {
             Ok(filter) => filter,
             Err(e) => return Err(StartFailure::Trap(describe(&mut store, e))),
         };

@@ -127,6 +127,12 @@ impl CapturedOutput {
         }
     }
 
+    /// Take everything captured so far: the bytes kept and how many were dropped over the cap.
+    pub(crate) fn take_bytes(&self) -> (Vec<u8>, u64) {
+        let mut b = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        (std::mem::take(&mut b.buf), std::mem::take(&mut b.dropped))
+    }
+
     /// Text captured since the last drain, without draining it.
     pub(crate) fn peek_text(&self) -> String {
         let b = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -191,6 +197,16 @@ pub(crate) struct Limiter {
     pub(crate) refused_memory: Option<usize>,
 }
 
+impl Limiter {
+    /// A limiter allowing linear memories up to `memory_cap` bytes.
+    pub(crate) fn new(memory_cap: u64) -> Self {
+        Self {
+            memory_cap: usize::try_from(memory_cap).unwrap_or(usize::MAX),
+            refused_memory: None,
+        }
+    }
+}
+
 /// Table elements any one table may grow to.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
@@ -218,26 +234,30 @@ pub(crate) struct GuestState {
     pub(crate) stderr: CapturedOutput,
 }
 
+/// WASI with no capabilities: no files, no preopens, no environment, no arguments, no network, stdin empty;
+/// stdout and stderr go to the given captures. Shared by both profiles of the contract.
+pub(crate) fn deny_all_wasi(stdout: &CapturedOutput, stderr: &CapturedOutput) -> WasiCtxBuilder {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    builder
+}
+
 impl GuestState {
     /// A sandbox with no capabilities: no files, no preopens, no environment, no arguments, no network,
     /// stdin closed, stdout/stderr captured up to `log_cap` bytes each.
     pub(crate) fn new(memory_cap: u64, log_cap: u64) -> Self {
         let stdout = CapturedOutput::new(log_cap as usize);
         let stderr = CapturedOutput::new(log_cap as usize);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let wasi = deny_all_wasi(&stdout, &stderr).build();
         Self {
             wasi,
             table: ResourceTable::new(),
-            limiter: Limiter {
-                memory_cap: usize::try_from(memory_cap).unwrap_or(usize::MAX),
-                refused_memory: None,
-            },
+            limiter: Limiter::new(memory_cap),
             logs: LogCollector::new(log_cap),
             stdout,
             stderr,
