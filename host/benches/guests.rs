@@ -1,8 +1,9 @@
 //! The guest-language benchmark (issue 7): route-by-error written in each language, on one 1 KiB JSON dead
 //! letter. Per module: size, first load (compile with cranelift into an empty cache), cached load
-//! (deserialize), start (one worker's instance + `init`; for a command module, the `init` check), and the
-//! time per message through `ChainRunner::decide` with the instance reused and with a fresh instance per
-//! message (`?redrive.instance=fresh`; a command module always runs a fresh instance).
+//! (deserialize), start (one worker's instance + `init`; for a command module, its session: a thread, the
+//! instance, the program's start-up and `init`), and the time per message through `ChainRunner::decide` with
+//! the instance reused (a command module: its session) and with a fresh instance per message
+//! (`?redrive.instance=fresh`).
 //!
 //! Run it with `bench/guests/run.sh` (installs the toolchains and builds every module from source first), or
 //! `cargo bench -p redrive --bench guests` once `build/filters/route-by-error*.wasm` exist. Every module must
@@ -101,7 +102,7 @@ fn measure(lang: &str, path: &Path, env: &Envelope, round: Duration) -> String {
             })
             .collect(),
     );
-    let reused = (profile == "component").then(|| per_message(lang, &chain, env, round));
+    let reused = per_message(lang, &chain, env, round);
     let (_, fresh_chain) = load(&[spec("?redrive.instance=fresh")]);
     let fresh = per_message(lang, &fresh_chain, env, round);
     format!(
@@ -110,7 +111,7 @@ fn measure(lang: &str, path: &Path, env: &Envelope, round: Duration) -> String {
         duration_text(compile),
         duration_text(cached),
         duration_text(start),
-        reused.map_or_else(|| "— (always fresh)".to_string(), duration_text),
+        duration_text(reused),
         duration_text(fresh),
     )
 }
