@@ -181,6 +181,17 @@ impl Topology {
         self.wait_depth(ch, "dlq", messages.len() as u32).await;
     }
 
+    /// Declare the topology and seed the DLQ on a connection of its own, closed afterwards.
+    fn seed_and_close(&self, rt: &tokio::runtime::Runtime, messages: &[(String, Vec<u8>, FieldTable)]) {
+        rt.block_on(async {
+            let conn = connect().await;
+            let ch = conn.create_channel().await.unwrap();
+            self.declare(&ch).await;
+            self.seed(&ch, messages).await;
+            let _ = conn.close(200, "seeded".into()).await;
+        });
+    }
+
     async fn depth(&self, ch: &Channel, queue: &str) -> u32 {
         ch.queue_declare(
             self.name(queue).into(),
@@ -308,6 +319,21 @@ fn chain(cmd: &mut Command) -> &mut Command {
         "-f",
         &module("drop-test-traffic"),
     ])
+}
+
+/// The replay ids each message id arrived with.
+fn replay_ids(taken: &[Taken]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut by_id: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for t in taken {
+        let Some(AMQPValue::LongString(rid)) = t.headers.inner().get("x-redrive-replay-id") else {
+            panic!("no replay id on {}", t.id)
+        };
+        by_id
+            .entry(t.id.clone())
+            .or_default()
+            .insert(String::from_utf8_lossy(rid.as_bytes()).into());
+    }
+    by_id
 }
 
 fn ids(taken: &[Taken]) -> Vec<String> {
@@ -549,13 +575,7 @@ fn a_connection_killed_mid_run_loses_nothing_and_doubles_nothing() {
     let topo = Topology::new("kill");
     let tmp = tempfile::tempdir().unwrap();
     let n = 300;
-    rt.block_on(async {
-        let conn = connect().await;
-        let ch = conn.create_channel().await.unwrap();
-        topo.declare(&ch).await;
-        topo.seed(&ch, &orders(n)).await;
-        let _ = conn.close(200, "seeded".into()).await;
-    });
+    topo.seed_and_close(&rt, &orders(n));
     let audit = tmp.path().join("audit");
     let replay = format!("{}?default=replay&permanent=nothing-matches", module("route-by-error"));
     // A small prefetch keeps the source reading when the connection dies (reconnect mid-pass).
@@ -614,17 +634,10 @@ fn a_connection_killed_mid_run_loses_nothing_and_doubles_nothing() {
     assert_eq!(unique, expected(n, |_| true).into_iter().collect(), "nothing lost");
     // A copy can only be doubled when its confirm was lost with the connection; it then carries the
     // same replay id, so consumers can drop it.
-    let mut by_id: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for t in &staging {
-        let Some(AMQPValue::LongString(rid)) = t.headers.inner().get("x-redrive-replay-id") else {
-            panic!("no replay id on {}", t.id)
-        };
-        by_id
-            .entry(t.id.clone())
-            .or_default()
-            .insert(String::from_utf8_lossy(rid.as_bytes()).into());
-    }
-    assert!(by_id.values().all(|rids| rids.len() == 1), "one replay id per message");
+    assert!(
+        replay_ids(&staging).values().all(|rids| rids.len() == 1),
+        "one replay id per message"
+    );
     let doubled = staging.len() - unique.len();
     assert!(
         doubled <= in_doubt,
@@ -727,4 +740,74 @@ fn the_canary_gate_waits_for_a_fixed_consumer() {
     );
     let dlq = rt.block_on(topo.drain(&ch, "dlq"));
     assert!(dlq.is_empty());
+}
+
+/// The in-flight window a run uses when --max-in-flight is not given (README: "What a crash can repeat").
+const DEFAULT_IN_FLIGHT: usize = 64;
+
+#[test]
+fn kill_9_mid_run_repeats_at_most_the_in_flight_window_each_with_its_replay_id() {
+    let _shared = shared_broker();
+    let rt = runtime();
+    let topo = Topology::new("kill9");
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 2000;
+    topo.seed_and_close(&rt, &orders(n));
+    let audit = tmp.path().join("audit");
+    let replay = format!("{}?default=replay&permanent=nothing-matches", module("route-by-error"));
+    let replay_cmd = || {
+        let mut cmd = redrive(tmp.path());
+        cmd.args([
+            "run",
+            "--no-progress",
+            "--from",
+            &topo.dlq_url(),
+            "--to",
+            &topo.staging_url(),
+        ])
+        .args(["-f", &replay])
+        .arg("--audit-dir")
+        .arg(&audit);
+        cmd
+    };
+    // kill -9 whenever another 400 have arrived, three times, resuming each time.
+    let kills = 3;
+    for k in 1..=kills {
+        let mut child = replay_cmd()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        rt.block_on(async {
+            let conn = connect().await;
+            let ch = conn.create_channel().await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while (topo.depth(&ch, "staging").await as usize) < 400 * k {
+                assert!(Instant::now() < deadline, "the replay did not get going");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let _ = conn.close(200, "watched".into()).await;
+        });
+        child.kill().unwrap(); // SIGKILL, mid-batch
+        child.wait().unwrap();
+    }
+    let (code, out, err) = run(&mut replay_cmd());
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let (staging, dlq) = rt.block_on(async {
+        let conn = connect().await;
+        let ch = conn.create_channel().await.unwrap();
+        (topo.drain(&ch, "staging").await, topo.drain(&ch, "dlq").await)
+    });
+    assert!(dlq.is_empty(), "left in the DLQ: {}", dlq.len());
+    let unique: BTreeSet<String> = ids(&staging).into_iter().collect();
+    assert_eq!(unique.len(), n, "nothing lost");
+    assert!(
+        replay_ids(&staging).values().all(|r| r.len() == 1),
+        "every copy of a message carries its one replay id"
+    );
+    let doubled = staging.len() - unique.len();
+    assert!(
+        doubled <= kills * DEFAULT_IN_FLIGHT,
+        "{doubled} copies forwarded twice after {kills} kills: at most {DEFAULT_IN_FLIGHT} per kill may be"
+    );
 }

@@ -249,7 +249,9 @@ fn where_selects_rows_and_mark_keeps_them() {
 #[test]
 fn two_workers_share_one_table_and_no_row_is_taken_twice() {
     let t = Table::new("workers");
-    let n = 200;
+    // More rows than one worker reads ahead (about 1 000 wait for the rate limit), so the second worker gets
+    // rows even when it starts late on a loaded machine.
+    let n = 1200;
     t.seed(n);
     let tmp = tempfile::tempdir().unwrap();
     let spawn = |name: &str| {
@@ -401,4 +403,36 @@ fn mistakes_are_clear_errors_before_anything_moves() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--where selects rows of a database table"), "{err}");
     assert_eq!(t.remaining().len(), 3);
+}
+
+#[test]
+fn a_where_clause_cannot_escape_its_parentheses_or_end_the_statement() {
+    let t = Table::new("escape");
+    t.seed(5);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.jsonl");
+    let replay_where = |predicate: &str| {
+        run(audit(
+            redrive(tmp.path())
+                .args(["run", "--from", &t.url(""), "--where", predicate, "--no-filter", "--to"])
+                .arg(format!("file:{}", out.display())),
+            tmp.path(),
+        ))
+    };
+    for predicate in [
+        "queue = 'emails') OR (true",
+        "queue = 'emails' -- the rest is a comment",
+        "queue = 'emails' /* comment */",
+        "queue = 'emails'; DELETE FROM x",
+        "(queue = 'emails'",
+    ] {
+        let (code, out, err) = replay_where(predicate);
+        assert_eq!(code, 2, "{predicate:?} must be refused: {out}\n{err}");
+        assert!(err.contains("--where"), "{predicate:?}: {err}");
+        assert_eq!(t.remaining().len(), 5, "{predicate:?}: nothing moved");
+    }
+    // Parentheses, quotes and operators inside a well-formed predicate are fine.
+    let (code, stdout, err) = replay_where("(queue = 'emails' OR queue = 'a '')(') AND payload NOT LIKE '%--%'");
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    assert_eq!(sorted(staged(&out)), expected(5, |i| i % 2 == 0));
 }

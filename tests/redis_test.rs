@@ -480,3 +480,54 @@ fn mistakes_are_clear_errors_before_anything_moves() {
     }
     assert_eq!(s.len("dlq"), 3);
 }
+
+#[test]
+fn kill_9_mid_run_then_resume_doubles_nothing_in_a_stream() {
+    let mut s = Streams::new("kill9");
+    s.create("staging");
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 3000u64;
+    let dlq = tmp.path().join("dlq.jsonl");
+    let lines: String = (0..n)
+        .map(|i| format!("{{\"id\":\"m{i}\",\"body\":\"{{\\\"order\\\":{i}}}\"}}\n"))
+        .collect();
+    std::fs::write(&dlq, lines).unwrap();
+    let staging = s.url("staging", "");
+    let replay_cmd = || {
+        let mut cmd = redrive(tmp.path());
+        audit(
+            cmd.args(["run", "--from", &format!("file:{}", dlq.display()), "--to", &staging])
+                .args(["--no-filter", "--remainder"])
+                .arg(tmp.path().join("rest.jsonl")),
+            &tmp.path().join("audit"),
+        );
+        cmd
+    };
+    let kills = 4;
+    for k in 1..=kills {
+        let mut child = replay_cmd()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while s.len("staging") < 500 * k {
+            assert!(Instant::now() < deadline, "the replay did not get going");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap(); // SIGKILL, mid-batch
+        child.wait().unwrap();
+    }
+    let (code, out, err) = run(&mut replay_cmd());
+    assert_eq!(code, 0, "{out}\n{err}");
+    let staged: Vec<u64> = s.entries("staging").into_iter().map(|(o, _)| o).collect();
+    let mut unique = staged.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique, expected(n, |_| true), "nothing lost");
+    assert_eq!(
+        staged.len(),
+        unique.len(),
+        "a stream can be read back: a resumed run must not add an entry a killed run already added"
+    );
+}

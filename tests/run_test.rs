@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{json_lines, module, redrive, repo, run};
+use common::{Dirs, json_lines, jsonl_values, module, redrive, repo, run};
 use serde_json::Value;
 
 /// A DLQ of `n` messages: every 5th has a permanent error (skip), every 7th is test traffic (discard),
@@ -39,34 +39,13 @@ fn write_dlq(dir: &Path, n: usize) -> PathBuf {
 }
 
 fn ids_in(path: &Path) -> Vec<String> {
-    if !path.exists() {
-        return Vec::new();
-    }
-    fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    jsonl_values(path)
+        .into_iter()
         .map(|v| v["id"].as_str().unwrap().to_owned())
         .collect()
 }
 
-struct Dirs {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-}
-
 impl Dirs {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_owned();
-        Self { _tmp: tmp, root }
-    }
-    fn p(&self, name: &str) -> PathBuf {
-        self.root.join(name)
-    }
-    fn s(&self, name: &str) -> String {
-        self.p(name).display().to_string()
-    }
     /// The usual run: three example filters, staging, remainder, audit in the temp dir.
     fn run_cmd(&self, dlq: &Path) -> Command {
         let mut cmd = redrive(&self.p("cache"));
@@ -134,10 +113,7 @@ fn quickstart_replays_repairs_skips_and_discards_and_every_message_ends_in_one_p
     let dlq = d.p("dlq.jsonl");
     let (staged, remaining, archived) = {
         // The quickstart config writes to out/ beside the config file.
-        let out = Dirs {
-            _tmp: tempfile::tempdir().unwrap(),
-            root: d.p("out"),
-        };
+        let out = Dirs::at(d.p("out"));
         fs::rename(d.p("out/still-in-dlq.jsonl"), d.p("out/remainder.jsonl")).unwrap();
         out.assert_reconciled(&dlq)
     };
@@ -500,7 +476,7 @@ fn bad_run_flags_are_refused_with_a_clear_message() {
         ),
         (
             vec!["run", "--from", "kafka:x", "--filter", &m, "--to", "file:x.jsonl"],
-            "unsupported source",
+            "--from: unsupported scheme `kafka:`",
         ),
         (vec!["run", "--from", &from, "--to", "file:x.jsonl"], "no filters"),
     ];

@@ -529,7 +529,11 @@ fn a_batch_sqs_refuses_as_a_whole_is_retried_entry_by_entry() {
         std::env::set_var("AWS_ACCESS_KEY_ID", KEY);
         std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
     }
-    let sink = q.rt.block_on(redrive::sink::open_sink(&staging, "", &aws)).unwrap();
+    let destination = redrive::core::Destination::parse(&staging).unwrap();
+    let no_source = redrive::core::Endpoint::parse("file:unused.jsonl").unwrap();
+    let sink =
+        q.rt.block_on(redrive::sink::open_sink(&destination, &no_source, &aws))
+            .unwrap();
     // The queue's limit drops after the sink read it: SQS (moto) now refuses the whole batch.
     q.rt.block_on(
         q.client

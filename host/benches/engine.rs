@@ -155,7 +155,7 @@ fn chain_specs(filters: &Path) -> Vec<ModuleSpec> {
 
 fn load(specs: &[ModuleSpec]) -> FilterChain {
     // No compiled-module cache for the per-message rows: they never measure loading.
-    FilterChain::load(specs, 1, None).unwrap_or_else(|e| panic!("cannot load the chain: {e}"))
+    FilterChain::load(specs, 1, &cached_in(None)).unwrap_or_else(|e| panic!("cannot load the chain: {e}"))
 }
 
 /// The three filters natively, configured as the wasm ones are (no config: their defaults).
@@ -278,7 +278,7 @@ fn per_message(c: &mut Criterion, filters: &Path, env: &Envelope) {
 fn start_up(c: &mut Criterion, filters: &Path) {
     let specs = chain_specs(filters);
     let warm = tempfile::tempdir().unwrap();
-    drop(FilterChain::load(&specs, 1, Some(warm.path().to_path_buf())).unwrap());
+    drop(FilterChain::load(&specs, 1, &cached_in(Some(warm.path()))).unwrap());
 
     let mut group = c.benchmark_group(START_GROUP);
     group
@@ -290,7 +290,7 @@ fn start_up(c: &mut Criterion, filters: &Path) {
         b.iter_batched(
             || tempfile::tempdir().unwrap(),
             |empty| {
-                let chain = FilterChain::load(&specs, 1, Some(empty.path().to_path_buf())).unwrap();
+                let chain = FilterChain::load(&specs, 1, &cached_in(Some(empty.path()))).unwrap();
                 (chain, empty)
             },
             BatchSize::PerIteration,
@@ -299,11 +299,11 @@ fn start_up(c: &mut Criterion, filters: &Path) {
     group.bench_function("load3-cached", |b| {
         b.iter_batched(
             || (),
-            |()| FilterChain::load(&specs, 1, Some(warm.path().to_path_buf())).unwrap(),
+            |()| FilterChain::load(&specs, 1, &cached_in(Some(warm.path()))).unwrap(),
             BatchSize::PerIteration,
         )
     });
-    let chain = FilterChain::load(&specs, 1, Some(warm.path().to_path_buf())).unwrap();
+    let chain = FilterChain::load(&specs, 1, &cached_in(Some(warm.path()))).unwrap();
     group.sampling_mode(SamplingMode::Auto).sample_size(30);
     group.bench_function("runner3", |b| {
         b.iter_batched(|| (), |()| chain.runner().unwrap(), BatchSize::PerIteration)
@@ -785,5 +785,13 @@ mod split {
             );
         }
         t
+    }
+}
+
+/// Engine settings with this cache directory (or none), compiling in this process.
+fn cached_in(dir: Option<&std::path::Path>) -> redrive::filter::EngineSettings {
+    redrive::filter::EngineSettings {
+        cache_dir: dir.map(std::path::Path::to_path_buf),
+        ..Default::default()
     }
 }

@@ -83,7 +83,7 @@ fn measure(lang: &str, path: &Path, env: &Envelope, round: Duration) -> String {
     let cache = tempfile::tempdir().expect("a temporary cache directory");
     let load = |specs: &[ModuleSpec]| {
         let started = Instant::now();
-        let chain = FilterChain::load(specs, 1, Some(cache.path().to_path_buf()))
+        let chain = FilterChain::load(specs, 1, &cached_in(Some(cache.path())))
             .unwrap_or_else(|e| panic!("{lang}: cannot load: {e}"));
         (started.elapsed(), chain)
     };
@@ -164,5 +164,13 @@ fn size_text(bytes: u64) -> String {
         format!("{:.1} KiB", bytes as f64 / 1024.0)
     } else {
         format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+    }
+}
+
+/// Engine settings with this cache directory (or none), compiling in this process.
+fn cached_in(dir: Option<&std::path::Path>) -> redrive::filter::EngineSettings {
+    redrive::filter::EngineSettings {
+        cache_dir: dir.map(std::path::Path::to_path_buf),
+        ..Default::default()
     }
 }

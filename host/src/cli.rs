@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::commands;
-use crate::filter::{ModuleSettings, SettingError};
+use crate::filter::{
+    Compilation, DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_MODULE_BYTES, EngineSettings,
+    ModuleSettings, SettingError, parse_size,
+};
 
 /// Exit codes shared by every command.
 pub mod exit {
@@ -53,6 +56,29 @@ pub enum Command {
     /// Work with filter modules: try them on sample messages.
     #[command(subcommand)]
     Filter(FilterCommand),
+    /// Internal: compile one module read on stdin, within limits (redrive runs itself this way).
+    #[command(name = "__compile", hide = true)]
+    InternalCompile(InternalCompileArgs),
+}
+
+/// Arguments of the internal `redrive __compile` (the bounded compiler process).
+#[derive(Debug, Args)]
+pub struct InternalCompileArgs {
+    /// `component` or `module`.
+    #[arg(long)]
+    pub kind: String,
+    /// The engine's largest memory (pooling allocator slots).
+    #[arg(long)]
+    pub max_memory_bytes: u64,
+    /// The engine's instance slots.
+    #[arg(long)]
+    pub max_instances: u32,
+    /// The data segment limit of this process.
+    #[arg(long)]
+    pub limit_memory_bytes: u64,
+    /// The CPU time limit of this process.
+    #[arg(long)]
+    pub limit_cpu_secs: u64,
 }
 
 /// `redrive filter ...`
@@ -215,6 +241,11 @@ pub struct RunArgs {
     /// Gate kind without a command: `prompt` (ask y/N on the terminal) or `none`.
     #[arg(long, value_name = "KIND", help_heading = "Canary")]
     pub verify: Option<String>,
+    /// Most messages sent and not yet confirmed at once [default: 64]. A crash (kill -9, power loss) can
+    /// forward at most this many a second time to a destination that cannot be read back (RabbitMQ, SQS),
+    /// each with the same x-redrive-replay-id.
+    #[arg(long, value_name = "N", help_heading = "Pace")]
+    pub max_in_flight: Option<usize>,
     /// Send parked messages (see --max-replays) here instead of leaving them in the DLQ.
     #[arg(long, value_name = "URL")]
     pub park: Option<String>,
@@ -289,6 +320,15 @@ pub struct SandboxArgs {
     /// Compile modules every time instead of using the cache.
     #[arg(long, help_heading = "Engine", conflicts_with = "cache_dir")]
     pub no_cache: bool,
+    /// Largest module file accepted [default: 64MiB].
+    #[arg(long, value_name = "SIZE", help_heading = "Engine")]
+    pub max_module_size: Option<String>,
+    /// Memory compiling one module may use; a module that needs more is refused [default: 2GiB].
+    #[arg(long, value_name = "SIZE", help_heading = "Engine")]
+    pub compile_memory: Option<String>,
+    /// Time compiling one module may take [default: 5m].
+    #[arg(long, value_name = "DURATION", help_heading = "Engine")]
+    pub compile_timeout: Option<String>,
 }
 
 impl SandboxArgs {
@@ -320,14 +360,48 @@ impl SandboxArgs {
         Ok(settings)
     }
 
-    /// The compiled-module cache directory to use.
-    pub fn cache_dir(&self) -> Option<PathBuf> {
-        if self.no_cache {
-            return None;
-        }
-        self.cache_dir
-            .clone()
-            .or_else(crate::filter::ArtifactCache::default_dir)
+    /// The engine settings: cache directory, module size limit, and compilation in a bounded child process
+    /// of this executable.
+    pub fn engine_settings(&self) -> Result<EngineSettings, SettingError> {
+        let size = |flag: &str, value: &Option<String>, default: u64| match value {
+            None => Ok(default),
+            Some(text) => parse_size(text).map_err(|problem| SettingError {
+                key: format!("--{flag}"),
+                value: text.clone(),
+                problem,
+            }),
+        };
+        let compile_timeout = match &self.compile_timeout {
+            None => DEFAULT_COMPILE_TIMEOUT,
+            Some(text) => humantime::parse_duration(text).map_err(|e| SettingError {
+                key: "--compile-timeout".into(),
+                value: text.clone(),
+                problem: format!("{e}; expected a duration like 90s or 5m"),
+            })?,
+        };
+        let memory_bytes = size("compile-memory", &self.compile_memory, DEFAULT_COMPILE_MEMORY)?;
+        let compilation = match std::env::current_exe() {
+            Ok(exe) => Compilation::Subprocess {
+                exe,
+                memory_bytes,
+                timeout: compile_timeout,
+            },
+            Err(e) => {
+                tracing::warn!("cannot find the redrive executable ({e}); compiling modules without limits");
+                Compilation::InProcess
+            }
+        };
+        Ok(EngineSettings {
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir
+                    .clone()
+                    .or_else(crate::filter::ArtifactCache::default_dir)
+            },
+            compilation,
+            max_module_bytes: size("max-module-size", &self.max_module_size, DEFAULT_MAX_MODULE_BYTES)?,
+        })
     }
 }
 
@@ -338,6 +412,15 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => commands::run::plan(&args),
         Command::Filter(FilterCommand::Test(args)) => commands::filter_test::run(&args),
         Command::Filter(FilterCommand::New(args)) => commands::filter_new::run(&args),
+        Command::InternalCompile(args) => {
+            let options = crate::filter::EngineOptions {
+                max_memory_bytes: args.max_memory_bytes,
+                max_instances: args.max_instances,
+                settings: EngineSettings::default(),
+            };
+            crate::filter::compile_child(&args.kind, &options, args.limit_memory_bytes, args.limit_cpu_secs)
+                .map_err(anyhow::Error::msg)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -29,6 +29,7 @@ pub struct FileConfig {
     pub until: Option<String>,
     pub max_replays: Option<u32>,
     pub park: Option<String>,
+    pub max_in_flight: Option<usize>,
     pub audit_dir: Option<PathBuf>,
     pub archive: Option<PathBuf>,
     pub remainder: Option<PathBuf>,

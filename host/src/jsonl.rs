@@ -48,10 +48,23 @@ struct RawMessage {
     replay_count: Option<u32>,
 }
 
+/// One line's bytes as text, or why it is not text.
+pub fn line_text(bytes: &[u8], line: usize) -> Result<&str, LineError> {
+    std::str::from_utf8(bytes).map_err(|e| LineError {
+        line,
+        problem: format!("not UTF-8 text (invalid byte at column {})", e.valid_up_to() + 1),
+    })
+}
+
 /// Parse one JSONL line (1-based `line` number, for errors) into an envelope.
 /// `default_origin` is used when the line carries no `origin`.
 pub fn parse_message(text: &str, line: usize, default_origin: &Origin) -> Result<Envelope, LineError> {
     let err = |problem: String| LineError { line, problem };
+    if text.starts_with('\u{feff}') {
+        return Err(err(
+            "starts with a byte-order mark (U+FEFF, bytes EF BB BF): save the file as UTF-8 without a BOM".into(),
+        ));
+    }
     let raw: RawMessage = serde_json::from_str(text).map_err(|e| err(format!("not a message object: {e}")))?;
     let id = match raw.id {
         Value::String(s) if !s.is_empty() => s,
@@ -196,6 +209,14 @@ mod tests {
         assert!(e.problem.contains("not both"), "{e}");
         let e = parse_message(r#"{"id":"x","bdy":"a"}"#, 7, &origin()).unwrap_err();
         assert!(e.problem.contains("unknown field `bdy`"), "{e}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_invalid_utf8_are_named() {
+        let e = parse_message("\u{feff}{\"id\":\"a\"}", 1, &origin()).unwrap_err();
+        assert!(e.to_string().contains("byte-order mark"), "{e}");
+        let e = line_text(b"{\"id\":\"\xff\"}", 3).unwrap_err();
+        assert_eq!(e.to_string(), "line 3: not UTF-8 text (invalid byte at column 8)");
     }
 
     #[test]

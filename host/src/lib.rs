@@ -21,6 +21,7 @@ pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod core;
 pub mod filter;
 pub mod jsonl;
 pub mod message;

@@ -10,10 +10,12 @@ fn main() -> ExitCode {
     let cli = redrive::cli::Cli::parse();
     // -v raises redrive's own level only; the engine's internals stay at warn unless RUST_LOG says otherwise.
     // The AMQP client logs every broker refusal as an error itself; redrive reports those in its own words.
+    // wasmtime-wasi warns on every unimplemented call a guest makes (`sock_accept`...): a filter could flood
+    // redrive's own output with them, so they stay off; what a guest does is in its audit record.
     let default_filter = match cli.verbose {
-        0 => "warn,lapin=off",
-        1 => "warn,lapin=warn,redrive=debug",
-        _ => "warn,redrive=trace",
+        0 => "warn,lapin=off,wasmtime_wasi=off,wiggle=off",
+        1 => "warn,lapin=warn,redrive=debug,wasmtime_wasi=off,wiggle=off",
+        _ => "warn,redrive=trace,wasmtime_wasi=off,wiggle=off",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -75,3 +75,43 @@ pub fn assert_failed_with(decided: &[serde_json::Value], needle: &str) {
         assert!(reason.contains(needle), "reason {reason:?} should contain {needle:?}");
     }
 }
+
+/// A temporary directory for one test, removed at the end, with helpers for paths in it.
+pub struct Dirs {
+    _tmp: Option<tempfile::TempDir>,
+    /// The directory.
+    pub root: PathBuf,
+}
+
+impl Dirs {
+    /// A new empty directory.
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let root = tmp.path().to_owned();
+        Self { _tmp: Some(tmp), root }
+    }
+
+    /// An existing directory (another `Dirs`' subdirectory), not removed by this one.
+    pub fn at(root: PathBuf) -> Self {
+        Self { _tmp: None, root }
+    }
+
+    /// The path of `name` in it.
+    pub fn p(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// The path of `name` in it, as text.
+    pub fn s(&self, name: &str) -> String {
+        self.p(name).display().to_string()
+    }
+}
+
+/// Every line of a JSONL file that parses, as JSON values (none when the file does not exist).
+pub fn jsonl_values(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

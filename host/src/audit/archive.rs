@@ -1,6 +1,10 @@
 //! The discard archive: every discarded message, whole, written before it is removed from the DLQ.
 //! Lines are in the JSONL message format with the reason added as attributes, so a discard can be undone
 //! with `redrive run --from file:<archive> ...`.
+//!
+//! Several runs may share one archive (the default lives in the audit directory, whatever the source).
+//! A message is known in it by its *archive key*: a digest of its source's identity and its journal key
+//! (id, replay count, failure history, occurrence), never by its bare id, which two sources may share.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -9,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::core::files;
 use crate::jsonl::message_to_json;
 use crate::message::{Envelope, id_digest};
 
@@ -16,42 +21,63 @@ use crate::message::{Envelope, id_digest};
 pub const DISCARD_REASON_ATTRIBUTE: &str = "x-redrive-discard-reason";
 /// Attribute naming the module that discarded it.
 pub const DISCARDED_BY_ATTRIBUTE: &str = "x-redrive-discarded-by";
+/// Attribute naming the source it was discarded from (its identity, without credentials).
+pub const DISCARDED_FROM_ATTRIBUTE: &str = "x-redrive-discarded-from";
+/// Attribute carrying the archive key ([`archive_key`]).
+pub const ARCHIVE_KEY_ATTRIBUTE: &str = "x-redrive-archive-key";
 
-/// Only the id of an archived line (the rest is skipped, not copied).
-#[derive(serde::Deserialize)]
-struct IdOnly {
-    id: String,
+/// The key a discarded message is archived under: its source and its journal key.
+pub fn archive_key(source_identity: &str, journal_key: &str) -> String {
+    crate::filter::sha256_hex(format!("{source_identity}\n{journal_key}").as_bytes())[..32].to_owned()
 }
 
-/// Appends discarded messages, fsync per batch.
+/// One message to archive.
+pub struct Discarded<'a> {
+    /// The message as it came from the DLQ.
+    pub envelope: &'a Envelope,
+    /// Why it was discarded.
+    pub reason: &'a str,
+    /// The module that discarded it.
+    pub module: &'a str,
+    /// Its [`archive_key`].
+    pub key: &'a str,
+}
+
+/// Only the archive key of an archived line (the rest is skipped, not copied).
+#[derive(serde::Deserialize)]
+struct KeyOnly {
+    #[serde(default)]
+    attributes: std::collections::HashMap<String, serde_json::Value>,
+}
+
+/// Appends discarded messages, fsync per batch, under an exclusive lock (other runs may share the file).
 ///
-/// On open it reads the ids already archived, so a run resumed after a crash between the archive's fsync
+/// On open it reads the keys already archived, so a run resumed after a crash between the archive's fsync
 /// and the journal entry does not archive a message twice.
 pub struct DiscardArchive {
     path: PathBuf,
     file: File,
-    /// Ids archived before this run, as [`id_digest`]s.
+    /// Archive keys present before this run, as [`id_digest`]s.
     existing: HashSet<u128>,
 }
 
 impl DiscardArchive {
-    /// Open (create with mode 0600) the archive for appending.
+    /// Open (create with mode 0600, never through a symlink) the archive for appending.
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let existing = match File::open(path) {
-            Ok(f) => BufReader::new(f)
+        let existing = match files::open_read_nofollow(path)? {
+            Some(f) => BufReader::new(f)
                 .lines()
                 .map_while(Result::ok)
-                .filter_map(|l| serde_json::from_str::<IdOnly>(&l).ok())
-                .map(|line| id_digest(&line.id))
+                .filter_map(|l| serde_json::from_str::<KeyOnly>(&l).ok())
+                .filter_map(|line| line.attributes.get(ARCHIVE_KEY_ATTRIBUTE)?.as_str().map(id_digest))
                 .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashSet::new(),
-            Err(e) => return Err(e).with_context(|| format!("cannot read the discard archive {}", path.display())),
+            None => HashSet::new(),
         };
-        let file = super::open_private_append(path)
-            .with_context(|| format!("cannot open the discard archive {}", path.display()))?;
+        let file =
+            files::open_append(path).with_context(|| format!("cannot open the discard archive {}", path.display()))?;
         Ok(Self {
             path: path.to_owned(),
             file,
@@ -65,26 +91,29 @@ impl DiscardArchive {
     }
 
     /// Write a batch of discarded messages (original body and attributes) with their reasons, durably.
-    pub fn write(&mut self, batch: &[(&Envelope, &str, &str)]) -> Result<()> {
+    /// `source` is the identity of the DLQ they come from.
+    pub fn write(&mut self, source: &str, batch: &[Discarded<'_>]) -> Result<()> {
         let mut buf = Vec::with_capacity(batch.len() * 1200);
-        for (env, reason, module) in batch {
-            if self.existing.contains(&id_digest(&env.id)) {
-                continue; // archived by an earlier, interrupted run
+        for item in batch {
+            if !self.existing.insert(id_digest(item.key)) {
+                continue; // archived by an earlier, interrupted run of the same source
             }
-            let mut archived = (*env).clone();
-            archived
-                .attributes
-                .push((DISCARD_REASON_ATTRIBUTE.into(), (*reason).to_owned()));
-            archived
-                .attributes
-                .push((DISCARDED_BY_ATTRIBUTE.into(), (*module).to_owned()));
+            let mut archived = item.envelope.clone();
+            archived.attributes.extend([
+                (DISCARD_REASON_ATTRIBUTE.to_owned(), item.reason.to_owned()),
+                (DISCARDED_BY_ATTRIBUTE.to_owned(), item.module.to_owned()),
+                (DISCARDED_FROM_ATTRIBUTE.to_owned(), source.to_owned()),
+                (ARCHIVE_KEY_ATTRIBUTE.to_owned(), item.key.to_owned()),
+            ]);
             serde_json::to_writer(&mut buf, &message_to_json(&archived))?;
             buf.push(b'\n');
         }
-        self.file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data())
-            .with_context(|| format!("cannot write the discard archive {}", self.path.display()))
+        let io =
+            |e| anyhow::Error::from(e).context(format!("cannot write the discard archive {}", self.path.display()));
+        self.file.lock().map_err(io)?;
+        let written = self.file.write_all(&buf).and_then(|()| self.file.sync_data());
+        let unlocked = self.file.unlock();
+        written.and(unlocked).map_err(io)
     }
 }
 
@@ -92,8 +121,16 @@ impl DiscardArchive {
 mod tests {
     use super::*;
 
+    fn archived(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn a_reopened_archive_does_not_archive_a_message_twice() {
+    fn a_message_is_archived_once_per_source_and_key_never_by_bare_id() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("discarded.jsonl");
         let env = |id: &str| Envelope {
@@ -102,27 +139,31 @@ mod tests {
             ..Default::default()
         };
         let (a, b) = (env("a"), env("b"));
+        let (ka, kb) = (archive_key("file:/one", "a#r0"), archive_key("file:/one", "b#r0"));
+        let item = |envelope, key| Discarded {
+            envelope,
+            reason: "test traffic",
+            module: "drop",
+            key,
+        };
         DiscardArchive::open(&path)
             .unwrap()
-            .write(&[(&a, "test traffic", "drop")])
+            .write("file:/one", &[item(&a, &ka)])
             .unwrap();
         DiscardArchive::open(&path)
             .unwrap()
-            .write(&[(&a, "test traffic", "drop"), (&b, "test traffic", "drop")])
+            .write("file:/one", &[item(&a, &ka), item(&b, &kb)])
             .unwrap();
-        let ids: Vec<String> = std::fs::read_to_string(&path)
+        // The same id from another source is another message.
+        let other = archive_key("file:/two", "a#r0");
+        DiscardArchive::open(&path)
             .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
-        assert_eq!(ids, ["a", "b"]);
-        let first: serde_json::Value =
-            serde_json::from_str(std::fs::read_to_string(&path).unwrap().lines().next().unwrap()).unwrap();
-        assert_eq!(first["attributes"][DISCARD_REASON_ATTRIBUTE], "test traffic");
+            .write("file:/two", &[item(&a, &other)])
+            .unwrap();
+        let lines = archived(&path);
+        let ids: Vec<&str> = lines.iter().map(|v| v["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["a", "b", "a"]);
+        assert_eq!(lines[0]["attributes"][DISCARD_REASON_ATTRIBUTE], "test traffic");
+        assert_eq!(lines[2]["attributes"][DISCARDED_FROM_ATTRIBUTE], "file:/two");
     }
 }

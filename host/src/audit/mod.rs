@@ -1,17 +1,23 @@
-//! The audit trail: one JSONL file per module, the discard archive; all files created with mode 0600.
+//! The audit trail: one JSONL file per module, the discard archive. The audit directory is private (mode
+//! 0700, refused when others can write to it); files are created with mode 0600 and never written through
+//! a symlink.
 
 mod archive;
 
-pub use archive::{DISCARD_REASON_ATTRIBUTE, DISCARDED_BY_ATTRIBUTE, DiscardArchive};
+pub use archive::{
+    ARCHIVE_KEY_ATTRIBUTE, DISCARD_REASON_ATTRIBUTE, DISCARDED_BY_ATTRIBUTE, DISCARDED_FROM_ATTRIBUTE, DiscardArchive,
+    Discarded, archive_key,
+};
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::core::files;
 use crate::filter::AuditRecord;
 
 /// Per-module audit files in one directory: `<dir>/<module>.jsonl`, appended to.
@@ -21,35 +27,51 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Create `dir` if needed.
-    pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the audit directory {}", dir.display()))?;
-        Ok(Self {
+    /// Create `dir` if needed (private), and open the audit file of each of `modules` now, so a file that
+    /// cannot be written stops the run before anything moves.
+    pub fn open<'a>(dir: &Path, modules: impl IntoIterator<Item = &'a str>) -> Result<Self> {
+        files::private_dir(dir).context("the audit directory cannot be used")?;
+        let mut log = Self {
             dir: dir.to_owned(),
             files: HashMap::new(),
+        };
+        for module in modules {
+            log.file(module)?;
+        }
+        Ok(log)
+    }
+
+    fn file(&mut self, module: &str) -> Result<&mut BufWriter<File>> {
+        let path = self.path_for(module);
+        Ok(match self.files.entry(module.to_owned()) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                entry
+                    .insert(BufWriter::new(files::open_append(&path).with_context(|| {
+                        format!("cannot open the audit file {}", path.display())
+                    })?))
+            }
         })
     }
 
     /// The path of a module's audit file.
     pub fn path_for(&self, module: &str) -> PathBuf {
-        self.dir.join(format!("{}.jsonl", safe_file_name(module)))
+        Self::path_in(&self.dir, module)
+    }
+
+    /// The path of a module's audit file in the audit directory `dir`.
+    pub fn path_in(dir: &Path, module: &str) -> PathBuf {
+        dir.join(format!("{}.jsonl", safe_file_name(module)))
     }
 
     /// Append the records of one message.
     pub fn write(&mut self, records: &[AuditRecord]) -> Result<()> {
         for record in records {
-            let path = self.path_for(&record.module);
-            let out = match self.files.entry(record.module.clone()) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => entry
-                    .insert(BufWriter::new(open_private_append(&path).with_context(|| {
-                        format!("cannot open the audit file {}", path.display())
-                    })?)),
-            };
+            let out = self.file(&record.module)?;
             serde_json::to_writer(&mut *out, record)
                 .map_err(std::io::Error::from)
                 .and_then(|()| out.write_all(b"\n"))
-                .with_context(|| format!("cannot write to the audit file {}", path.display()))?;
+                .with_context(|| format!("cannot write to the audit file of `{}`", record.module))?;
         }
         Ok(())
     }
@@ -63,18 +85,6 @@ impl AuditLog {
         }
         Ok(())
     }
-}
-
-/// Open a file for appending, creating it with mode 0600.
-pub fn open_private_append(path: &Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
 }
 
 fn safe_file_name(name: &str) -> String {

@@ -14,7 +14,7 @@ use crate::audit::AuditLog;
 use crate::cli::{FilterTestArgs, OutputFormat, exit};
 use crate::commands::clip;
 use crate::filter::{ChainOutcome, FilterChain, ModuleSpec};
-use crate::jsonl::{insert_body, parse_message, read_body};
+use crate::jsonl::{insert_body, line_text, parse_message, read_body};
 use crate::message::{Origin, Outcome};
 
 /// Run `redrive filter test`; returns the exit code.
@@ -24,12 +24,16 @@ pub fn run(args: &FilterTestArgs) -> Result<u8> {
     let input =
         File::open(&args.input).with_context(|| format!("cannot open the input file {}", args.input.display()))?;
 
-    let chain = FilterChain::load(&specs, 1, args.sandbox.cache_dir())?;
+    let chain = FilterChain::load(&specs, 1, &args.sandbox.engine_settings()?)?;
     for module in chain.modules() {
         tracing::debug!(module = %module.name, sha256 = %module.sha256, cache = ?module.cache_use, load_ms = module.load_time.as_millis() as u64, "module loaded");
     }
     let mut runner = chain.runner()?;
-    let mut audit = args.audit_dir.as_deref().map(AuditLog::open).transpose()?;
+    let mut audit = args
+        .audit_dir
+        .as_deref()
+        .map(|dir| AuditLog::open(dir, chain.modules().iter().map(|m| m.name.as_str())))
+        .transpose()?;
 
     let origin = Origin {
         system: "file".into(),
@@ -45,14 +49,16 @@ pub fn run(args: &FilterTestArgs) -> Result<u8> {
     if args.output == OutputFormat::Table {
         writeln!(out, "{:<24} {:<8} REASON", "ID", "VERDICT")?;
     }
-    for (index, line) in BufReader::new(input).lines().enumerate() {
+    for (index, bytes) in BufReader::new(input).split(b'\n').enumerate() {
         let line_no = index + 1;
-        let line = line.with_context(|| format!("cannot read {} at line {line_no}", args.input.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let message = match parse_message(&line, line_no, &origin) {
-            Ok(message) => message,
+        let bytes = bytes.with_context(|| format!("cannot read {} at line {line_no}", args.input.display()))?;
+        let parsed = line_text(&bytes, line_no).and_then(|line| match line.trim().is_empty() {
+            true => Ok(None),
+            false => parse_message(line, line_no, &origin).map(Some),
+        });
+        let message = match parsed {
+            Ok(Some(message)) => message,
+            Ok(None) => continue,
             Err(e) => {
                 out.flush()?;
                 eprintln!("{}: {e} (line skipped)", args.input.display());

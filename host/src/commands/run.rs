@@ -11,9 +11,14 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{OutputFormat, PlanArgs, RunArgs, SelectArgs, exit};
 use crate::commands::clip;
 use crate::config::{LoadedConfig, value_text};
+use crate::core::{Destination, Endpoint};
 use crate::filter::ModuleSpec;
 use crate::pipeline::{self, Gate, Rate, RatePlan, RunConfig, RunReport, StopReason};
 use crate::plan::Plan;
+
+/// Messages sent and not yet confirmed at any time, unless `--max-in-flight` says otherwise: at most this many
+/// can reach a destination twice after a crash (README, "What a crash can repeat").
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// Run `redrive run`; returns the exit code.
 pub fn run(args: &RunArgs) -> Result<u8> {
@@ -27,8 +32,19 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 .map(|v| if url { loaded.url(v) } else { v.to_owned() })
         })
     };
-    config.to = pick(&args.to, &file.to, true);
-    config.park = pick(&args.park, &file.park, true);
+    config.to = pick(&args.to, &file.to, true)
+        .map(|to| Destination::parse(&to).context("--to"))
+        .transpose()?;
+    config.park = pick(&args.park, &file.park, true)
+        .map(|park| Destination::parse(&park).context("--park"))
+        .transpose()?;
+    config.max_in_flight = args
+        .max_in_flight
+        .or(file.max_in_flight)
+        .unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+    if config.max_in_flight == 0 {
+        bail!("--max-in-flight must be at least 1");
+    }
     config.dry_run = args.dry_run;
     if config.to.is_none() && !config.dry_run {
         bail!(
@@ -105,6 +121,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
         .clone()
         .or_else(|| file.from.as_deref().map(|u| loaded.url(u)))
         .context("no source: give --from file:dlq.jsonl (or `from` in the config file)")?;
+    let from = Endpoint::parse(&from).context("--from")?;
     let mut base = args.sandbox.settings()?;
     for (key, value) in &file.limits {
         // Flags win over the file.
@@ -165,6 +182,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
         until: time_arg("--until", args.until.as_ref().or(file.until.as_ref()))?,
         max_replays: args.max_replays.or(file.max_replays),
         park: None,
+        max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         audit_dir: args
             .audit_dir
             .clone()
@@ -175,7 +193,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
         dry_run: false,
         preserve_order: true,
         plan: None,
-        cache_dir: args.sandbox.cache_dir(),
+        engine: args.sandbox.engine_settings()?,
         progress: !args.no_progress && args.output == OutputFormat::Table,
         started: std::time::Instant::now(),
         aws: crate::sqs::AwsSettings {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::component::to_wit;
-use super::engine::{EngineOptions, FilterEngine, LoadedModule};
+use super::engine::{EngineOptions, EngineSettings, FilterEngine, LoadedModule};
 use super::error::FilterError;
 use super::runner::ModuleRunner;
 use super::sandbox::LogLine;
@@ -17,24 +17,25 @@ use crate::message::{AttributeChange, Envelope, Outcome, apply_attribute_changes
 
 /// The modules of a chain, compiled and linked. Shared by all workers; each worker makes its own
 /// [`ChainRunner`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FilterChain {
+    engine: FilterEngine,
     modules: Vec<Arc<LoadedModule>>,
+}
+
+impl std::fmt::Debug for FilterChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilterChain")
+            .field("modules", &self.modules)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FilterChain {
     /// Build an engine sized for `workers` and load every module of `specs`, in order.
     /// Module names are made unique (`name#2`) so audit files do not collide.
-    pub fn load(
-        specs: &[ModuleSpec],
-        workers: usize,
-        cache_dir: Option<std::path::PathBuf>,
-    ) -> Result<Self, FilterError> {
-        let options = EngineOptions {
-            cache_dir,
-            ..EngineOptions::for_modules(specs, workers)
-        };
-        let engine = FilterEngine::new(&options)?;
+    pub fn load(specs: &[ModuleSpec], workers: usize, settings: &EngineSettings) -> Result<Self, FilterError> {
+        let engine = FilterEngine::new(&EngineOptions::for_modules(specs, workers, settings))?;
         Self::load_with(&engine, specs)
     }
 
@@ -53,7 +54,15 @@ impl FilterChain {
             names.push(spec.name.clone());
             modules.push(Arc::new(engine.load(&spec)?));
         }
-        Ok(Self { modules })
+        Ok(Self {
+            engine: engine.clone(),
+            modules,
+        })
+    }
+
+    /// The engine the chain runs on ([`FilterEngine::interrupt`] stops its calls when the run stops).
+    pub fn engine(&self) -> &FilterEngine {
+        &self.engine
     }
 
     /// The modules, in chain order.

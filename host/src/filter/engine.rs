@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Linker;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, Module, OptLevel, PoolingAllocationConfig};
 
+use super::blocking;
 use super::cache::{ArtifactCache, CacheUse};
 use super::command::{self, CommandState};
+use super::compile::{self, ArtifactKind, Compilation, DEFAULT_MAX_MODULE_BYTES};
 use super::component::{self, FilterPre};
 use super::error::{FilterError, error_chain};
 use super::limits::ModuleSettings;
@@ -26,6 +28,28 @@ pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1) + 1
 }
 
+/// What the user decides about the engine, for every module: the cache, how compilation is bounded, and
+/// the largest module accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Compiled-module cache directory; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Where modules are compiled.
+    pub compilation: Compilation,
+    /// Largest module file accepted, in bytes.
+    pub max_module_bytes: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            cache_dir: ArtifactCache::default_dir(),
+            compilation: Compilation::InProcess,
+            max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
+        }
+    }
+}
+
 /// Engine-wide settings.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -33,8 +57,8 @@ pub struct EngineOptions {
     pub max_memory_bytes: u64,
     /// Instances that may be alive at once (workers × modules × 2 is plenty).
     pub max_instances: u32,
-    /// Compiled-module cache directory; `None` disables the cache.
-    pub cache_dir: Option<PathBuf>,
+    /// The user's settings.
+    pub settings: EngineSettings,
 }
 
 impl Default for EngineOptions {
@@ -42,14 +66,14 @@ impl Default for EngineOptions {
         Self {
             max_memory_bytes: ModuleSettings::default().limits.memory_bytes,
             max_instances: 64,
-            cache_dir: ArtifactCache::default_dir(),
+            settings: EngineSettings::default(),
         }
     }
 }
 
 impl EngineOptions {
     /// Options fitting a set of modules run by `workers` workers.
-    pub fn for_modules(specs: &[ModuleSpec], workers: usize) -> Self {
+    pub fn for_modules(specs: &[ModuleSpec], workers: usize, settings: &EngineSettings) -> Self {
         let max_memory_bytes = specs
             .iter()
             .map(|s| s.settings.limits.memory_bytes)
@@ -59,9 +83,37 @@ impl EngineOptions {
         Self {
             max_memory_bytes,
             max_instances,
-            ..Self::default()
+            settings: settings.clone(),
         }
     }
+}
+
+/// The wasmtime configuration for `options`: fuel, epoch interruption, the pooling allocator. Shared with
+/// the compiler child process, whose artifacts must fit this engine exactly.
+pub(crate) fn engine_config(options: &EngineOptions) -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .cranelift_opt_level(OptLevel::Speed)
+        .parallel_compilation(true);
+
+    let slots = options.max_instances.max(4);
+    let memory_cap = options.max_memory_bytes.next_multiple_of(64 * 1024);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 16)
+        .total_memories(slots * 2)
+        .total_tables(slots * 4)
+        .total_stacks(slots)
+        .max_memory_size(usize::try_from(memory_cap).unwrap_or(usize::MAX))
+        // No `linear_memory_keep_resident`: measured on our VMs, rewriting a kept-resident MiB on
+        // every instance drop cost 27 µs and saved no page faults (BENCHMARKS.md, engine --split).
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(Enabled::Auto);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
 }
 
 /// The process's WebAssembly engine, shared by every module and worker.
@@ -76,6 +128,11 @@ struct EngineInner {
     core_linker: wasmtime::Linker<CommandState>,
     cache: ArtifactCache,
     stop_ticker: Arc<AtomicBool>,
+    options: EngineOptions,
+    /// Set by [`FilterEngine::interrupt`]: blocking host calls end at once.
+    stopping: Arc<AtomicBool>,
+    /// The longest per-call deadline of any module loaded, in epoch ticks.
+    max_deadline_ticks: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for EngineInner {
@@ -136,34 +193,16 @@ impl std::fmt::Debug for LoadedModule {
 impl FilterEngine {
     /// Build the engine: fuel metering, epoch interruption, the pooling allocator, and an epoch ticker thread.
     pub fn new(options: &EngineOptions) -> Result<Self, FilterError> {
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .consume_fuel(true)
-            .epoch_interruption(true)
-            .cranelift_opt_level(OptLevel::Speed)
-            .parallel_compilation(true);
-
-        let slots = options.max_instances.max(4);
-        let memory_cap = options.max_memory_bytes.next_multiple_of(64 * 1024);
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(slots)
-            .total_core_instances(slots * 16)
-            .total_memories(slots * 2)
-            .total_tables(slots * 4)
-            .total_stacks(slots)
-            .max_memory_size(usize::try_from(memory_cap).unwrap_or(usize::MAX))
-            // No `linear_memory_keep_resident`: measured on our VMs, rewriting a kept-resident MiB on
-            // every instance drop cost 27 µs and saved no page faults (BENCHMARKS.md, engine --split).
-            .table_keep_resident(64 << 10)
-            .pagemap_scan(Enabled::Auto);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-
+        let config = engine_config(options);
         let engine = Engine::new(&config).map_err(|e| FilterError::Engine(error_chain(&e)))?;
         let mut linker = Linker::new(&engine);
-        component::add_to_linker(&mut linker).map_err(|e| FilterError::Engine(error_chain(&e)))?;
+        component::add_to_linker(&mut linker)
+            .and_then(|()| blocking::bound_component_waits(&mut linker))
+            .map_err(|e| FilterError::Engine(error_chain(&e)))?;
         let mut core_linker = wasmtime::Linker::new(&engine);
-        command::add_to_linker(&mut core_linker).map_err(|e| FilterError::Engine(error_chain(&e)))?;
+        command::add_to_linker(&mut core_linker)
+            .and_then(|()| blocking::bound_command_waits(&mut core_linker))
+            .map_err(|e| FilterError::Engine(error_chain(&e)))?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), stop_ticker.clone())?;
@@ -172,10 +211,34 @@ impl FilterEngine {
                 engine,
                 linker,
                 core_linker,
-                cache: ArtifactCache::new(options.cache_dir.clone()),
+                cache: ArtifactCache::new(options.settings.cache_dir.clone()),
+                options: options.clone(),
                 stop_ticker,
+                stopping: Arc::new(AtomicBool::new(false)),
+                max_deadline_ticks: std::sync::atomic::AtomicU64::new(0),
             }),
         })
+    }
+
+    /// The run is stopping: end every blocking host call at once, and every running call at its next
+    /// epoch check (the epoch is moved past the longest deadline). The calls fail as `interrupted`;
+    /// their messages stay in the DLQ.
+    pub fn interrupt(&self) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        let ticks = self.inner.max_deadline_ticks.load(Ordering::Relaxed) + 1;
+        for _ in 0..ticks {
+            self.inner.engine.increment_epoch();
+        }
+    }
+
+    /// True once [`interrupt`](Self::interrupt) was called.
+    pub fn is_interrupted(&self) -> bool {
+        self.inner.stopping.load(Ordering::Relaxed)
+    }
+
+    /// The flag blocking host calls watch.
+    pub(crate) fn stopping(&self) -> Arc<AtomicBool> {
+        self.inner.stopping.clone()
     }
 
     /// The underlying wasmtime engine.
@@ -191,36 +254,41 @@ impl FilterEngine {
     /// Read, compile (or load from the cache) and link one module.
     pub fn load(&self, spec: &ModuleSpec) -> Result<LoadedModule, FilterError> {
         let started = Instant::now();
+        self.inner
+            .max_deadline_ticks
+            .fetch_max(deadline_ticks(spec.settings.limits.timeout), Ordering::Relaxed);
+        let limit = self.inner.options.settings.max_module_bytes;
+        let size = std::fs::metadata(&spec.path)
+            .map_err(|source| FilterError::Read {
+                path: spec.path.clone(),
+                source,
+            })?
+            .len();
+        if size > limit {
+            return Err(FilterError::TooLarge {
+                module: spec.name.clone(),
+                size,
+                limit,
+            });
+        }
         let wasm = std::fs::read(&spec.path).map_err(|source| FilterError::Read {
             path: spec.path.clone(),
             source,
         })?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
-        let compile_error = |e: wasmtime::Error| FilterError::Compile {
-            module: spec.name.clone(),
-            message: error_chain(&e),
-        };
         let contract = |e: wasmtime::Error| FilterError::Contract {
             module: spec.name.clone(),
             message: error_chain(&e),
         };
         let (kind, cache_use) = match wasm_kind(&wasm) {
             WasmKind::Component => {
-                let (component, cache_use) = self
-                    .inner
-                    .cache
-                    .component(&self.inner.engine, &wasm, &sha256)
-                    .map_err(compile_error)?;
+                let (component, cache_use) = self.compiled(spec, &wasm, &sha256, &COMPONENTS)?;
                 let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(contract)?;
                 let pre = FilterPre::new(instance_pre).map_err(contract)?;
                 (ModuleKind::Component(pre), cache_use)
             }
             WasmKind::Core => {
-                let (module, cache_use) = self
-                    .inner
-                    .cache
-                    .module(&self.inner.engine, &wasm, &sha256)
-                    .map_err(compile_error)?;
+                let (module, cache_use) = self.compiled(spec, &wasm, &sha256, &MODULES)?;
                 if !command::is_command(&module) {
                     return Err(FilterError::CoreModule {
                         path: spec.path.clone(),
@@ -255,6 +323,77 @@ impl FilterEngine {
         })
     }
 }
+
+impl FilterEngine {
+    /// The compiled form of `wasm`: from the cache, or compiled (bounded as the settings say) and cached.
+    fn compiled<T>(
+        &self,
+        spec: &ModuleSpec,
+        wasm: &[u8],
+        digest: &str,
+        kind: &Kind<T>,
+    ) -> Result<(T, CacheUse), FilterError> {
+        let engine = &self.inner.engine;
+        let cache = &self.inner.cache;
+        let compile_error = |message: String| FilterError::Compile {
+            module: spec.name.clone(),
+            message,
+        };
+        if let Some(artifact) = cache.lookup(engine, digest, kind.extension) {
+            match (kind.deserialize)(engine, &artifact) {
+                Ok(compiled) => return Ok((compiled, CacheUse::Hit)),
+                Err(e) => tracing::warn!(module = %spec.name, "ignoring an unusable cached module ({e}); recompiling"),
+            }
+        }
+        let artifact = match &self.inner.options.settings.compilation {
+            Compilation::InProcess if cache.dir().is_none() => {
+                return (kind.compile)(engine, wasm)
+                    .map(|compiled| (compiled, CacheUse::Compiled))
+                    .map_err(|e| compile_error(error_chain(&e)));
+            }
+            Compilation::InProcess => (kind.precompile)(engine, wasm).map_err(|e| compile_error(error_chain(&e)))?,
+            Compilation::Subprocess {
+                exe,
+                memory_bytes,
+                timeout,
+            } => compile::in_subprocess(exe, *memory_bytes, *timeout, &self.inner.options, kind.artifact, wasm)
+                .map_err(|failure| compile_error(failure.describe()))?,
+        };
+        cache.store(engine, digest, kind.extension, &artifact);
+        let compiled = (kind.deserialize)(engine, &artifact).map_err(|e| compile_error(error_chain(&e)))?;
+        Ok((compiled, CacheUse::Compiled))
+    }
+}
+
+/// How to compile and load one kind of artifact.
+struct Kind<T> {
+    extension: &'static str,
+    artifact: ArtifactKind,
+    compile: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
+    precompile: fn(&Engine, &[u8]) -> wasmtime::Result<Vec<u8>>,
+    deserialize: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
+}
+
+// SAFETY (the `deserialize` calls below): artifacts come from this engine's own `precompile_*` (in this
+// process, or in the compiler child process with the same `engine_config`), or from the cache, which only
+// returns files of this user's that others cannot write, in a private directory, bound by a checked header
+// to this module's sha256 and to their own checksum (see `cache.rs`); wasmtime checks the artifact's header
+// and its compatibility with this engine again on load.
+const COMPONENTS: Kind<Component> = Kind {
+    extension: "cwasm",
+    artifact: ArtifactKind::Component,
+    compile: |engine, wasm| Component::new(engine, wasm),
+    precompile: |engine, wasm| engine.precompile_component(wasm),
+    deserialize: |engine, bytes| unsafe { Component::deserialize(engine, bytes) },
+};
+
+const MODULES: Kind<Module> = Kind {
+    extension: "cwasm-core",
+    artifact: ArtifactKind::Module,
+    compile: |engine, wasm| Module::new(engine, wasm),
+    precompile: |engine, wasm| engine.precompile_module(wasm),
+    deserialize: |engine, bytes| unsafe { Module::deserialize(engine, bytes) },
+};
 
 fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<(), FilterError> {
     std::thread::Builder::new()

@@ -33,7 +33,22 @@ pub enum FilterError {
         /// The module's path.
         path: PathBuf,
     },
-    /// Compilation failed (invalid wasm, unsupported feature).
+    /// The module file is larger than the limit.
+    #[error(
+        "filter `{module}` is {} large, over the module size limit of {} (--max-module-size); \
+         is it the right file?",
+        super::limits::format_size(*size),
+        super::limits::format_size(*limit)
+    )]
+    TooLarge {
+        /// Module name.
+        module: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Compilation failed (invalid wasm, unsupported feature, or over a compile limit).
     #[error("filter `{module}` does not compile: {message}")]
     Compile {
         /// Module name.

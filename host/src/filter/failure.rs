@@ -2,6 +2,7 @@
 
 use wasmtime::{Trap, WasmBacktrace};
 
+use super::blocking::HostWaitCut;
 use super::error::error_chain;
 use super::limits::{Limits, format_size};
 
@@ -12,12 +13,18 @@ pub(crate) struct FailureContext<'a> {
     pub refused_memory: Option<usize>,
     /// What the guest wrote to stderr during the call.
     pub stderr: &'a str,
+    /// The run is stopping: an interrupted call says so instead of "timed out".
+    pub stopping: bool,
 }
 
 /// Describe a failed call: trap kind or limit, the guest's panic message when there is one,
 /// and the innermost guest functions of the wasm backtrace.
 pub(crate) fn describe(err: &wasmtime::Error, cx: &FailureContext<'_>) -> String {
+    if let Some(cut) = err.downcast_ref::<HostWaitCut>() {
+        return cut.to_string();
+    }
     let mut reason = match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) if cx.stopping => HostWaitCut::Stopping.to_string(),
         Some(Trap::Interrupt) => format!(
             "timed out: still running after the per-message deadline of {}",
             humantime::format_duration(cx.limits.timeout)

@@ -30,6 +30,13 @@ impl Default for Limits {
     }
 }
 
+/// Longest reason one decision may give, in bytes: a reason is a sentence for the audit log.
+pub const MAX_REASON_BYTES: usize = 4 << 10;
+/// Most attribute changes one decision may make.
+pub const MAX_ATTRIBUTE_CHANGES: usize = 1_000;
+/// Largest total size of the names and values in one decision's attribute changes, in bytes.
+pub const MAX_ATTRIBUTE_BYTES: usize = 1 << 20;
+
 /// How instances of a module are used across messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InstancePolicy {

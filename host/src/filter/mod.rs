@@ -9,9 +9,11 @@
 //! Modules run in a sandbox with no capabilities (no files, network, environment or arguments), a memory
 //! cap, a per-message deadline and a fuel budget; see [`Limits`].
 
+mod blocking;
 mod cache;
 mod chain;
 mod command;
+mod compile;
 mod component;
 mod engine;
 mod error;
@@ -21,10 +23,14 @@ mod runner;
 mod sandbox;
 mod spec;
 
+pub use blocking::HostWaitCut;
 pub use cache::{ArtifactCache, CacheUse};
 pub use chain::{AuditRecord, ChainOutcome, ChainRunner, FilterChain, ModuleDisabled, sha256_hex};
+pub use compile::{
+    ArtifactKind, Compilation, DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_MODULE_BYTES, compile_child,
+};
 pub use component::CONTRACT;
-pub use engine::{EngineOptions, FilterEngine, LoadedModule};
+pub use engine::{EngineOptions, EngineSettings, FilterEngine, LoadedModule};
 pub use error::FilterError;
 pub use limits::{InstancePolicy, Limits, ModuleSettings, SettingError, format_size, parse_size};
 pub use runner::{ModuleCall, ModuleRunner};

@@ -5,14 +5,17 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{InstancePre, Store};
 
+use super::blocking::WaitLimit;
 use super::command::{self, CommandState};
 use super::component::{Filter, WitMessage, from_wit};
 use super::engine::{LoadedModule, ModuleKind, deadline_ticks};
 use super::error::FilterError;
 use super::failure::{self, FailureContext};
-use super::limits::{InstancePolicy, Limits, format_size};
+use super::limits::{
+    InstancePolicy, Limits, MAX_ATTRIBUTE_BYTES, MAX_ATTRIBUTE_CHANGES, MAX_REASON_BYTES, format_size,
+};
 use super::sandbox::{GuestState, LogLine};
-use crate::message::Decision;
+use crate::message::{AttributeChange, Decision};
 
 /// The result of one module looking at one message.
 #[derive(Debug)]
@@ -189,7 +192,12 @@ impl ModuleRunner {
     /// Start a command session and check its answer to `init`; the session is kept when its instance lives
     /// on. Returns the log lines of the start.
     fn start_session(&mut self, pre: &InstancePre<CommandState>) -> Result<Vec<LogLine>, StartFailure> {
-        let (session, turn) = command::Session::start(pre, &self.module.settings.limits, &self.module.config);
+        let (session, turn) = command::Session::start(
+            pre,
+            &self.module.settings.limits,
+            &self.module.config,
+            self.module.engine.stopping(),
+        );
         let answers = turn.answers.map_err(StartFailure::Trap)?;
         let first = answers.first().ok_or_else(|| {
             StartFailure::Trap(
@@ -213,7 +221,12 @@ impl ModuleRunner {
         let started = Instant::now();
         let mut requests = command::init_request(&self.module.config);
         requests.push_str(&command::decide_request(message));
-        let run = command::run(pre, &self.module.settings.limits, requests.into_bytes());
+        let run = command::run(
+            pre,
+            &self.module.settings.limits,
+            requests.into_bytes(),
+            self.module.engine.stopping(),
+        );
         let result = run.answers.and_then(|answers| {
             let mut answers = answers.into_iter();
             let init = answers
@@ -241,7 +254,12 @@ impl ModuleRunner {
     /// A command module at start-up: run `init` alone, so a refused configuration stops the run at once.
     fn check_command_init(&self, pre: &InstancePre<CommandState>) -> Result<(), StartFailure> {
         let request = command::init_request(&self.module.config);
-        let run = command::run(pre, &self.module.settings.limits, request.into_bytes());
+        let run = command::run(
+            pre,
+            &self.module.settings.limits,
+            request.into_bytes(),
+            self.module.engine.stopping(),
+        );
         let answers = run.answers.map_err(StartFailure::Trap)?;
         let first = answers.first().ok_or_else(|| {
             StartFailure::Trap(
@@ -285,6 +303,7 @@ impl ModuleRunner {
             .set_fuel(limits.fuel)
             .map(|()| live.store.set_epoch_deadline(deadline_ticks(limits.timeout)));
         live.store.data_mut().limiter.refused_memory = None;
+        live.store.data_mut().wait.restart();
         let outcome = prepared.and_then(|()| live.filter.call_decide(&mut live.store, message));
         let fuel = limits.fuel.saturating_sub(live.store.get_fuel().unwrap_or(0));
         live.calls += 1;
@@ -314,16 +333,46 @@ impl ModuleRunner {
         }
     }
 
+    /// A decision within the caps of what a filter may hand back: body size (`max-output`), reason length,
+    /// number and size of attribute changes. Past a cap the message fails, before the host spends any work on it.
     fn check_output(&self, decision: Decision) -> Result<Decision, String> {
         let max = self.module.settings.limits.max_output_bytes;
-        match &decision.body {
-            Some(body) if body.len() as u64 > max => Err(format!(
+        if let Some(body) = decision.body.as_ref().filter(|b| b.len() as u64 > max) {
+            return Err(format!(
                 "output too large: returned a body of {}, the limit is {}",
                 format_size(body.len() as u64),
                 format_size(max)
-            )),
-            _ => Ok(decision),
+            ));
         }
+        if decision.reason.len() > MAX_REASON_BYTES {
+            return Err(format!(
+                "reason too long: {}, the limit is {}",
+                format_size(decision.reason.len() as u64),
+                format_size(MAX_REASON_BYTES as u64)
+            ));
+        }
+        let changes = &decision.attribute_changes;
+        if changes.len() > MAX_ATTRIBUTE_CHANGES {
+            return Err(format!(
+                "too many attribute changes: {}, the limit is {MAX_ATTRIBUTE_CHANGES}",
+                changes.len()
+            ));
+        }
+        let bytes: usize = changes
+            .iter()
+            .map(|c| match c {
+                AttributeChange::Set(name, value) => name.len() + value.len(),
+                AttributeChange::Remove(name) => name.len(),
+            })
+            .sum();
+        if bytes > MAX_ATTRIBUTE_BYTES {
+            return Err(format!(
+                "attribute changes too large: {} of names and values, the limit is {}",
+                format_size(bytes as u64),
+                format_size(MAX_ATTRIBUTE_BYTES as u64)
+            ));
+        }
+        Ok(decision)
     }
 
     /// A fresh instance with `init` called, under the module's limits.
@@ -333,9 +382,10 @@ impl ModuleRunner {
             return Err(StartFailure::Trap("not a component".into()));
         };
         let limits = &module.settings.limits;
+        let wait = WaitLimit::starting_now(limits.timeout, module.engine.stopping());
         let mut store = Store::new(
             module.engine.wasmtime(),
-            GuestState::new(limits.memory_bytes, limits.max_log_bytes),
+            GuestState::new(limits.memory_bytes, limits.max_log_bytes, wait),
         );
         store.limiter(|state| &mut state.limiter);
         let describe =
@@ -373,6 +423,7 @@ fn describe_failure(state: &GuestState, err: &wasmtime::Error, limits: &Limits) 
             limits,
             refused_memory: state.limiter.refused_memory,
             stderr: &state.stderr.peek_text(),
+            stopping: state.wait.stopping.load(std::sync::atomic::Ordering::Relaxed),
         },
     )
 }

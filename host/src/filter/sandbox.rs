@@ -12,6 +12,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use super::blocking::{BoundedWaits, WaitLimit};
+
 /// One line a module logged while handling a message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LogLine {
@@ -232,6 +234,8 @@ pub(crate) struct GuestState {
     pub(crate) logs: LogCollector,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
+    /// How long a blocking host call of the current call may wait.
+    pub(crate) wait: WaitLimit,
 }
 
 /// WASI with no capabilities: no files, no preopens, no environment, no arguments, no network, stdin empty;
@@ -249,8 +253,8 @@ pub(crate) fn deny_all_wasi(stdout: &CapturedOutput, stderr: &CapturedOutput) ->
 
 impl GuestState {
     /// A sandbox with no capabilities: no files, no preopens, no environment, no arguments, no network,
-    /// stdin closed, stdout/stderr captured up to `log_cap` bytes each.
-    pub(crate) fn new(memory_cap: u64, log_cap: u64) -> Self {
+    /// stdin closed, stdout/stderr captured up to `log_cap` bytes each; blocking host calls bounded by `wait`.
+    pub(crate) fn new(memory_cap: u64, log_cap: u64, wait: WaitLimit) -> Self {
         let stdout = CapturedOutput::new(log_cap as usize);
         let stderr = CapturedOutput::new(log_cap as usize);
         let wasi = deny_all_wasi(&stdout, &stderr).build();
@@ -261,6 +265,7 @@ impl GuestState {
             logs: LogCollector::new(log_cap),
             stdout,
             stderr,
+            wait,
         }
     }
 
@@ -269,6 +274,16 @@ impl GuestState {
         self.stdout.drain_into("stdout", &mut self.logs);
         self.stderr.drain_into("stderr", &mut self.logs);
         self.logs.take()
+    }
+}
+
+impl BoundedWaits for GuestState {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    fn wait_limit(&self) -> &WaitLimit {
+        &self.wait
     }
 }
 

@@ -1,6 +1,11 @@
 //! The run journal: every message's transitions, appended as JSONL (mode 0600). It makes a crashed or
-//! interrupted run resumable: a message acked before is not touched again, and a message forwarded and
-//! confirmed (or archived) but not yet acked is acked on resume instead of being forwarded again.
+//! interrupted run resumable: a message acked before is not touched again, a message forwarded and
+//! confirmed (or archived) but not yet acked is acked on resume instead of being forwarded again, and a
+//! message that was being sent when the run died is *in doubt*: a destination that can be read back is
+//! asked whether it arrived before it is sent again.
+//!
+//! The journal also holds the run lock of its source (`journal-<hash>.lock` beside it): one run at a time
+//! per DLQ and audit directory.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -11,6 +16,8 @@ use std::sync::{Mutex, PoisonError};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::core::RunLock;
+use crate::core::files;
 use crate::filter::sha256_hex;
 use crate::message::{Envelope, id_digest};
 
@@ -20,6 +27,8 @@ use crate::message::{Envelope, id_digest};
 pub enum Event {
     /// The chain decided (the outcome is in the audit logs).
     Decided,
+    /// About to be sent to a destination that can be read back (durable before the send starts).
+    Sending,
     /// The destination confirmed the forwarded message.
     Confirmed,
     /// The message was written to the discard archive.
@@ -39,6 +48,8 @@ pub enum PastState {
     Acked,
     /// Its fate is durable elsewhere (confirmed, archived, parked) but it was not acked yet: ack it now.
     SettledNotAcked,
+    /// It was being sent when the earlier run ended: it may or may not have arrived.
+    InDoubt,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -53,23 +64,31 @@ pub struct Journal {
     out: Mutex<BufWriter<File>>,
     /// Keyed by [`id_digest`]: flat memory per message on a large resume.
     past: HashMap<u128, PastState>,
+    _lock: RunLock,
 }
 
 impl Journal {
-    /// Open the journal for `source_identity` in `dir`: `journal-<hash of the source>.jsonl`.
-    pub fn open(dir: &Path, source_identity: &str) -> Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(format!(
+    /// The journal's path for `source_identity` in `dir`: `journal-<hash of the source>.jsonl`.
+    pub fn path_for(dir: &Path, source_identity: &str) -> PathBuf {
+        dir.join(format!(
             "journal-{}.jsonl",
             &sha256_hex(source_identity.as_bytes())[..12]
-        ));
+        ))
+    }
+
+    /// Take the source's run lock in `dir` (a private directory), then open its journal.
+    pub fn open(dir: &Path, source_identity: &str) -> Result<Self> {
+        files::private_dir(dir)?;
+        let path = Self::path_for(dir, source_identity);
+        let lock = RunLock::acquire(&path.with_extension("lock"), source_identity)?;
         let past = read_past(&path)?;
-        let file = crate::audit::open_private_append(&path)
-            .with_context(|| format!("cannot open the run journal {}", path.display()))?;
+        let file =
+            files::open_append(&path).with_context(|| format!("cannot open the run journal {}", path.display()))?;
         Ok(Self {
             path,
             out: Mutex::new(BufWriter::with_capacity(256 * 1024, file)),
             past,
+            _lock: lock,
         })
     }
 
@@ -78,9 +97,14 @@ impl Journal {
         &self.path
     }
 
-    /// Messages earlier runs settled, by state.
+    /// Messages earlier runs settled or left in doubt.
     pub fn resumed(&self) -> usize {
         self.past.len()
+    }
+
+    /// Messages an earlier run was sending when it ended.
+    pub fn in_doubt(&self) -> usize {
+        self.past.values().filter(|s| **s == PastState::InDoubt).count()
     }
 
     /// What an earlier run did with message `id`, if anything that matters for this run.
@@ -110,10 +134,8 @@ impl Journal {
 
 fn read_past(path: &Path) -> Result<HashMap<u128, PastState>> {
     let mut past = HashMap::new();
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(past),
-        Err(e) => return Err(e).with_context(|| format!("cannot read the run journal {}", path.display())),
+    let Some(file) = files::open_read_nofollow(path)? else {
+        return Ok(past);
     };
     for line in BufReader::new(file).lines() {
         let line = line.with_context(|| format!("cannot read the run journal {}", path.display()))?;
@@ -121,13 +143,22 @@ fn read_past(path: &Path) -> Result<HashMap<u128, PastState>> {
         let Ok(Line { id, event }) = serde_json::from_str::<Line>(&line) else {
             continue;
         };
+        let key = id_digest(&id);
         match event {
             Event::Acked => {
-                past.insert(id_digest(&id), PastState::Acked);
+                past.insert(key, PastState::Acked);
             }
             Event::Confirmed | Event::Archived | Event::Parked => {
-                past.entry(id_digest(&id)).or_insert(PastState::SettledNotAcked);
+                let state = past.entry(key).or_insert(PastState::SettledNotAcked);
+                if *state == PastState::InDoubt {
+                    *state = PastState::SettledNotAcked;
+                }
             }
+            Event::Sending => {
+                past.entry(key).or_insert(PastState::InDoubt);
+            }
+            // A release after a send that failed leaves the message in doubt: a send given up on (the
+            // destination unreachable) may still have arrived, and the next run asks before sending again.
             Event::Decided | Event::Released => {}
         }
     }
@@ -155,10 +186,22 @@ pub fn journal_key(env: &Envelope) -> String {
     key
 }
 
-/// The stable replay id of a message: derived from the source, the message id and how often it was
-/// replayed before, so a resumed pass reuses it and a genuine later replay gets a new one.
-pub fn replay_id(source_identity: &str, message_id: &str, replay_count: u32) -> String {
-    sha256_hex(format!("{source_identity}\n{message_id}\n{replay_count}").as_bytes())[..32].to_owned()
+/// The journal key of the `occurrence`-th message (1-based) with the same [`journal_key`] in one pass of a
+/// source whose ids can repeat (a file with the same id on two lines): the first keeps its key, later ones
+/// are told apart by their place, so no copy is ever taken for another.
+pub fn occurrence_key(key: String, occurrence: u32) -> String {
+    if occurrence <= 1 {
+        key
+    } else {
+        format!("{key}#o{occurrence}")
+    }
+}
+
+/// The stable replay id of a message: derived from the source and the message's journal key (its id,
+/// replay count, failure history and occurrence), so a resumed pass reuses it, a genuine later replay gets
+/// a new one, and two dead letters sharing an id never share a replay id.
+pub fn replay_id(source_identity: &str, journal_key: &str) -> String {
+    sha256_hex(format!("{source_identity}\n{journal_key}").as_bytes())[..32].to_owned()
 }
 
 #[cfg(test)]
@@ -174,6 +217,9 @@ mod tests {
             j.record(Event::Acked, ["a"]).unwrap();
             j.record(Event::Archived, ["c"]).unwrap();
             j.record(Event::Released, ["d"]).unwrap();
+            j.record(Event::Sending, ["e", "f", "g"]).unwrap();
+            j.record(Event::Confirmed, ["f"]).unwrap();
+            j.record(Event::Released, ["g"]).unwrap();
             j.sync().unwrap();
         }
         let j = Journal::open(dir.path(), "file:/x").unwrap();
@@ -181,6 +227,17 @@ mod tests {
         assert_eq!(j.past("b"), Some(PastState::SettledNotAcked));
         assert_eq!(j.past("c"), Some(PastState::SettledNotAcked));
         assert_eq!(j.past("d"), None);
+        assert_eq!(j.past("e"), Some(PastState::InDoubt));
+        assert_eq!(j.past("f"), Some(PastState::SettledNotAcked));
+        assert_eq!(
+            j.past("g"),
+            Some(PastState::InDoubt),
+            "a failed send may still have arrived"
+        );
+        assert_eq!(j.in_doubt(), 2);
+        let err = Journal::open(dir.path(), "file:/x").err().unwrap().to_string();
+        assert!(err.contains("another redrive run"), "one run per journal: {err}");
+        drop(j);
         let other = Journal::open(dir.path(), "file:/y").unwrap();
         assert_eq!(other.past("a"), None, "journals are per source");
     }
@@ -210,10 +267,12 @@ mod tests {
     }
 
     #[test]
-    fn replay_ids_are_stable_and_change_with_the_replay_count() {
-        assert_eq!(replay_id("s", "m", 0), replay_id("s", "m", 0));
-        assert_ne!(replay_id("s", "m", 0), replay_id("s", "m", 1));
-        assert_ne!(replay_id("s", "m", 0), replay_id("t", "m", 0));
-        assert_eq!(replay_id("s", "m", 0).len(), 32);
+    fn replay_ids_are_stable_and_change_with_the_key_and_the_source() {
+        assert_eq!(replay_id("s", "m#r0"), replay_id("s", "m#r0"));
+        assert_ne!(replay_id("s", "m#r0"), replay_id("s", "m#r1"));
+        assert_ne!(replay_id("s", "m#r0"), replay_id("t", "m#r0"));
+        assert_eq!(replay_id("s", "m#r0").len(), 32);
+        assert_eq!(occurrence_key("m#r0".into(), 1), "m#r0");
+        assert_ne!(occurrence_key("m#r0".into(), 2), "m#r0");
     }
 }

@@ -22,24 +22,25 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use gate::Gate;
-pub use journal::{Event, Journal, PastState, journal_key, replay_id};
+pub use journal::{Event, Journal, PastState, journal_key, occurrence_key, replay_id};
 pub use rate::{Pacer, Rate, RatePlan};
 pub use report::{Counts, Progress, Stats};
 
-use crate::audit::{AuditLog, DiscardArchive};
-use crate::filter::{ChainOutcome, ChainRunner, FilterChain, ModuleDisabled, ModuleSpec};
-use crate::message::{Envelope, Outcome, REPLAY_COUNT_ATTRIBUTE, REPLAY_ID_ATTRIBUTE};
+use crate::audit::{AuditLog, DiscardArchive, Discarded, archive_key};
+use crate::core::{Destination, Endpoint, FileIdentity};
+use crate::filter::{ChainOutcome, ChainRunner, EngineSettings, FilterChain, ModuleDisabled, ModuleSpec};
+use crate::message::{Envelope, Outcome, REPLAY_COUNT_ATTRIBUTE, REPLAY_ID_ATTRIBUTE, id_digest};
 use crate::plan::{PlanCollector, PlanSelection, PlannedModule};
-use crate::sink::{Sink, open_sink};
-use crate::source::{AckToken, Acker, Delivery, Received, Source, SourceMode, SourceOptions, open_source, redact_url};
+use crate::sink::{Redelivery, Sink, open_sink};
+use crate::source::{AckToken, Acker, Delivery, Received, Source, SourceMode, SourceOptions, open_source};
 
 /// Everything a run needs to know.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
-    /// Source URL.
-    pub from: String,
-    /// Destination URL; `None` for a dry run.
-    pub to: Option<String>,
+    /// The source.
+    pub from: Endpoint,
+    /// The destination; `None` for a dry run.
+    pub to: Option<Destination>,
     /// The filter chain.
     pub filters: Vec<ModuleSpec>,
     /// Threads running filters.
@@ -61,7 +62,10 @@ pub struct RunConfig {
     /// Loop guard: messages replayed this many times already are parked.
     pub max_replays: Option<u32>,
     /// Where parked messages go; `None` leaves them in the DLQ.
-    pub park: Option<String>,
+    pub park: Option<Destination>,
+    /// Most messages sent and not yet confirmed at any time: what a crash can repeat, at most, on a
+    /// destination that cannot be read back.
+    pub max_in_flight: usize,
     /// Per-module audit logs and the run journal.
     pub audit_dir: PathBuf,
     /// The discard archive.
@@ -74,8 +78,8 @@ pub struct RunConfig {
     pub preserve_order: bool,
     /// Restrict the run to a plan's selection.
     pub plan: Option<PlanSelection>,
-    /// Compiled-module cache.
-    pub cache_dir: Option<PathBuf>,
+    /// Compiled-module cache, compile limits, module size limit.
+    pub engine: EngineSettings,
     /// Show progress on stderr.
     pub progress: bool,
     /// When the command started: elapsed time and time to the first replay count from here.
@@ -150,13 +154,18 @@ struct Work {
     seq: u64,
     key: String,
     delivery: Delivery,
+    /// An earlier run was sending it when it ended: it may already be at the destination.
+    in_doubt: bool,
 }
 
 struct Decided {
     seq: u64,
     key: String,
     delivery: Delivery,
+    in_doubt: bool,
     result: Result<ChainOutcome, ModuleDisabled>,
+    /// The decision's audit records could not be written: the message must stay in the DLQ.
+    audit_failed: Option<String>,
 }
 
 /// A message on its way to the destination: the token to ack it with, and the message as forwarded
@@ -166,6 +175,8 @@ struct Replay {
     /// The message's [`journal_key`] (taken before the replay count went up).
     key: String,
     outgoing: Envelope,
+    /// An earlier run was sending it when it ended.
+    in_doubt: bool,
 }
 
 struct Discard {
@@ -175,9 +186,10 @@ struct Discard {
     module: String,
 }
 
-/// How a message is settled with its source.
+/// How a message is settled with its source, with the journal key to record it under (`None`: nothing to
+/// journal, e.g. a message an earlier run already recorded as acked).
 enum Settle {
-    Ack(AckToken, String),
+    Ack(AckToken, Option<String>),
     Release(AckToken, Option<String>),
 }
 
@@ -268,11 +280,18 @@ async fn recv_batch<T>(rx: &mut mpsc::Receiver<T>, mut batch: Vec<T>, max: usize
 /// Run a replay (or a dry run) to the end of one pass, or until stopped. `interrupt` is cancelled by the
 /// caller on Ctrl-C / SIGTERM.
 pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunReport> {
-    let chain = {
+    // Loading compiles (CPU work), and starting instances calls each filter's `init`, which may block in a
+    // host call until its deadline: both off the async threads.
+    let (chain, runners) = {
         let filters = config.filters.clone();
         let workers = config.workers.max(1);
-        let cache = config.cache_dir.clone();
-        tokio::task::spawn_blocking(move || FilterChain::load(&filters, workers, cache)).await??
+        let engine = config.engine.clone();
+        tokio::task::spawn_blocking(move || -> Result<(FilterChain, Vec<ChainRunner>)> {
+            let chain = FilterChain::load(&filters, workers, &engine)?;
+            let runners = (0..workers).map(|_| chain.runner()).collect::<Result<_, _>>()?;
+            Ok((chain, runners))
+        })
+        .await??
     };
     let modules: Vec<PlannedModule> = chain
         .modules()
@@ -282,9 +301,6 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
     if let Some(plan) = &config.plan {
         plan.check_modules(&modules)?;
     }
-    let runners: Vec<ChainRunner> = (0..config.workers.max(1))
-        .map(|_| chain.runner())
-        .collect::<Result<_, _>>()?;
 
     let mode = if config.dry_run {
         SourceMode::Peek
@@ -297,14 +313,31 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
         aws: config.aws.clone(),
         where_clause: config.where_clause.clone(),
     };
+    check_distinct_files(&config, &modules)?;
+    let audit = AuditLog::open(&config.audit_dir, modules.iter().map(|m| m.name.as_str()))?;
+    let audit = Arc::new(Mutex::new(audit));
+    // Opened now, so an archive that cannot be written stops the run before anything moves.
+    let archive = match config.dry_run {
+        true => None,
+        false => Some(DiscardArchive::open(&config.archive)?),
+    };
     let mut source = open_source(&config.from, mode, &source_options)
         .await
-        .with_context(|| format!("cannot open the source {}", redact_url(&config.from)))?;
+        .with_context(|| format!("cannot open the source {}", config.from))?;
+    // The journal holds the run lock: taken before any destination is opened.
+    let journal = if config.dry_run {
+        None
+    } else {
+        Some(Journal::open(&config.audit_dir, source.identity())?)
+    };
+    if let Some(j) = journal.as_ref().filter(|j| j.resumed() > 0) {
+        tracing::info!(journal = %j.path().display(), settled = j.resumed(), in_doubt = j.in_doubt(), "resuming: messages settled by earlier runs are not forwarded again");
+    }
     let sink = match (&config.to, config.dry_run) {
         (Some(to), false) => Some(
             open_sink(to, &config.from, &config.aws)
                 .await
-                .with_context(|| format!("cannot open the destination {}", redact_url(to)))?,
+                .with_context(|| format!("cannot open the destination {to}"))?,
         ),
         _ => None,
     };
@@ -312,19 +345,10 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
         (Some(park), false) => Some(
             open_sink(park, &config.from, &config.aws)
                 .await
-                .with_context(|| format!("cannot open the park destination {}", redact_url(park)))?,
+                .with_context(|| format!("cannot open the park destination {park}"))?,
         ),
         _ => None,
     };
-    let audit = Arc::new(Mutex::new(AuditLog::open(&config.audit_dir)?));
-    let journal = if config.dry_run {
-        None
-    } else {
-        Some(Journal::open(&config.audit_dir, source.identity())?)
-    };
-    if let Some(j) = journal.as_ref().filter(|j| j.resumed() > 0) {
-        tracing::info!(journal = %j.path().display(), settled = j.resumed(), "resuming: messages settled by earlier runs are not forwarded again");
-    }
 
     let stats = Arc::new(Stats::default());
     let shared = Arc::new(Shared {
@@ -339,9 +363,12 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
     });
     {
         let shared = shared.clone();
+        let engine = chain.engine().clone();
         tokio::spawn(async move {
             interrupt.cancelled().await;
             shared.stop_with(StopReason::Interrupted);
+            // Filter calls under way end now (their messages stay in the DLQ), not at their deadlines.
+            engine.interrupt();
         });
     }
     let label = if shared.config.dry_run { "plan" } else { "run" };
@@ -381,6 +408,7 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
     ));
     let archiver = tokio::spawn(discard_stage(
         shared.clone(),
+        archive,
         discard_rx,
         settle_tx.clone(),
         gate_rx.clone(),
@@ -444,6 +472,53 @@ pub async fn run(config: RunConfig, interrupt: CancellationToken) -> Result<RunR
     Ok(report)
 }
 
+/// Refuse a run whose files overlap: the source, the destination, the park destination, the remainder, the
+/// discard archive and the audit files must be different files (compared after resolving `..` and
+/// symlinks, and by inode for hard links). Checked before anything is opened.
+fn check_distinct_files(config: &RunConfig, modules: &[PlannedModule]) -> Result<()> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(path) = config.from.file_path() {
+        files.push(("the source".into(), PathBuf::from(path)));
+    }
+    for (label, destination) in [("--to", &config.to), ("--park", &config.park)] {
+        if let Some(path) = destination
+            .as_ref()
+            .and_then(Destination::endpoint)
+            .and_then(Endpoint::file_path)
+        {
+            files.push((label.into(), PathBuf::from(path)));
+        }
+    }
+    if let Some(remainder) = &config.remainder {
+        files.push(("--remainder".into(), remainder.clone()));
+    }
+    if !config.dry_run {
+        files.push(("the discard archive (--archive)".into(), config.archive.clone()));
+    }
+    for module in modules {
+        files.push((
+            format!("the audit file of `{}`", module.name),
+            AuditLog::path_in(&config.audit_dir, &module.name),
+        ));
+    }
+    let identities: Vec<FileIdentity> = files.iter().map(|(_, path)| FileIdentity::of(path)).collect();
+    for (i, a) in identities.iter().enumerate() {
+        for (j, b) in identities.iter().enumerate().skip(i + 1) {
+            if a.same_as(b) {
+                anyhow::bail!(
+                    "{} ({}) and {} ({}) are the same file: each must be a file of its own, or one would \
+                     overwrite or re-read the other; give another path",
+                    files[j].0,
+                    files[j].1.display(),
+                    files[i].0,
+                    files[i].1.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Read one pass, apply the pre-filter rules (resume, plan, window, loop guard, --max), feed the deciders.
 async fn read_stage(
     shared: &Shared,
@@ -455,6 +530,9 @@ async fn read_stage(
     let config = &shared.config;
     let stats = &shared.stats;
     let mut seq = 0u64;
+    // Journal keys seen in this pass (64 bits of their digest), and how often each repeated one came.
+    let mut seen: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut repeated: std::collections::HashMap<u128, u32> = std::collections::HashMap::new();
     loop {
         let received = tokio::select! {
             biased;
@@ -472,18 +550,25 @@ async fn read_stage(
             Received::Message(delivery) => delivery,
         };
         let env = &delivery.envelope;
-        let key = journal_key(env);
-        if let Some(past) = shared.journal.as_ref().and_then(|j| j.past(&key)) {
+        let mut key = journal_key(env);
+        if !env.id_unique_per_send {
+            // Ids may repeat in this DLQ (a file, AMQP message ids): the n-th copy of a key is its own message.
+            let digest = id_digest(&key);
+            if !seen.insert(digest as u64) {
+                let n = repeated.entry(digest).or_insert(1);
+                *n += 1;
+                key = occurrence_key(key, *n);
+            }
+        }
+        let past = shared.journal.as_ref().and_then(|j| j.past(&key));
+        if let Some(past @ (PastState::Acked | PastState::SettledNotAcked)) = past {
             // Settled by an earlier run: ack without forwarding again.
             Stats::add(&stats.resumed, 1);
-            let id = if past == PastState::SettledNotAcked {
-                key
-            } else {
-                String::new()
-            };
+            let id = (past == PastState::SettledNotAcked).then_some(key);
             settle_tx.send(Settle::Ack(delivery.token, id)).await.ok();
             continue;
         }
+        let in_doubt = past == Some(PastState::InDoubt);
         if config.plan.as_ref().is_some_and(|p| p.planned(&env.id).is_none()) {
             Stats::add(&stats.not_in_plan, 1);
             settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
@@ -509,7 +594,13 @@ async fn read_stage(
             }
             continue;
         }
-        if work_tx.send(Work { seq, key, delivery }).await.is_err() {
+        let work = Work {
+            seq,
+            key,
+            delivery,
+            in_doubt,
+        };
+        if work_tx.send(work).await.is_err() {
             break;
         }
         seq += 1;
@@ -547,22 +638,33 @@ fn spawn_deciders(
                 .spawn(move || {
                     loop {
                         let work = work_rx.lock().unwrap_or_else(PoisonError::into_inner).blocking_recv();
-                        let Some(Work { seq, key, delivery }) = work else { break };
+                        let Some(Work {
+                            seq,
+                            key,
+                            delivery,
+                            in_doubt,
+                        }) = work
+                        else {
+                            break;
+                        };
                         let result = runner.decide(&delivery.envelope);
-                        if let Ok(outcome) = &result
-                            && let Err(e) = audit
+                        let audit_failed = match &result {
+                            Ok(outcome) => audit
                                 .lock()
                                 .unwrap_or_else(PoisonError::into_inner)
                                 .write(&outcome.records)
-                        {
-                            tracing::error!("{e:#}");
-                        }
+                                .err()
+                                .map(|e| format!("{e:#}")),
+                            Err(_) => None,
+                        };
                         if decided_tx
                             .blocking_send(Decided {
                                 seq,
                                 key,
                                 delivery,
+                                in_doubt,
                                 result,
+                                audit_failed,
                             })
                             .is_err()
                         {
@@ -613,7 +715,12 @@ async fn route_one(
 ) -> Result<()> {
     let stats = &shared.stats;
     let Decided {
-        key, delivery, result, ..
+        key,
+        delivery,
+        result,
+        in_doubt,
+        audit_failed,
+        ..
     } = decided;
     let outcome = match result {
         Ok(outcome) => outcome,
@@ -623,6 +730,13 @@ async fn route_one(
             return Ok(());
         }
     };
+    if let Some(problem) = audit_failed {
+        // Every decision leaves its audit records: without them the message is not acted on.
+        shared.stop_with(StopReason::Error(problem));
+        Stats::add(&stats.not_done, 1);
+        settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+        return Ok(());
+    }
     if let Some(plan) = plan {
         plan.add(&delivery.envelope, &outcome);
     }
@@ -645,6 +759,8 @@ async fn route_one(
     };
     match outcome.outcome {
         Outcome::Skip => settle_tx.send(release(&stats.skipped)).await.ok(),
+        // Calls cut short by the stop fail as `interrupted`: not the filter's doing.
+        Outcome::Failed if shared.stop.is_cancelled() => settle_tx.send(release(&stats.not_done)).await.ok(),
         Outcome::Failed => settle_tx.send(release(&stats.failed)).await.ok(),
         _ if shared.config.dry_run => {
             let counter = if outcome.outcome == Outcome::Replay {
@@ -656,12 +772,13 @@ async fn route_one(
         }
         _ if shared.stop.is_cancelled() => settle_tx.send(release(&stats.not_done)).await.ok(),
         Outcome::Replay => {
-            let outgoing = outgoing_message(&shared.source_identity, delivery.envelope, outcome);
+            let outgoing = outgoing_message(&shared.source_identity, &key, delivery.envelope, outcome);
             replay_tx
                 .send(Replay {
                     token: delivery.token,
                     key,
                     outgoing,
+                    in_doubt,
                 })
                 .await
                 .ok()
@@ -679,14 +796,15 @@ async fn route_one(
     Ok(())
 }
 
-/// The message as it is forwarded: the chain's body and attribute changes, plus the replay id and count.
-fn outgoing_message(source_identity: &str, mut out: Envelope, outcome: ChainOutcome) -> Envelope {
+/// The message as it is forwarded: the chain's body and attribute changes, plus the replay id (from its
+/// journal `key`) and count.
+fn outgoing_message(source_identity: &str, key: &str, mut out: Envelope, outcome: ChainOutcome) -> Envelope {
     if let Some(body) = outcome.body {
         out.body = body;
     }
     out.apply_attribute_changes(&outcome.attribute_changes);
     let count = out.replay_count + 1;
-    let id = replay_id(source_identity, &out.id, out.replay_count);
+    let id = replay_id(source_identity, key);
     out.apply_attribute_changes(&[
         crate::message::AttributeChange::Set(REPLAY_ID_ATTRIBUTE.into(), id),
         crate::message::AttributeChange::Set(REPLAY_COUNT_ATTRIBUTE.into(), count.to_string()),
@@ -716,11 +834,14 @@ async fn forward_stage(
     let mut canary_left = config.canary;
     let mut canary_ids: Vec<String> = Vec::new();
     let mut canary: Option<CanaryReport> = None;
+    // One batch is in flight at a time, so the batch size bounds what a crash can leave in doubt.
+    let largest = sink.max_batch().min(config.max_in_flight).max(1);
     let max_batch = match &config.rate {
         // About a tenth of a second's worth, so pacing stays smooth and a stop is prompt.
-        Some(plan) => ((plan.rate.0 / 10.0) as usize).clamp(1, sink.max_batch()),
-        None => sink.max_batch(),
+        Some(plan) => ((plan.rate.0 / 10.0) as usize).clamp(1, largest),
+        None => largest,
     };
+    let redelivery = sink.redelivery();
 
     while let Some(first) = replay_rx.recv().await {
         let limit = if canary_left > 0 {
@@ -755,12 +876,15 @@ async fn forward_stage(
 
         let mut settling: Vec<(AckToken, String, String)> = Vec::with_capacity(batch.len());
         let mut envelopes: Vec<Envelope> = Vec::with_capacity(batch.len());
-        for Replay { token, key, outgoing } in batch {
-            settling.push((token, key, outgoing.id.clone()));
-            envelopes.push(outgoing);
+        let mut in_doubt: Vec<usize> = Vec::new();
+        for (index, replay) in batch.into_iter().enumerate() {
+            if replay.in_doubt {
+                in_doubt.push(index);
+            }
+            settling.push((replay.token, replay.key, replay.outgoing.id.clone()));
+            envelopes.push(replay.outgoing);
         }
-        let results = sink.send(&envelopes).await;
-        drop(envelopes);
+        let results = send_once(&shared, sink.as_ref(), redelivery, &settling, envelopes, &in_doubt).await?;
         // (token, journal key, message id) of each confirmed message.
         let mut confirmed: Vec<(AckToken, String, String)> = Vec::with_capacity(settling.len());
         for ((token, key, id), result) in settling.into_iter().zip(results) {
@@ -790,7 +914,7 @@ async fn forward_stage(
             if canary_left > 0 {
                 canary_ids.push(id);
             }
-            settle_tx.send(Settle::Ack(token, key)).await.ok();
+            settle_tx.send(Settle::Ack(token, Some(key))).await.ok();
         }
         if canary_left > 0 {
             canary_left = canary_left.saturating_sub(sent.max(1));
@@ -847,9 +971,60 @@ async fn forward_stage(
     Ok(canary)
 }
 
+/// Send a batch so that nothing is sent twice that can be helped: messages an earlier run was sending when it
+/// ended are first looked for at a destination that can be read back, and sends to such a destination are
+/// journaled (durably) before they start, so the next run knows what to look for.
+async fn send_once(
+    shared: &Shared,
+    sink: &dyn Sink,
+    redelivery: Redelivery,
+    settling: &[(AckToken, String, String)],
+    envelopes: Vec<Envelope>,
+    in_doubt: &[usize],
+) -> Result<Vec<Result<(), String>>> {
+    if redelivery != Redelivery::Checkable {
+        return Ok(sink.send(&envelopes).await);
+    }
+    let mut results: Vec<Option<Result<(), String>>> = vec![None; envelopes.len()];
+    if !in_doubt.is_empty() {
+        let doubtful: Vec<Envelope> = in_doubt.iter().map(|&i| envelopes[i].clone()).collect();
+        match sink.delivered(&doubtful).await {
+            Ok(found) => {
+                for (&index, there) in in_doubt.iter().zip(found) {
+                    if there {
+                        tracing::info!(id = %settling[index].2, "already at the destination (sent by an earlier run); not sent again");
+                        results[index] = Some(Ok(()));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot check the destination for messages sent before a crash, sending them again: {e}")
+            }
+        }
+    }
+    let pending: Vec<usize> = (0..envelopes.len()).filter(|i| results[*i].is_none()).collect();
+    if !pending.is_empty() {
+        let keys: Vec<&str> = pending.iter().map(|&i| settling[i].1.as_str()).collect();
+        shared.journal(Event::Sending, &keys)?;
+        shared.sync_journal()?;
+        let batch: Vec<Envelope> = match pending.len() == envelopes.len() {
+            true => envelopes,
+            false => pending.iter().map(|&i| envelopes[i].clone()).collect(),
+        };
+        for (&index, result) in pending.iter().zip(sink.send(&batch).await) {
+            results[index] = Some(result);
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not sent".into())))
+        .collect())
+}
+
 /// Archive discarded messages durably, then ack them.
 async fn discard_stage(
     shared: Arc<Shared>,
+    mut archive: Option<DiscardArchive>,
     mut discard_rx: mpsc::Receiver<Discard>,
     settle_tx: mpsc::Sender<Settle>,
     mut gate: tokio::sync::watch::Receiver<GateState>,
@@ -870,7 +1045,6 @@ async fn discard_stage(
         return Ok(());
     }
     let mut held = held.into_iter();
-    let mut archive: Option<DiscardArchive> = None;
     loop {
         let first = match held.next() {
             Some(item) => item,
@@ -882,17 +1056,26 @@ async fn discard_stage(
         let mut batch = vec![first];
         batch.extend(held.by_ref().take(255));
         let batch = recv_batch(&mut discard_rx, batch, 256, BATCH_LINGER).await;
-        let written = match archive.as_mut() {
-            Some(a) => Ok(a),
-            None => DiscardArchive::open(&shared.config.archive).map(|a| archive.insert(a)),
-        }
-        .and_then(|a| {
-            let rows: Vec<(&Envelope, &str, &str)> = batch
-                .iter()
-                .map(|d| (&d.delivery.envelope, d.reason.as_str(), d.module.as_str()))
-                .collect();
-            tokio::task::block_in_place(|| a.write(&rows))
-        });
+        let written = archive
+            .as_mut()
+            .context("a dry run has no discard archive")
+            .and_then(|a| {
+                let keys: Vec<String> = batch
+                    .iter()
+                    .map(|d| archive_key(&shared.source_identity, &d.key))
+                    .collect();
+                let rows: Vec<Discarded<'_>> = batch
+                    .iter()
+                    .zip(&keys)
+                    .map(|(d, key)| Discarded {
+                        envelope: &d.delivery.envelope,
+                        reason: &d.reason,
+                        module: &d.module,
+                        key,
+                    })
+                    .collect();
+                tokio::task::block_in_place(|| a.write(&shared.source_identity, &rows))
+            });
         if let Err(e) = written {
             // Without the archive a discard could not be undone: keep them in the DLQ and stop.
             shared.stop_with(StopReason::Error(format!("{e:#}")));
@@ -906,7 +1089,7 @@ async fn discard_stage(
         shared.sync_journal()?;
         Stats::add(&shared.stats.discarded, batch.len() as u64);
         for d in batch {
-            settle_tx.send(Settle::Ack(d.delivery.token, d.key)).await.ok();
+            settle_tx.send(Settle::Ack(d.delivery.token, Some(d.key))).await.ok();
         }
     }
     Ok(())
@@ -946,7 +1129,7 @@ async fn park_stage(
             Some(Ok(())) => {
                 shared.journal(Event::Parked, &[&key])?;
                 shared.sync_journal()?;
-                settle_tx.send(Settle::Ack(delivery.token, key)).await.ok();
+                settle_tx.send(Settle::Ack(delivery.token, Some(key))).await.ok();
             }
             other => {
                 tracing::warn!(id = %delivery.envelope.id, "could not park ({other:?}); left in the DLQ");
@@ -970,7 +1153,7 @@ async fn settle_stage(shared: Arc<Shared>, acker: Arc<dyn Acker>, mut settle_rx:
             match item {
                 Settle::Ack(token, id) => {
                     acks.push(token);
-                    acked_ids.push(id);
+                    acked_ids.extend(id);
                 }
                 Settle::Release(token, id) => {
                     releases.push(token);
@@ -981,7 +1164,7 @@ async fn settle_stage(shared: Arc<Shared>, acker: Arc<dyn Acker>, mut settle_rx:
         if !acks.is_empty() {
             match acker.ack(&acks).await {
                 Ok(()) => {
-                    let ids: Vec<&str> = acked_ids.iter().filter(|i| !i.is_empty()).map(String::as_str).collect();
+                    let ids: Vec<&str> = acked_ids.iter().map(String::as_str).collect();
                     shared.journal(Event::Acked, &ids)?;
                 }
                 Err(e) => {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::core::{Destination, Endpoint, Scheme};
 use crate::message::Envelope;
 use crate::source::AdapterError;
 
@@ -20,6 +21,19 @@ pub use file::FileSink;
 pub use redis::RedisSink;
 pub use sqs::SqsSink;
 
+/// What a destination can tell about a message sent just before a crash (it may or may not have arrived).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redelivery {
+    /// It cannot be read back (RabbitMQ, SQS): a message in flight at a crash is sent again on resume, with
+    /// the same replay id, at most `--max-in-flight` of them per crash.
+    Possible,
+    /// The sink recognises a replay id it already holds and does not add it again (a file).
+    Deduplicated,
+    /// It can be asked whether messages arrived ([`Sink::delivered`]): sends are journaled ahead, and a
+    /// resumed run asks before sending again (a Redis stream).
+    Checkable,
+}
+
 /// A destination for replayed messages.
 #[async_trait]
 pub trait Sink: Send + Sync {
@@ -29,6 +43,16 @@ pub trait Sink: Send + Sync {
     /// Most messages one `send` call should carry.
     fn max_batch(&self) -> usize;
 
+    /// What the destination can tell about a message sent before a crash.
+    fn redelivery(&self) -> Redelivery {
+        Redelivery::Possible
+    }
+
+    /// For [`Redelivery::Checkable`] sinks: whether each message (by its replay id) is already there.
+    async fn delivered(&self, batch: &[Envelope]) -> Result<Vec<bool>, AdapterError> {
+        Ok(vec![false; batch.len()])
+    }
+
     /// Send a batch. One result per message, in order; `Ok` means the destination confirmed it.
     async fn send(&self, batch: &[Envelope]) -> Vec<Result<(), String>>;
 
@@ -36,41 +60,40 @@ pub trait Sink: Send + Sync {
     async fn close(&self) -> Result<(), AdapterError>;
 }
 
-/// The destination name that sends each message back where it was dead-lettered from.
-pub const ORIGIN: &str = "origin";
-
-/// Open a sink from its URL: `file:path/to/staging.jsonl`, `amqp://host/vhost?queue=staging`,
+/// Open a destination: `file:path/to/staging.jsonl`, `amqp://host/vhost?queue=staging`,
 /// `amqp://host/vhost?exchange=orders&routing_key=created`, `sqs://orders-staging` (or an SQS queue URL or
-/// ARN); or `origin` with the source's URL. `aws` applies to SQS.
+/// ARN), `redis://host/db?stream=name`; or `origin`, back where each message of `source` came from.
+/// `aws` applies to SQS.
 pub async fn open_sink(
-    url: &str,
-    source_url: &str,
+    destination: &Destination,
+    source: &Endpoint,
     aws: &crate::sqs::AwsSettings,
 ) -> Result<Arc<dyn Sink>, AdapterError> {
-    if url == ORIGIN {
-        return match source_url.split_once(':') {
-            Some(("amqp" | "amqps", _)) => Ok(Arc::new(AmqpSink::origin(source_url).await?)),
-            Some(("sqs" | "http" | "https" | "arn", _)) => Ok(Arc::new(SqsSink::origin(source_url, aws).await?)),
-            Some(("redis" | "rediss", _)) => Ok(Arc::new(RedisSink::origin(source_url).await?)),
-            _ => Err(AdapterError::Config(format!(
-                "--to origin needs a broker source that records where each message was dead-lettered from \
-                 (amqp://..., sqs://... or redis://...); {} does not",
-                crate::source::redact_url(source_url)
-            ))),
-        };
-    }
-    match url.split_once(':') {
-        Some(("file", path)) => Ok(Arc::new(FileSink::open(path).await?)),
-        Some(("amqp" | "amqps", _)) => Ok(Arc::new(AmqpSink::open(url).await?)),
-        Some(("sqs" | "http" | "https" | "arn", _)) => Ok(Arc::new(SqsSink::open(url, aws).await?)),
-        Some(("redis" | "rediss", _)) => Ok(Arc::new(RedisSink::open(url).await?)),
-        Some((scheme, _)) if !scheme.is_empty() && !scheme.contains(['/', '\\']) => Err(AdapterError::Config(format!(
-            "unsupported destination `{scheme}:`; supported: file:path/to/staging.jsonl, \
-             amqp://host/vhost?queue=name or ?exchange=name&routing_key=key, sqs://queue-name, \
-             redis://host/db?stream=name, origin"
-        ))),
-        _ => Err(AdapterError::Config(format!(
-            "destination {url:?} has no scheme; write file:{url} for a JSONL file"
-        ))),
+    let endpoint = match destination {
+        Destination::Origin => {
+            let url = source.secret_text();
+            return match source.scheme() {
+                Scheme::Amqp => Ok(Arc::new(AmqpSink::origin(url).await?)),
+                Scheme::Sqs => Ok(Arc::new(SqsSink::origin(url, aws).await?)),
+                Scheme::Redis => Ok(Arc::new(RedisSink::origin(url).await?)),
+                Scheme::File | Scheme::Postgres => Err(AdapterError::Config(format!(
+                    "--to origin needs a broker source that records where each message was dead-lettered from \
+                     (amqp://..., sqs://... or redis://...); {source} does not"
+                ))),
+            };
+        }
+        Destination::To(endpoint) => endpoint,
+    };
+    let url = endpoint.secret_text();
+    match endpoint.scheme() {
+        Scheme::File => Ok(Arc::new(
+            FileSink::open(endpoint.file_path().unwrap_or_default()).await?,
+        )),
+        Scheme::Amqp => Ok(Arc::new(AmqpSink::open(url).await?)),
+        Scheme::Sqs => Ok(Arc::new(SqsSink::open(url, aws).await?)),
+        Scheme::Redis => Ok(Arc::new(RedisSink::open(url).await?)),
+        Scheme::Postgres => Err(AdapterError::Config(
+            "a postgres:// table is a source only; replay to a queue, a stream or a file".into(),
+        )),
     }
 }

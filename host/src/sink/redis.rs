@@ -13,11 +13,15 @@ use ::redis::Value;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use super::Sink;
+use super::{Redelivery, Sink};
 use crate::message::{Envelope, REPLAY_ID_ATTRIBUTE};
 use crate::retry::Backoff;
 use crate::source::AdapterError;
 use crate::streams::{RedisUrl, entry_list, is_connection_error, outgoing_fields, text};
+
+/// How many of a stream's newest entries are searched for replay ids that may have arrived before a drop
+/// or a crash.
+pub const READ_BACK: usize = 10_000;
 
 /// Sends replayed messages to Redis Streams.
 pub struct RedisSink {
@@ -69,6 +73,18 @@ impl RedisSink {
             stream: None,
             connection: Mutex::new(Some(connection)),
         })
+    }
+
+    /// The stream `env` goes to: the destination's, or (origin) the one it came from.
+    fn stream_of(&self, env: &Envelope) -> Result<String, String> {
+        match (&self.stream, &env.origin.original_queue) {
+            (Some(s), _) => Ok(s.clone()),
+            (None, Some(s)) if env.origin.system == "redis" => Ok(s.clone()),
+            (None, _) => Err(format!(
+                "no `{}` field: the stream it came from is unknown; replay it with --to redis://...?stream=NAME",
+                self.url.fields.origin
+            )),
+        }
     }
 
     async fn connection(&self) -> Result<::redis::aio::MultiplexedConnection, AdapterError> {
@@ -142,7 +158,7 @@ impl RedisSink {
         }
     }
 
-    /// Replay ids among the stream's newest entries.
+    /// Replay ids among the stream's newest entries: at least [`READ_BACK`], more for a large batch.
     async fn already_added(&self, stream: &str, batch: &[(usize, &Envelope)]) -> Result<HashSet<String>, AdapterError> {
         let mut connection = self.connection().await?;
         let reply: Value = ::redis::cmd("XREVRANGE")
@@ -150,7 +166,7 @@ impl RedisSink {
             .arg("+")
             .arg("-")
             .arg("COUNT")
-            .arg((batch.len() * 4).max(1000))
+            .arg((batch.len() * 4).max(READ_BACK))
             .query_async(&mut connection)
             .await
             .map_err(|e| AdapterError::Broker(self.url.explain(&e, "XREVRANGE")))?;
@@ -182,18 +198,37 @@ impl Sink for RedisSink {
         200
     }
 
+    fn redelivery(&self) -> Redelivery {
+        Redelivery::Checkable
+    }
+
+    async fn delivered(&self, batch: &[Envelope]) -> Result<Vec<bool>, AdapterError> {
+        let mut found = vec![false; batch.len()];
+        let mut by_stream: Vec<(String, Vec<(usize, &Envelope)>)> = Vec::new();
+        for (index, env) in batch.iter().enumerate() {
+            let Ok(stream) = self.stream_of(env) else { continue };
+            match by_stream.iter_mut().find(|(s, _)| *s == stream) {
+                Some((_, items)) => items.push((index, env)),
+                None => by_stream.push((stream, vec![(index, env)])),
+            }
+        }
+        for (stream, items) in &by_stream {
+            let there = self.already_added(stream, items).await?;
+            for (index, env) in items {
+                found[*index] = env.attribute(REPLAY_ID_ATTRIBUTE).is_some_and(|id| there.contains(id));
+            }
+        }
+        Ok(found)
+    }
+
     async fn send(&self, batch: &[Envelope]) -> Vec<Result<(), String>> {
         let mut results: Vec<Result<(), String>> = vec![Err("not sent".into()); batch.len()];
         let mut by_stream: Vec<(String, Vec<(usize, &Envelope)>)> = Vec::new();
         for (index, env) in batch.iter().enumerate() {
-            let stream = match (&self.stream, &env.origin.original_queue) {
-                (Some(s), _) => s.clone(),
-                (None, Some(s)) if env.origin.system == "redis" => s.clone(),
-                (None, _) => {
-                    results[index] = Err(format!(
-                        "no `{}` field: the stream it came from is unknown; replay it with --to redis://...?stream=NAME",
-                        self.url.fields.origin
-                    ));
+            let stream = match self.stream_of(env) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    results[index] = Err(e);
                     continue;
                 }
             };

@@ -8,11 +8,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::os::unix::fs::MetadataExt;
+
 use async_trait::async_trait;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode, SourceOptions};
-use crate::jsonl::parse_message;
+use crate::core::RunLock;
+use crate::core::files::{self, file_kind};
+use crate::jsonl::{line_text, parse_message};
 use crate::message::Origin;
 
 /// Reads a JSONL DLQ export.
@@ -21,8 +25,14 @@ pub struct FileSource {
     identity: String,
     origin: Origin,
     reader: BufReader<tokio::fs::File>,
-    /// Bytes of the file that belong to this pass.
+    /// Bytes of the file that belong to this pass: up to its last newline when it was opened.
     pass_bytes: u64,
+    /// The file ended with a line without a newline when the pass started (left for the next run).
+    unterminated: bool,
+    /// Device and inode: the remainder is only written from the same file.
+    file_id: (u64, u64),
+    /// Held for the pass: one run per DLQ file.
+    _lock: Option<RunLock>,
     read_bytes: u64,
     line_no: u64,
     pass_lines: PassSize,
@@ -32,20 +42,37 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    /// Open `path` for one pass.
-    pub async fn open(path: &str, _mode: SourceMode, options: &SourceOptions) -> Result<Self, AdapterError> {
+    /// Open `path` for one pass. A replay ([`SourceMode::Consume`]) takes the file's run lock first: a
+    /// second run on the same file (by any path, with any audit directory) is refused while this one lasts.
+    pub async fn open(path: &str, mode: SourceMode, options: &SourceOptions) -> Result<Self, AdapterError> {
         if path.is_empty() {
             return Err(AdapterError::Config("file: needs a path, e.g. file:dlq.jsonl".into()));
         }
         let path = PathBuf::from(path);
+        // Only regular files: a FIFO would block the open (and cannot be read twice for the remainder), a
+        // directory cannot be read at all.
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| AdapterError::io(format!("cannot open the DLQ file {}", path.display()), e))?;
+        if let Some(kind) = file_kind(&meta.file_type()) {
+            return Err(AdapterError::Config(format!(
+                "{} is a {kind}, not a regular file: redrive reads a DLQ file twice (the pass, then what is left),                  so write the messages to a file first",
+                path.display()
+            )));
+        }
+        let lock = match mode {
+            SourceMode::Consume => Some(lock_file(&path, meta.dev(), meta.ino())?),
+            SourceMode::Peek => None,
+        };
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| AdapterError::io(format!("cannot open the DLQ file {}", path.display()), e))?;
-        let pass_bytes = file
+        let length = file
             .metadata()
             .await
             .map_err(|e| AdapterError::io(format!("cannot stat {}", path.display()), e))?
             .len();
+        // The pass ends at the last newline: a last line without one may still be being written.
+        let pass_bytes = complete_lines_end(&path, length).await?;
         let absolute = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
         let pass_lines = PassSize::default();
         if options.count_pass {
@@ -69,6 +96,8 @@ impl FileSource {
             },
             reader: BufReader::with_capacity(256 * 1024, file),
             pass_bytes,
+            unterminated: length > pass_bytes,
+            file_id: (meta.dev(), meta.ino()),
             read_bytes: 0,
             line_no: 0,
             pass_lines,
@@ -76,8 +105,45 @@ impl FileSource {
             remainder: options.remainder.clone(),
             buf: Vec::with_capacity(4096),
             path,
+            _lock: lock,
         })
     }
+}
+
+/// The run lock of the file with this device and inode, in the user's runtime directory.
+fn lock_file(path: &Path, dev: u64, ino: u64) -> Result<RunLock, AdapterError> {
+    let dir = files::runtime_dir().map_err(|e| AdapterError::Config(e.to_string()))?;
+    RunLock::acquire(
+        &dir.join(format!("file-{dev:x}-{ino:x}.lock")),
+        &format!("the DLQ file {}", path.display()),
+    )
+    .map_err(|e| AdapterError::Config(e.to_string()))
+}
+
+/// Where the complete lines of the first `length` bytes end: just after the last newline (0 if none).
+async fn complete_lines_end(path: &Path, length: u64) -> Result<u64, AdapterError> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = std::fs::File::open(&path)?;
+        let mut end = length;
+        let mut chunk = vec![0u8; 64 * 1024];
+        while end > 0 {
+            let start = end.saturating_sub(chunk.len() as u64);
+            let want = (end - start) as usize;
+            file.seek(SeekFrom::Start(start))?;
+            file.read_exact(&mut chunk[..want])?;
+            if let Some(at) = chunk[..want].iter().rposition(|b| *b == b'\n') {
+                return Ok(start + at as u64 + 1);
+            }
+            end = start;
+        }
+        Ok(0)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r)
+    .map_err(|e| AdapterError::io("cannot read the end of the DLQ file", e))
 }
 
 /// Count non-empty lines within the first `limit` bytes (for progress bars).
@@ -131,13 +197,13 @@ impl Source for FileSource {
                 seq: self.line_no,
                 key: String::new(),
             };
-            let line = match std::str::from_utf8(&self.buf) {
+            let line = match line_text(&self.buf, self.line_no as usize) {
                 Ok(line) if line.trim().is_empty() => continue,
                 Ok(line) => line,
-                Err(_) => {
+                Err(e) => {
                     return Ok(Some(Received::Malformed {
                         token,
-                        problem: format!("line {}: not UTF-8 text", self.line_no),
+                        problem: e.to_string(),
                     }));
                 }
             };
@@ -156,43 +222,84 @@ impl Source for FileSource {
     }
 
     async fn finish(&mut self) -> Result<Vec<String>, AdapterError> {
+        let mut notes = Vec::new();
+        if self.unterminated {
+            notes.push(format!(
+                "the last line of {} has no final newline: it may still have been being written, so it was left                  for the next run (if the file is complete, add the newline: echo >> {})",
+                self.path.display(),
+                self.path.display()
+            ));
+        }
         let Some(out) = &self.remainder else {
-            return Ok(vec![format!(
+            notes.push(format!(
                 "{} is unchanged (a file cannot delete lines); pass --remainder FILE to write what is still in the DLQ",
                 self.path.display()
-            )]);
+            ));
+            return Ok(notes);
         };
-        let kept = write_remainder(&self.path, out, &self.removed).await?;
-        Ok(vec![format!(
+        let kept = write_remainder(&self.path, self.file_id, self.pass_bytes, out, &self.removed).await?;
+        notes.push(format!(
             "still in the DLQ: {kept} messages, written to {}",
             out.display()
-        )])
+        ));
+        Ok(notes)
     }
 }
 
-/// Copy every line not acked to `out` (created with mode 0600, replaced atomically).
-async fn write_remainder(src: &Path, out: &Path, removed: &RemovedLines) -> Result<u64, AdapterError> {
-    let io = |what: &str, e| AdapterError::io(format!("{what} {}", out.display()), e);
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| io("cannot create the directory of", e))?;
-    }
-    let tmp = out.with_extension("tmp");
-    let mut options = tokio::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true).mode(0o600);
-    let mut writer = tokio::io::BufWriter::new(options.open(&tmp).await.map_err(|e| io("cannot create", e))?);
-    let file = tokio::fs::File::open(src)
+/// Copy every line not acked to `out`, byte for byte (an unterminated last line stays unterminated).
+/// Written to a new temporary file beside `out` (unique name, created exclusively, mode 0600), synced, then
+/// renamed over `out`. Refused when the source was replaced or truncated during the run.
+async fn write_remainder(
+    src: &Path,
+    src_id: (u64, u64),
+    pass_bytes: u64,
+    out: &Path,
+    removed: &Arc<RemovedLines>,
+) -> Result<u64, AdapterError> {
+    let (src, out, removed) = (src.to_owned(), out.to_owned(), removed.clone());
+    tokio::task::spawn_blocking(move || write_remainder_now(&src, src_id, pass_bytes, &out, &removed))
         .await
-        .map_err(|e| AdapterError::io(format!("cannot reopen {}", src.display()), e))?;
-    let mut reader = BufReader::new(file);
+        .map_err(|e| AdapterError::io("the remainder task failed", std::io::Error::other(e)))?
+}
+
+fn write_remainder_now(
+    src: &Path,
+    src_id: (u64, u64),
+    pass_bytes: u64,
+    out: &Path,
+    removed: &RemovedLines,
+) -> Result<u64, AdapterError> {
+    use std::io::{BufRead, Write};
+    let io = |what: &str, e| AdapterError::io(format!("{what} {}", out.display()), e);
+    let file = std::fs::File::open(src).map_err(|e| AdapterError::io(format!("cannot reopen {}", src.display()), e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| AdapterError::io(format!("cannot stat {}", src.display()), e))?;
+    if (meta.dev(), meta.ino()) != src_id || meta.len() < pass_bytes {
+        return Err(AdapterError::Config(format!(
+            "{} was replaced or truncated during the run, so the remainder cannot be worked out from it; the run \
+             journal knows what was settled: run the same command again on the file as it is now",
+            src.display()
+        )));
+    }
+    let dir = match out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir.to_owned(),
+        None => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io("cannot create the directory of", e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".redrive-remainder-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| io("cannot create a temporary file beside", e))?;
+    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, tmp.as_file());
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
     let mut line = Vec::new();
     let (mut line_no, mut kept) = (0u64, 0u64);
     loop {
         line.clear();
         let n = reader
             .read_until(b'\n', &mut line)
-            .await
             .map_err(|e| AdapterError::io(format!("cannot read {}", src.display()), e))?;
         if n == 0 {
             break;
@@ -201,17 +308,13 @@ async fn write_remainder(src: &Path, out: &Path, removed: &RemovedLines) -> Resu
         if line.trim_ascii().is_empty() || removed.contains(line_no) {
             continue;
         }
-        if !line.ends_with(b"\n") {
-            line.push(b'\n');
-        }
-        writer.write_all(&line).await.map_err(|e| io("cannot write", e))?;
+        writer.write_all(&line).map_err(|e| io("cannot write", e))?;
         kept += 1;
     }
-    writer.flush().await.map_err(|e| io("cannot write", e))?;
-    writer.get_ref().sync_all().await.map_err(|e| io("cannot sync", e))?;
-    tokio::fs::rename(&tmp, out)
-        .await
-        .map_err(|e| io("cannot rename into", e))?;
+    writer.flush().map_err(|e| io("cannot write", e))?;
+    drop(writer);
+    tmp.as_file().sync_all().map_err(|e| io("cannot sync", e))?;
+    tmp.persist(out).map_err(|e| io("cannot rename into", e.error))?;
     Ok(kept)
 }
 

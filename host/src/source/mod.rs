@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::core::{Endpoint, Scheme};
 use crate::message::Envelope;
 
 mod amqp;
@@ -146,56 +147,38 @@ pub struct SourceOptions {
     pub where_clause: Option<String>,
 }
 
-/// Open a source from its URL: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`,
-/// `sqs://orders-dlq` (or an SQS queue URL or ARN), `redis://host:6379/0?stream=orders:dlq`.
+/// Open a source: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`,
+/// `sqs://orders-dlq` (or an SQS queue URL or ARN), `redis://host:6379/0?stream=orders:dlq`,
+/// `postgres://user@host/db?table=failed_jobs`.
 pub async fn open_source(
-    url: &str,
+    endpoint: &Endpoint,
     mode: SourceMode,
     options: &SourceOptions,
 ) -> Result<Box<dyn Source>, AdapterError> {
-    let scheme = url.split_once(':').map(|(s, _)| s);
-    if options.where_clause.is_some() && !matches!(scheme, Some("postgres" | "postgresql")) {
+    if options.where_clause.is_some() && endpoint.scheme() != Scheme::Postgres {
         return Err(AdapterError::Config(
             "--where selects rows of a database table (postgres://...); this source is not one".into(),
         ));
     }
-    match url.split_once(':') {
-        Some(("file", path)) => Ok(Box::new(FileSource::open(path, mode, options).await?)),
-        Some(("postgres" | "postgresql", _)) => Ok(Box::new(
-            PgSource::open(url, mode, options.where_clause.as_deref()).await?,
-        )),
-        Some(("amqp" | "amqps", _)) => Ok(Box::new(AmqpSource::open(url, mode).await?)),
-        Some(("sqs" | "http" | "https" | "arn", _)) => Ok(Box::new(SqsSource::open(url, mode, &options.aws).await?)),
-        Some(("redis" | "rediss", _)) => Ok(Box::new(RedisSource::open(url, mode).await?)),
-        Some((scheme, _)) if !scheme.is_empty() && !scheme.contains(['/', '\\']) => Err(AdapterError::Config(format!(
-            "unsupported source `{scheme}:`; supported: file:path/to/dlq.jsonl, amqp://host/vhost?queue=name, \
-             sqs://queue-name (or an SQS queue URL or ARN), redis://host/db?stream=name, \
-             postgres://user@host/db?table=failed_jobs"
-        ))),
-        _ => Err(AdapterError::Config(format!(
-            "source {url:?} has no scheme; write file:{url} for a JSONL file"
-        ))),
-    }
+    let url = endpoint.secret_text();
+    Ok(match endpoint.scheme() {
+        Scheme::File => Box::new(FileSource::open(endpoint.file_path().unwrap_or_default(), mode, options).await?),
+        Scheme::Postgres => Box::new(PgSource::open(url, mode, options.where_clause.as_deref()).await?),
+        Scheme::Amqp => Box::new(AmqpSource::open(url, mode).await?),
+        Scheme::Sqs => Box::new(SqsSource::open(url, mode, &options.aws).await?),
+        Scheme::Redis => Box::new(RedisSource::open(url, mode).await?),
+    })
 }
 
-/// `url` with any password replaced by `***`, for messages and logs.
+/// `url` with any password and secret option replaced by `***`, for messages and logs; a URL that cannot be
+/// parsed safely is not shown at all.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let masked = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_owned()
-            };
-            format!("{scheme}://{masked}@{host}{tail}")
-        }
-        None => url.to_owned(),
+    match Endpoint::parse(url) {
+        Ok(endpoint) => endpoint.redacted().to_owned(),
+        Err(_) => match url.split_once(':') {
+            Some((scheme, _)) if !scheme.contains(['/', '@']) => format!("{scheme}:(URL not shown)"),
+            _ => "(URL not shown)".to_owned(),
+        },
     }
 }
 
@@ -213,5 +196,6 @@ mod tests {
         assert_eq!(redact_url("amqp://user@h"), "amqp://user@h");
         assert_eq!(redact_url("file:dlq.jsonl"), "file:dlq.jsonl");
         assert_eq!(redact_url("amqp://a:b@c@h/x"), "amqp://a:***@h/x");
+        assert_eq!(redact_url("amqp://a:b#c@h/x"), "amqp:(URL not shown)");
     }
 }

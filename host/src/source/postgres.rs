@@ -220,6 +220,62 @@ fn connection_lost(e: &tokio_postgres::Error, client: &Client) -> bool {
             .is_some_and(|c| *c == tokio_postgres::error::SqlState::ADMIN_SHUTDOWN || c.code().starts_with("08"))
 }
 
+/// Check that an operator's `--where` predicate stays one predicate inside the parentheses redrive puts it
+/// in: balanced parentheses, no `;`, no comment that would hide the rest of the query (quotes, quoted
+/// identifiers and dollar-quoted strings are skipped). It is still trusted SQL; this stops accidents, such as
+/// a stray `)` that would widen the selection to the whole table.
+fn check_where(predicate: &str) -> Result<(), String> {
+    let bytes = predicate.as_bytes();
+    let mut depth = 0i32;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'\'' | b'"') => {
+                let escapes = quote == b'\'' && i > 0 && matches!(bytes[i - 1], b'E' | b'e');
+                i += 1;
+                loop {
+                    match bytes.get(i) {
+                        None => return Err("has a quote that is not closed".into()),
+                        Some(b'\\') if escapes => i += 2,
+                        Some(&c) if c == quote && bytes.get(i + 1) == Some(&quote) => i += 2,
+                        Some(&c) if c == quote => break,
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            b'$' => {
+                let tag_end = bytes[i + 1..]
+                    .iter()
+                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+                    .map(|n| i + 1 + n);
+                if let Some(end) = tag_end.filter(|&e| bytes[e] == b'$') {
+                    let tag = &predicate[i..=end];
+                    match predicate[end + 1..].find(tag) {
+                        Some(close) => i = end + 1 + close + tag.len() - 1,
+                        None => return Err(format!("has a dollar-quoted string {tag}...{tag} that is not closed")),
+                    }
+                }
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("closes a parenthesis it did not open".into());
+                }
+            }
+            b';' => return Err("has a `;`: it must be one predicate, not statements".into()),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => return Err("has a `--` comment".into()),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => return Err("has a `/*` comment".into()),
+            _ => {}
+        }
+        i += 1;
+    }
+    if depth > 0 {
+        return Err("opens a parenthesis it does not close".into());
+    }
+    Ok(())
+}
+
 fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
@@ -403,6 +459,12 @@ impl PgSource {
             filter.push(format!("t.{} IS NULL", quote(mark)));
         }
         if let Some(w) = where_clause {
+            check_where(w).map_err(|problem| {
+                AdapterError::Config(format!(
+                    "--where {problem}; write one predicate over the table's columns, e.g. \"queue = 'emails'\" \
+                     (it goes into redrive's query in parentheses)"
+                ))
+            })?;
             filter.push(format!("({w})"));
         }
         let filter_sql = filter.iter().map(|f| format!(" AND {f}")).collect::<String>();
@@ -665,5 +727,35 @@ impl Acker for PgAcker {
 
     async fn release(&self, _tokens: &[AckToken]) -> Result<(), AdapterError> {
         Ok(()) // the row stays as it is (and locked until the pass ends)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_where;
+
+    #[test]
+    fn a_where_predicate_stays_inside_its_parentheses() {
+        for ok in [
+            "queue = 'emails'",
+            "(a = 1 OR b = 2) AND c <> 'x)y'",
+            "payload LIKE '%--%' AND note = E'it\\'s (fine'",
+            "\"odd)name\" = 1",
+            "body = $q$ ); -- $q$",
+            "a = 'it''s'",
+        ] {
+            assert_eq!(check_where(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "queue = 'emails') OR (true",
+            "queue = 'emails' -- rest",
+            "queue = 'emails' /* x */",
+            "a = 1; DELETE FROM t",
+            "(a = 1",
+            "a = 'open",
+            "body = $q$ open",
+        ] {
+            assert!(check_where(bad).is_err(), "{bad}");
+        }
     }
 }

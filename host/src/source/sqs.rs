@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
 use crate::message::REPLAY_ID_ATTRIBUTE;
-use crate::pipeline::replay_id;
+use crate::pipeline::{journal_key, replay_id};
 use crate::retry::Backoff;
 use crate::sqs::{self, AwsSettings, QueueInfo, ReleaseAt, SqsClient, SqsUrl, attributes, explain};
 
@@ -318,7 +318,7 @@ fn sort_received(
         let seq = state.seq;
         state
             .expected_back
-            .insert(replay_id(&shared.identity, &envelope.id, envelope.replay_count));
+            .insert(replay_id(&shared.identity, &journal_key(&envelope)));
         state.held.insert(
             id.clone(),
             Held {

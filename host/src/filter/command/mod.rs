@@ -18,6 +18,10 @@ mod stdin;
 pub(crate) use session::Session;
 use stdin::Input;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
@@ -26,6 +30,7 @@ use wasmtime::{InstancePre, Linker, Store};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 
+use super::blocking::{CommandWaits, WaitLimit};
 use super::component::{CONTRACT, WitMessage};
 use super::engine::deadline_ticks;
 use super::failure::{self, FailureContext};
@@ -40,12 +45,30 @@ pub(crate) struct CommandState {
     stdout: CapturedOutput,
     stderr: CapturedOutput,
     input: Input,
+    /// How long a blocking host call (`poll_oneoff`) of the current request may wait.
+    wait: WaitLimit,
+    /// The instance's start: zero of its monotonic clock.
+    clock_base: Instant,
+}
+
+impl CommandWaits for CommandState {
+    fn wait_limit(&self) -> &WaitLimit {
+        &self.wait
+    }
+
+    fn clock_base(&self) -> Instant {
+        self.clock_base
+    }
+
+    fn stdin_ready(&self) -> u64 {
+        self.input.ready()
+    }
 }
 
 impl CommandState {
     /// A sandbox with no capabilities: no files, environment, arguments or network; `input` as stdin;
     /// stdout kept up to twice the output limit, stderr up to the log limit.
-    fn new(input: Input, limits: &Limits) -> Self {
+    fn new(input: Input, limits: &Limits, stopping: Arc<AtomicBool>) -> Self {
         // A decision's body may be base64 (4/3 larger) inside a JSON line; leave room for both answers.
         let output_cap = usize::try_from(limits.max_output_bytes.saturating_mul(2) + (64 << 10)).unwrap_or(usize::MAX);
         let stdout = CapturedOutput::new(output_cap);
@@ -58,6 +81,8 @@ impl CommandState {
             stdout,
             stderr,
             input,
+            wait: WaitLimit::starting_now(limits.timeout, stopping),
+            clock_base: Instant::now(),
         }
     }
 }
@@ -91,14 +116,19 @@ pub(crate) struct CommandRun {
 /// WASI preview 1 blocks on a Tokio runtime for stdin and stdout, which must not happen on a thread that
 /// is running async tasks (a module starting inside `redrive run`'s runtime): there the run moves to a
 /// scoped thread of its own. Filter workers are plain threads and run it in place.
-pub(crate) fn run(pre: &InstancePre<CommandState>, limits: &Limits, requests: Vec<u8>) -> CommandRun {
+pub(crate) fn run(
+    pre: &InstancePre<CommandState>,
+    limits: &Limits,
+    requests: Vec<u8>,
+    stopping: Arc<AtomicBool>,
+) -> CommandRun {
     if tokio::runtime::Handle::try_current().is_err() {
-        return run_here(pre, limits, requests);
+        return run_here(pre, limits, requests, stopping);
     }
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new()
             .name("redrive-command".into())
-            .spawn_scoped(scope, || run_here(pre, limits, requests));
+            .spawn_scoped(scope, || run_here(pre, limits, requests, stopping));
         match worker.map(|handle| handle.join()) {
             Ok(Ok(run)) => run,
             Ok(Err(_)) => CommandRun {
@@ -115,12 +145,17 @@ pub(crate) fn run(pre: &InstancePre<CommandState>, limits: &Limits, requests: Ve
     })
 }
 
-fn run_here(pre: &InstancePre<CommandState>, limits: &Limits, requests: Vec<u8>) -> CommandRun {
+fn run_here(
+    pre: &InstancePre<CommandState>,
+    limits: &Limits,
+    requests: Vec<u8>,
+    stopping: Arc<AtomicBool>,
+) -> CommandRun {
     let input = Input::Fixed {
         bytes: requests,
         pos: 0,
     };
-    let (answers, fuel, logs) = run_to_end(pre, limits, input);
+    let (answers, fuel, logs) = run_to_end(pre, limits, input, stopping);
     CommandRun { answers, fuel, logs }
 }
 
@@ -131,8 +166,9 @@ fn run_to_end(
     pre: &InstancePre<CommandState>,
     limits: &Limits,
     input: Input,
+    stopping: Arc<AtomicBool>,
 ) -> (Result<Vec<String>, String>, u64, Vec<LogLine>) {
-    let mut store = Store::new(pre.module().engine(), CommandState::new(input, limits));
+    let mut store = Store::new(pre.module().engine(), CommandState::new(input, limits, stopping));
     store.limiter(|state| &mut state.limiter);
     let outcome = store.set_fuel(limits.fuel).and_then(|()| {
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
@@ -163,6 +199,7 @@ fn ended(
                     limits,
                     refused_memory: state.limiter.refused_memory,
                     stderr: &stderr_text,
+                    stopping: state.wait.stopping.load(Ordering::Relaxed),
                 },
             )),
         },

@@ -7,6 +7,8 @@
 //! module that neither answers nor uses CPU (blocked in a host call) is given up on after the deadline plus a
 //! grace period. A session whose instance ended (trap, exit, limit) is not used again.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::Duration;
 
@@ -36,6 +38,7 @@ impl Session {
         pre: &InstancePre<CommandState>,
         limits: &Limits,
         config: &[(String, String)],
+        stopping: Arc<AtomicBool>,
     ) -> (Option<Session>, Turn) {
         let (request_tx, request_rx) = mpsc::sync_channel::<Vec<u8>>(1);
         let (turn_tx, turn_rx) = mpsc::sync_channel::<Turn>(1);
@@ -49,7 +52,7 @@ impl Session {
         let thread_limits = limits.clone();
         let spawned = std::thread::Builder::new()
             .name("redrive-command".into())
-            .spawn(move || run_session(&thread_pre, &thread_limits, link, &turn_tx));
+            .spawn(move || run_session(&thread_pre, &thread_limits, link, &turn_tx, stopping));
         if let Err(e) = spawned {
             return (None, failed(format!("cannot start a thread for the module: {e}")));
         }
@@ -112,8 +115,14 @@ fn failed(reason: String) -> Turn {
 }
 
 /// The session thread: run the module until it exits or traps, then report how it ended.
-fn run_session(pre: &InstancePre<CommandState>, limits: &Limits, link: SessionLink, turns: &SyncSender<Turn>) {
-    let (answers, fuel, logs) = run_to_end(pre, limits, Input::Session(link));
+fn run_session(
+    pre: &InstancePre<CommandState>,
+    limits: &Limits,
+    link: SessionLink,
+    turns: &SyncSender<Turn>,
+    stopping: Arc<AtomicBool>,
+) {
+    let (answers, fuel, logs) = run_to_end(pre, limits, Input::Session(link), stopping);
     let answers = match answers {
         Ok(lines) if lines.is_empty() => Err("it exited: a command filter must answer every request and keep \
                                              reading stdin until it ends (guest-sdk/wit/command.schema.json)"

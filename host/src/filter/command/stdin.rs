@@ -52,6 +52,17 @@ impl Input {
         &bytes[start..end]
     }
 
+    /// Bytes that can be read now without waiting.
+    pub(crate) fn ready(&self) -> u64 {
+        match self {
+            Input::Fixed { bytes, pos } => bytes.len().saturating_sub(*pos) as u64,
+            Input::Session(link) => link
+                .current
+                .as_ref()
+                .map_or(0, |(b, pos)| b.len().saturating_sub(*pos) as u64),
+        }
+    }
+
     fn exhausted(&self) -> bool {
         match self {
             Input::Fixed { bytes, pos } => *pos >= bytes.len(),
@@ -135,6 +146,7 @@ fn next_request(caller: &mut Caller<'_, CommandState>) -> wasmtime::Result<()> {
     };
     let limits = link.limits.clone();
     link.current = Some((request, 0));
+    caller.data_mut().wait.restart();
     caller.set_fuel(limits.fuel)?;
     caller
         .as_context_mut()

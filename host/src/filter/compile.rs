@@ -1,0 +1,216 @@
+//! Compiling a module, bounded: a module is untrusted input, and compiling it costs the host memory and
+//! time that fuel and deadlines do not cover (a 30 MB module of four huge functions took 4.9 GB and 45 s).
+//!
+//! - [`Compilation::Subprocess`] (what the `redrive` binary uses): the module is compiled by a child process
+//!   (`redrive __compile`, hidden) whose data segment is capped with `RLIMIT_DATA` and whose run is capped
+//!   in CPU and wall time; a child that runs out is killed and the module refused with the limit named.
+//! - [`Compilation::InProcess`]: compiled on the calling thread, unbounded (library users, benchmarks).
+//!
+//! Either way a module larger than the size limit is refused before anything else.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::engine::EngineOptions;
+use super::limits::format_size;
+
+/// How modules are compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Compilation {
+    /// On the calling thread, unbounded.
+    InProcess,
+    /// In a child process of `exe` (the redrive binary), bounded.
+    Subprocess {
+        /// The `redrive` executable.
+        exe: PathBuf,
+        /// Memory the compiler may use (its data segment), in bytes.
+        memory_bytes: u64,
+        /// Wall time the compilation may take.
+        timeout: Duration,
+    },
+}
+
+/// Default memory a compilation may use: 2 GiB (the largest guests we build, Python and JavaScript
+/// runtimes of 12–19 MB, need well under half of it).
+pub const DEFAULT_COMPILE_MEMORY: u64 = 2 << 30;
+/// Default wall time a compilation may take.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default largest module accepted, in bytes.
+pub const DEFAULT_MAX_MODULE_BYTES: u64 = 64 << 20;
+
+/// What kind of artifact to produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArtifactKind {
+    /// A component (`Engine::precompile_component`).
+    Component,
+    /// A core module (`Engine::precompile_module`).
+    Module,
+}
+
+impl ArtifactKind {
+    fn arg(self) -> &'static str {
+        match self {
+            ArtifactKind::Component => "component",
+            ArtifactKind::Module => "module",
+        }
+    }
+}
+
+/// Why a bounded compilation did not produce an artifact.
+#[derive(Debug)]
+pub(crate) enum CompileFailure {
+    /// The compiler said no (invalid wasm, unsupported feature).
+    Refused(String),
+    /// It needed more memory than allowed.
+    Memory(u64),
+    /// It ran longer than allowed.
+    Time(Duration),
+    /// The child could not be run.
+    Spawn(String),
+}
+
+impl CompileFailure {
+    /// The failure in words, naming the limit and the flag that sets it.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            CompileFailure::Refused(message) => message.clone(),
+            CompileFailure::Memory(limit) => format!(
+                "compiling it needs more than {} of memory (--compile-memory); a module this large or with \
+                 functions this big is refused",
+                format_size(*limit)
+            ),
+            CompileFailure::Time(limit) => format!(
+                "compiling it takes longer than {} (--compile-timeout)",
+                humantime::format_duration(*limit)
+            ),
+            CompileFailure::Spawn(why) => format!("cannot start the compiler process: {why}"),
+        }
+    }
+}
+
+/// Precompile `wasm` in a bounded child process; returns the serialized artifact.
+pub(crate) fn in_subprocess(
+    exe: &std::path::Path,
+    memory_bytes: u64,
+    timeout: Duration,
+    options: &EngineOptions,
+    kind: ArtifactKind,
+    wasm: &[u8],
+) -> Result<Vec<u8>, CompileFailure> {
+    let mut child = Command::new(exe)
+        .arg("__compile")
+        .args(["--kind", kind.arg()])
+        .args(["--max-memory-bytes", &options.max_memory_bytes.to_string()])
+        .args(["--max-instances", &options.max_instances.to_string()])
+        .args(["--limit-memory-bytes", &memory_bytes.to_string()])
+        .args(["--limit-cpu-secs", &(timeout.as_secs() * 2 + 1).to_string()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| CompileFailure::Spawn(e.to_string()))?;
+    let (Some(mut stdin), Some(mut stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        let _ = child.kill();
+        return Err(CompileFailure::Spawn("no pipes to the child".into()));
+    };
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // A child that died early closes its stdin: the write fails, the exit status says why.
+            let _ = stdin.write_all(wasm);
+        });
+        let artifact = scope.spawn(move || {
+            let mut out = Vec::new();
+            stdout.read_to_end(&mut out).map(|_| out)
+        });
+        let errors = scope.spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.take(64 << 10).read_to_string(&mut text);
+            text
+        });
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() > timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(CompileFailure::Time(timeout));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(CompileFailure::Spawn(e.to_string())),
+            }
+        };
+        let artifact = artifact.join().unwrap_or_else(|_| Ok(Vec::new()));
+        let errors = errors.join().unwrap_or_default();
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(0), _) => artifact.map_err(|e| CompileFailure::Spawn(format!("reading the artifact: {e}"))),
+            (Some(EXIT_REFUSED), _) => Err(CompileFailure::Refused(errors.trim().to_owned())),
+            // SIGXCPU: the CPU-time backstop.
+            (_, Some(24)) => Err(CompileFailure::Time(timeout)),
+            // An allocation refused by RLIMIT_DATA aborts the child (or it exits with its own message).
+            _ if errors.contains("memory allocation")
+                || errors.contains("out of memory")
+                || status.signal() == Some(6) =>
+            {
+                Err(CompileFailure::Memory(memory_bytes))
+            }
+            _ => Err(CompileFailure::Refused(format!(
+                "the compiler process ended with {status}: {}",
+                errors.trim()
+            ))),
+        }
+    })
+}
+
+/// Exit code of `redrive __compile` when the compiler refused the module.
+pub const EXIT_REFUSED: i32 = 3;
+
+/// The child side (`redrive __compile`): cap this process, read wasm on stdin, write the artifact on stdout.
+pub fn compile_child(
+    kind: &str,
+    options: &EngineOptions,
+    limit_memory_bytes: u64,
+    limit_cpu_secs: u64,
+) -> Result<u8, String> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let cap = |resource, value: u64| {
+        setrlimit(
+            resource,
+            Rlimit {
+                current: Some(value),
+                maximum: Some(value),
+            },
+        )
+        .map_err(|e| format!("cannot set the compiler's limits: {e}"))
+    };
+    cap(Resource::Data, limit_memory_bytes)?;
+    cap(Resource::Cpu, limit_cpu_secs)?;
+    let mut wasm = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut wasm)
+        .map_err(|e| format!("cannot read the module: {e}"))?;
+    let engine = wasmtime::Engine::new(&super::engine::engine_config(options)).map_err(|e| e.to_string())?;
+    let artifact = match kind {
+        "component" => engine.precompile_component(&wasm),
+        "module" => engine.precompile_module(&wasm),
+        other => return Err(format!("unknown artifact kind {other:?}")),
+    };
+    match artifact {
+        Ok(bytes) => {
+            std::io::stdout()
+                .write_all(&bytes)
+                .map_err(|e| format!("cannot write the artifact: {e}"))?;
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{}", super::error::error_chain(&e));
+            Ok(EXIT_REFUSED as u8)
+        }
+    }
+}
