@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the local brokers the end-to-end tests and benchmarks use are running on 127.0.0.1:
 # RabbitMQ on 5672 (guest/guest) with the shovel plugin (for the benchmark's comparison), Redis on 6379,
-# PostgreSQL on 5432 (database test, trust auth), and a local SQS endpoint (moto_server) on 9324.
+# PostgreSQL on 5432 (database test, trust auth), and a local SQS endpoint (moto_server) on 9324 (and one
+# that checks credentials on 9325).
 # Starts what is installed but stopped; installs from Debian's packages what is missing (needs root).
 # Idempotent and quick when everything is already up.
 #
@@ -91,4 +92,13 @@ if ! port_open "$sqs_port"; then
     nohup "$moto_venv/bin/python" "$repo/scripts/moto-server.py" -H 127.0.0.1 -p "$sqs_port" \
         >"$tools_dir/moto.log" 2>&1 &
     wait_port "$sqs_port" moto_server
+fi
+# A second moto_server that checks credentials (INITIAL_NO_AUTH_ACTION_COUNT=0: every request must be signed
+# with a key it knows), for the tests of refused AWS credentials. REDRIVE_SQS_AUTH_PORT sets its port.
+sqs_auth_port="${REDRIVE_SQS_AUTH_PORT:-9325}"
+if ! port_open "$sqs_auth_port"; then
+    say "starting moto_server (SQS, credentials checked) on 127.0.0.1:$sqs_auth_port"
+    INITIAL_NO_AUTH_ACTION_COUNT=0 nohup "$moto_venv/bin/python" "$repo/scripts/moto-server.py" -H 127.0.0.1 \
+        -p "$sqs_auth_port" >"$tools_dir/moto-auth.log" 2>&1 &
+    wait_port "$sqs_auth_port" "moto_server (credentials checked)"
 fi

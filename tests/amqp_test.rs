@@ -7,6 +7,7 @@
 //! Without a reachable broker the tests fail with instructions; they never pass silently.
 
 mod common;
+mod kit;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -811,3 +812,169 @@ fn kill_9_mid_run_repeats_at_most_the_in_flight_window_each_with_its_replay_id()
         "{doubled} copies forwarded twice after {kills} kills: at most {DEFAULT_IN_FLIGHT} per kill may be"
     );
 }
+
+/// RabbitMQ under the adapter kit: a real DLQ (dead-lettered through a DLX by a consumer that rejects),
+/// a staging queue.
+struct AmqpKit {
+    rt: tokio::runtime::Runtime,
+    topo: Topology,
+    inspector: Inspector,
+    /// A user made for `password_never_printed`, deleted at the end.
+    user: Option<String>,
+}
+
+impl AmqpKit {
+    fn rabbitmqctl(args: &[&str]) {
+        let out = Command::new("rabbitmqctl")
+            .args(args)
+            .output()
+            .expect("rabbitmqctl is needed (it ships with rabbitmq-server)");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for AmqpKit {
+    fn drop(&mut self) {
+        if let Some(user) = self.user.take() {
+            let _ = Command::new("rabbitmqctl").args(["delete_user", &user]).output();
+        }
+    }
+}
+
+impl kit::Broker for AmqpKit {
+    fn new(test: &str) -> Self {
+        let rt = runtime();
+        let topo = Topology::new(&format!("kit-{test}"));
+        let inspector = rt.block_on(async {
+            let conn = connect().await;
+            let ch = conn.create_channel().await.unwrap();
+            topo.declare(&ch).await;
+            Inspector { _conn: conn, ch }
+        });
+        AmqpKit {
+            rt,
+            topo,
+            inspector,
+            user: None,
+        }
+    }
+
+    fn seed(&mut self, n: u64) {
+        self.rt.block_on(self.topo.seed(&self.inspector, &orders(n as usize)));
+    }
+
+    fn source_url(&self) -> String {
+        // A small prefetch keeps the source reading through the pass: a cut connection then meets
+        // redeliveries mid-pass.
+        format!("{}&prefetch=20", self.topo.dlq_url())
+    }
+
+    fn destination_url(&self) -> String {
+        self.topo.staging_url()
+    }
+
+    fn destination_count(&mut self) -> usize {
+        self.rt.block_on(self.topo.depth(&self.inspector, "staging")) as usize
+    }
+
+    fn at_destination(&mut self) -> Vec<kit::Arrived> {
+        let taken = self.rt.block_on(self.topo.drain(&self.inspector, "staging"));
+        let ids = replay_ids(&taken);
+        taken
+            .iter()
+            .map(|t| kit::Arrived {
+                order: kit::order_of_body(&String::from_utf8_lossy(&t.body)).unwrap(),
+                replay_id: ids.get(&t.id).and_then(|r| r.iter().next().cloned()),
+            })
+            .collect()
+    }
+
+    fn in_dlq(&mut self) -> Vec<u64> {
+        let taken = self.rt.block_on(self.topo.drain(&self.inspector, "dlq"));
+        taken
+            .iter()
+            .map(|t| kit::order_of_body(&String::from_utf8_lossy(&t.body)).unwrap())
+            .collect()
+    }
+
+    fn at_origin(&mut self) -> Vec<u64> {
+        let taken = self.rt.block_on(self.topo.drain(&self.inspector, "work"));
+        taken
+            .iter()
+            .map(|t| kit::order_of_body(&String::from_utf8_lossy(&t.body)).unwrap())
+            .collect()
+    }
+
+    fn drop_connections(&mut self, _redrive_pid: u32) {
+        // Every connection on the broker: this case runs alone (`access`).
+        kill_connections();
+        // The inspector's own connection went too.
+        self.inspector = self.rt.block_on(async {
+            let conn = connect().await;
+            let ch = conn.create_channel().await.unwrap();
+            Inspector { _conn: conn, ch }
+        });
+    }
+
+    fn crash_copies(&self) -> kit::Copies {
+        kit::Copies::AtMostPerCrash(DEFAULT_IN_FLIGHT)
+    }
+
+    fn mistakes(&self) -> Vec<kit::Mistake> {
+        let wrong_password = broker_url().replace("guest:guest", "guest:wrong-s3cret");
+        vec![
+            kit::Mistake {
+                what: "a missing queue",
+                url: self.topo.url("queue=no-such-queue"),
+                says: "queue `no-such-queue` does not exist",
+            },
+            kit::Mistake {
+                what: "a wrong password",
+                url: format!("{wrong_password}?queue={}", self.topo.name("dlq")),
+                says: "refused the login of user `guest`",
+            },
+            kit::Mistake {
+                what: "a closed port",
+                url: "amqp://guest:guest@127.0.0.1:1/%2f?queue=q".into(),
+                says: "refused",
+            },
+        ]
+    }
+
+    fn with_password(&mut self) -> (String, String) {
+        let user = format!("redrive-kit-{}", std::process::id());
+        let password = "Kit#/?@:%& =Secret".to_owned();
+        Self::rabbitmqctl(&["add_user", &user, &password]);
+        Self::rabbitmqctl(&["set_permissions", "-p", "/", &user, ".*", ".*", ".*"]);
+        self.user = Some(user.clone());
+        let encoded: String = form_urlencoded::byte_serialize(password.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        let url = format!(
+            "amqp://{user}:{encoded}@127.0.0.1:5672/%2f?queue={}",
+            self.topo.name("dlq")
+        );
+        (url, password)
+    }
+
+    fn access(access: kit::Access) -> Box<dyn std::any::Any> {
+        match access {
+            kit::Access::Shared => Box::new(shared_broker()),
+            kit::Access::Exclusive => Box::new(BROKER.write().unwrap_or_else(std::sync::PoisonError::into_inner)),
+        }
+    }
+}
+
+kit::suite!(AmqpKit:
+    reconciles,
+    plan_changes_nothing,
+    dropped_connection,
+    kill_9_then_resume,
+    to_origin,
+    mistakes_are_exit_2,
+    password_never_printed,
+);

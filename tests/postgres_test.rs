@@ -3,6 +3,7 @@
 //! `failed_jobs` table and fills it the way the framework's failer does, then replays it.
 
 mod common;
+mod kit;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -436,3 +437,121 @@ fn a_where_clause_cannot_escape_its_parentheses_or_end_the_statement() {
     assert_eq!(code, 0, "{stdout}\n{err}");
     assert_eq!(sorted(staged(&out)), expected(5, |i| i % 2 == 0));
 }
+
+/// A `failed_jobs` table under the adapter kit, filled the way Laravel's failer fills it, replayed to a file
+/// (a table is a source only). Not listed: `to_origin` (a job's queue is on another system, not this
+/// database).
+struct PgKit {
+    t: Table,
+    tmp: tempfile::TempDir,
+}
+
+impl PgKit {
+    fn staging(&self) -> std::path::PathBuf {
+        self.tmp.path().join("staging.jsonl")
+    }
+}
+
+impl kit::Broker for PgKit {
+    fn new(test: &str) -> Self {
+        PgKit {
+            t: Table::new(&format!("kit_{test}").replace('-', "_")),
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn seed(&mut self, n: u64) {
+        self.t.seed(n);
+    }
+
+    fn source_url(&self) -> String {
+        self.t.url("")
+    }
+
+    fn destination_url(&self) -> String {
+        format!("file:{}", self.staging().display())
+    }
+
+    fn destination_count(&mut self) -> usize {
+        staged(&self.staging()).len()
+    }
+
+    fn at_destination(&mut self) -> Vec<kit::Arrived> {
+        std::fs::read_to_string(self.staging())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                kit::Arrived {
+                    order: order(v["body"].as_str().unwrap()),
+                    replay_id: v["attributes"]["x-redrive-replay-id"].as_str().map(str::to_owned),
+                }
+            })
+            .collect()
+    }
+
+    fn in_dlq(&mut self) -> Vec<u64> {
+        self.t.remaining()
+    }
+
+    fn drop_connections(&mut self, _redrive_pid: u32) {
+        // redrive's sessions on this test's table (its queries name it).
+        let killed = self.t.query(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'redrive' \
+             AND query ILIKE '%{}%'",
+            self.t.name
+        ));
+        assert!(!killed.is_empty(), "no session of redrive found");
+    }
+
+    fn crash_copies(&self) -> kit::Copies {
+        kit::Copies::None
+    }
+
+    fn mistakes(&self) -> Vec<kit::Mistake> {
+        vec![
+            kit::Mistake {
+                what: "a missing table",
+                url: format!("{}?table=no_such_table", server()),
+                says: "does not exist",
+            },
+            kit::Mistake {
+                what: "an unknown user",
+                url: format!(
+                    "postgres://no_such_user:wrong-s3cret@127.0.0.1:5432/test?table={}",
+                    self.t.name
+                ),
+                says: "no_such_user",
+            },
+            kit::Mistake {
+                what: "a closed port",
+                url: "postgres://postgres@127.0.0.1:9/test?table=x".into(),
+                says: "cannot connect",
+            },
+        ]
+    }
+
+    fn with_password(&mut self) -> (String, String) {
+        // Trust authentication takes any password: what matters is that none is ever shown.
+        let password = "Kit#/?@:%& =Secret".to_owned();
+        let encoded: String = form_urlencoded::byte_serialize(password.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        (
+            format!(
+                "postgres://postgres:{encoded}@127.0.0.1:5432/test?table={}",
+                self.t.name
+            ),
+            password,
+        )
+    }
+}
+
+kit::suite!(PgKit:
+    reconciles,
+    plan_changes_nothing,
+    dropped_connection,
+    kill_9_then_resume,
+    mistakes_are_exit_2,
+    password_never_printed,
+);

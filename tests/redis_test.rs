@@ -4,6 +4,7 @@
 //! with their error (XADD + XACK), as job libraries do. Each test uses its own keys and deletes them.
 
 mod common;
+mod kit;
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -86,7 +87,7 @@ impl Streams {
                 .arg(">")
                 .query(&mut self.con)
                 .unwrap();
-            if matches!(&read, Value::Nil) || redrive::streams::entries_of_read(&read).is_empty() {
+            if matches!(&read, Value::Nil) || redrive::brokers::redis::entries_of_read(&read).is_empty() {
                 read = redis::cmd("XREADGROUP")
                     .arg("GROUP")
                     .arg("app")
@@ -99,7 +100,7 @@ impl Streams {
                     .query(&mut self.con)
                     .unwrap();
             }
-            let entries = redrive::streams::entries_of_read(&read);
+            let entries = redrive::brokers::redis::entries_of_read(&read);
             if entries.is_empty() {
                 break;
             }
@@ -166,7 +167,7 @@ impl Streams {
             .arg("+")
             .query(&mut self.con)
             .unwrap();
-        redrive::streams::entry_list(&reply)
+        redrive::brokers::redis::entry_list(&reply)
             .into_iter()
             .map(|e| {
                 let fields: HashMap<String, String> = e
@@ -531,3 +532,154 @@ fn kill_9_mid_run_then_resume_doubles_nothing_in_a_stream() {
         "a stream can be read back: a resumed run must not add an entry a killed run already added"
     );
 }
+
+/// The connections of the redrive process `pid`, by the names redrive gives them, killed.
+fn kill_connections_of(con: &mut redis::Connection, pid: u32) -> usize {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query(con).unwrap();
+    let ours = format!("name=redrive-{pid}-");
+    let ids: Vec<String> = list
+        .lines()
+        .filter(|l| l.contains(&ours))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|f| f.strip_prefix("id="))
+                .map(str::to_owned)
+        })
+        .collect();
+    for id in &ids {
+        let _: i64 = redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id).query(con).unwrap();
+    }
+    ids.len()
+}
+
+/// Redis Streams under the adapter kit: a DLQ stream an application fills for real (a consumer group that
+/// fails entries three times, then moves them with their error), a staging stream.
+struct RedisKit {
+    s: Streams,
+    /// An ACL user made for `password_never_printed`, deleted at the end.
+    user: Option<String>,
+}
+
+impl Drop for RedisKit {
+    fn drop(&mut self) {
+        if let Some(user) = self.user.take() {
+            let _: Result<(), _> = redis::cmd("ACL").arg("DELUSER").arg(&user).query(&mut self.s.con);
+        }
+    }
+}
+
+impl kit::Broker for RedisKit {
+    fn new(test: &str) -> Self {
+        let mut s = Streams::new(&format!("kit-{test}"));
+        s.create("staging");
+        RedisKit { s, user: None }
+    }
+
+    fn seed(&mut self, n: u64) {
+        self.s.seed(n as usize);
+    }
+
+    fn source_url(&self) -> String {
+        self.s.url("dlq", "")
+    }
+
+    fn destination_url(&self) -> String {
+        self.s.url("staging", "")
+    }
+
+    fn destination_count(&mut self) -> usize {
+        self.s.len("staging")
+    }
+
+    fn at_destination(&mut self) -> Vec<kit::Arrived> {
+        self.s
+            .entries("staging")
+            .into_iter()
+            .map(|(order, fields)| kit::Arrived {
+                order,
+                replay_id: fields.get("x-redrive-replay-id").cloned(),
+            })
+            .collect()
+    }
+
+    fn in_dlq(&mut self) -> Vec<u64> {
+        self.s.orders("dlq")
+    }
+
+    fn at_origin(&mut self) -> Vec<u64> {
+        // The originals stay in the work stream (the application acked them); the replays carry a replay id.
+        self.s
+            .entries("orders")
+            .into_iter()
+            .filter(|(_, fields)| fields.contains_key("x-redrive-replay-id"))
+            .map(|(order, _)| order)
+            .collect()
+    }
+
+    fn drop_connections(&mut self, redrive_pid: u32) {
+        assert!(
+            kill_connections_of(&mut self.s.con, redrive_pid) > 0,
+            "no connection of redrive found"
+        );
+    }
+
+    fn crash_copies(&self) -> kit::Copies {
+        kit::Copies::None
+    }
+
+    fn mistakes(&self) -> Vec<kit::Mistake> {
+        vec![
+            kit::Mistake {
+                what: "a missing stream",
+                url: self.s.url("nope", ""),
+                says: "does not exist",
+            },
+            kit::Mistake {
+                what: "a wrong password",
+                url: format!(
+                    "redis://nobody:wrong-s3cret@127.0.0.1:6379/0?stream={}",
+                    self.s.key("dlq")
+                ),
+                says: "check the user and password",
+            },
+            kit::Mistake {
+                what: "a closed port",
+                url: "redis://127.0.0.1:9/0?stream=x".into(),
+                says: "cannot connect",
+            },
+        ]
+    }
+
+    fn with_password(&mut self) -> (String, String) {
+        let user = format!("redrive-kit-{}", std::process::id());
+        let password = "Kit#/?@:%& =Secret".to_owned();
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&user)
+            .arg("on")
+            .arg(format!(">{password}"))
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .query(&mut self.s.con)
+            .unwrap();
+        self.user = Some(user.clone());
+        let encoded: String = form_urlencoded::byte_serialize(password.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        (
+            format!("redis://{user}:{encoded}@127.0.0.1:6379/0?stream={}", self.s.key("dlq")),
+            password,
+        )
+    }
+}
+
+kit::suite!(RedisKit:
+    reconciles,
+    plan_changes_nothing,
+    dropped_connection,
+    kill_9_then_resume,
+    to_origin,
+    mistakes_are_exit_2,
+    password_never_printed,
+);

@@ -2,6 +2,7 @@
 //! the real binary, real filters built from source, real files.
 
 mod common;
+mod kit;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -488,3 +489,87 @@ fn bad_run_flags_are_refused_with_a_clear_message() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+/// The file adapter under the adapter kit. Not listed: `dropped_connection` (a file has no connection),
+/// `to_origin` (a file records no origin to send back to), `password_never_printed` (a path has none).
+struct FileKit {
+    dirs: Dirs,
+}
+
+impl kit::Broker for FileKit {
+    fn new(_test: &str) -> Self {
+        FileKit { dirs: Dirs::new() }
+    }
+
+    fn seed(&mut self, n: u64) {
+        let mut text = String::new();
+        for order in 0..n {
+            let mut line = serde_json::json!({"id": format!("m-{order}"), "body": kit::body_of(order)});
+            if let Some(error) = kit::error_of(order) {
+                line["failure"] = serde_json::json!({ "error_text": error });
+            }
+            if kit::is_test_traffic(order) {
+                line["attributes"] = serde_json::json!({"x-test": "true"});
+            }
+            text.push_str(&format!("{line}\n"));
+        }
+        fs::write(self.dirs.p("dlq.jsonl"), text).unwrap();
+    }
+
+    fn source_url(&self) -> String {
+        format!("file:{}", self.dirs.s("dlq.jsonl"))
+    }
+
+    fn destination_url(&self) -> String {
+        format!("file:{}", self.dirs.s("staging.jsonl"))
+    }
+
+    fn run_args(&self) -> Vec<String> {
+        vec!["--remainder".into(), self.dirs.s("rest.jsonl")]
+    }
+
+    fn destination_count(&mut self) -> usize {
+        jsonl_values(&self.dirs.p("staging.jsonl")).len()
+    }
+
+    fn at_destination(&mut self) -> Vec<kit::Arrived> {
+        jsonl_values(&self.dirs.p("staging.jsonl"))
+            .iter()
+            .map(|v| kit::Arrived {
+                order: kit::order_of_body(v["body"].as_str().unwrap()).unwrap(),
+                replay_id: v["attributes"]["x-redrive-replay-id"].as_str().map(str::to_owned),
+            })
+            .collect()
+    }
+
+    fn in_dlq(&mut self) -> Vec<u64> {
+        let rest = self.dirs.p("rest.jsonl");
+        let file = if rest.exists() { rest } else { self.dirs.p("dlq.jsonl") };
+        jsonl_values(&file)
+            .iter()
+            .filter_map(|v| kit::order_of_body(v["body"].as_str()?))
+            .collect()
+    }
+
+    fn crash_copies(&self) -> kit::Copies {
+        kit::Copies::None
+    }
+
+    fn mistakes(&self) -> Vec<kit::Mistake> {
+        fs::create_dir_all(self.dirs.p("a-directory")).unwrap();
+        vec![
+            kit::Mistake {
+                what: "a missing file",
+                url: format!("file:{}", self.dirs.s("no-such.jsonl")),
+                says: "cannot open the DLQ file",
+            },
+            kit::Mistake {
+                what: "a directory",
+                url: format!("file:{}", self.dirs.s("a-directory")),
+                says: "not a regular file",
+            },
+        ]
+    }
+}
+
+kit::suite!(FileKit: reconciles, plan_changes_nothing, kill_9_then_resume, mistakes_are_exit_2);

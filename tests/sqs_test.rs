@@ -4,6 +4,7 @@
 //! moves them to the DLQ, runs the real binary, and deletes its queues at the end.
 
 mod common;
+mod kit;
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
@@ -15,6 +16,18 @@ use common::{module, redrive, run};
 
 fn endpoint() -> String {
     std::env::var("REDRIVE_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9324".into())
+}
+
+/// A moto_server that checks credentials (scripts/services.sh starts it), for refused-credential tests.
+fn auth_endpoint() -> String {
+    let port = std::env::var("REDRIVE_SQS_AUTH_PORT").unwrap_or_else(|_| "9325".into());
+    let address = format!("127.0.0.1:{port}");
+    assert!(
+        std::net::TcpStream::connect(&address).is_ok(),
+        "no credential-checking SQS endpoint on {address}: run scripts/services.sh (it starts moto_server with \
+         INITIAL_NO_AUTH_ACTION_COUNT=0 there)"
+    );
+    format!("http://{address}")
 }
 
 const KEY: &str = "test-key-id";
@@ -56,7 +69,7 @@ impl Queues {
         let rt = runtime();
         let config = rt.block_on(
             aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .http_client(redrive::sqs::http_client())
+                .http_client(redrive::brokers::sqs::http_client())
                 .endpoint_url(endpoint())
                 .region(aws_config::Region::new("us-east-1"))
                 .credentials_provider(aws_sdk_sqs::config::Credentials::new(KEY, SECRET, None, None, "test"))
@@ -517,7 +530,7 @@ fn an_oversized_message_fails_alone_and_stays_in_the_dlq() {
 fn a_batch_sqs_refuses_as_a_whole_is_retried_entry_by_entry() {
     let mut q = Queues::new("wholebatch");
     let staging = q.create("staging", &[]);
-    let aws = redrive::sqs::AwsSettings {
+    let aws = redrive::brokers::sqs::AwsSettings {
         endpoint_url: Some(endpoint()),
         region: Some("us-east-1".into()),
         profile: None,
@@ -531,8 +544,12 @@ fn a_batch_sqs_refuses_as_a_whole_is_retried_entry_by_entry() {
     }
     let destination = redrive::core::Destination::parse(&staging).unwrap();
     let no_source = redrive::core::Endpoint::parse("file:unused.jsonl").unwrap();
+    let options = redrive::brokers::BrokerOptions {
+        aws,
+        ..Default::default()
+    };
     let sink =
-        q.rt.block_on(redrive::sink::open_sink(&destination, &no_source, &aws))
+        q.rt.block_on(redrive::brokers::open_sink(&destination, &no_source, &options))
             .unwrap();
     // The queue's limit drops after the sink read it: SQS (moto) now refuses the whole batch.
     q.rt.block_on(
@@ -543,8 +560,8 @@ fn a_batch_sqs_refuses_as_a_whole_is_retried_entry_by_entry() {
             .send(),
     )
     .unwrap();
-    let batch: Vec<redrive::message::Envelope> = (0..5)
-        .map(|i| redrive::message::Envelope {
+    let batch: Vec<redrive::core::Envelope> = (0..5)
+        .map(|i| redrive::core::Envelope {
             id: format!("m{i}"),
             body: if i == 2 {
                 vec![b'x'; 2000]
@@ -558,7 +575,11 @@ fn a_batch_sqs_refuses_as_a_whole_is_retried_entry_by_entry() {
     let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
     assert_eq!(ok, vec![true, true, false, true, true], "{results:?}");
     assert!(
-        results[2].as_ref().unwrap_err().contains("InvalidParameterValue"),
+        results[2]
+            .as_ref()
+            .unwrap_err()
+            .reason
+            .contains("InvalidParameterValue"),
         "{results:?}"
     );
     assert_eq!(orders(&q.drain(&staging)), vec![0, 1, 3, 4]);
@@ -749,6 +770,7 @@ fn mistakes_are_clear_errors_before_anything_moves() {
     }
     // Nothing listens on this port.
     let (code, _, err) = run(redrive(tmp.path())
+        .current_dir(tmp.path())
         .env("AWS_ACCESS_KEY_ID", KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -767,6 +789,7 @@ fn mistakes_are_clear_errors_before_anything_moves() {
     assert!(err.contains("cannot reach"), "{err}");
     // No region anywhere.
     let (code, _, err) = run(redrive(tmp.path())
+        .current_dir(tmp.path())
         .env_remove("AWS_REGION")
         .env_remove("AWS_DEFAULT_REGION")
         .env("AWS_CONFIG_FILE", tmp.path().join("none"))
@@ -776,3 +799,130 @@ fn mistakes_are_clear_errors_before_anything_moves() {
     assert!(err.contains("no AWS region"), "{err}");
     assert_eq!(q.counts(&dlq), (1, 0), "nothing moved");
 }
+
+/// SQS (moto) under the adapter kit: a work queue whose RedrivePolicy moves messages to the DLQ after a
+/// consumer fails them, a staging queue; redrive talks to SQS through a TCP proxy whose connections the
+/// kit cuts. Not listed: `password_never_printed` (an SQS URL carries no password; the secret key lives in
+/// the AWS chain and is checked by `mistakes_are_clear_errors_before_anything_moves`).
+struct SqsKit {
+    q: Queues,
+    work: String,
+    dlq: String,
+    staging: String,
+    proxy: common::proxy::Proxy,
+}
+
+impl kit::Broker for SqsKit {
+    fn new(test: &str) -> Self {
+        let mut q = Queues::new(&format!("kit-{test}"));
+        let (work, dlq, staging) = q.topology(false);
+        let target = endpoint().trim_start_matches("http://").to_owned();
+        SqsKit {
+            q,
+            work,
+            dlq,
+            staging,
+            proxy: common::proxy::Proxy::start(&target),
+        }
+    }
+
+    fn seed(&mut self, n: u64) {
+        seed(&self.q, &self.work, &self.dlq, n);
+    }
+
+    fn source_url(&self) -> String {
+        format!("sqs://{}?visibility=3s", self.q.name("dlq"))
+    }
+
+    fn destination_url(&self) -> String {
+        format!("sqs://{}", self.q.name("staging"))
+    }
+
+    fn command(&self, tmp: &std::path::Path) -> Command {
+        let mut cmd = sqs_redrive(tmp);
+        cmd.env(
+            "AWS_ENDPOINT_URL_SQS",
+            format!("http://127.0.0.1:{}", self.proxy.port()),
+        );
+        cmd
+    }
+
+    fn destination_count(&mut self) -> usize {
+        self.q.counts(&self.staging).0 as usize
+    }
+
+    fn at_destination(&mut self) -> Vec<kit::Arrived> {
+        self.q
+            .drain(&self.staging)
+            .iter()
+            .map(|m| kit::Arrived {
+                order: order_of(m),
+                replay_id: m
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|a| a.get("x-redrive-replay-id"))
+                    .and_then(|v| v.string_value.clone()),
+            })
+            .collect()
+    }
+
+    fn in_dlq(&mut self) -> Vec<u64> {
+        orders(&self.q.drain(&self.dlq))
+    }
+
+    fn at_origin(&mut self) -> Vec<u64> {
+        orders(&self.q.drain(&self.work))
+    }
+
+    fn drop_connections(&mut self, _redrive_pid: u32) {
+        self.proxy.cut();
+    }
+
+    fn crash_copies(&self) -> kit::Copies {
+        kit::Copies::AtMostPerCrash(DEFAULT_IN_FLIGHT)
+    }
+
+    fn after_crash(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.q.counts(&self.dlq).1 > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "messages stayed in flight: {:?}",
+                self.q.counts(&self.dlq)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn mistakes(&self) -> Vec<kit::Mistake> {
+        vec![
+            kit::Mistake {
+                what: "a missing queue",
+                url: format!("sqs://{}", self.q.name("nope")),
+                says: "does not exist",
+            },
+            kit::Mistake {
+                what: "refused credentials",
+                url: format!("{}/123456789012/{}", auth_endpoint(), self.q.name("dlq")),
+                says: "did not accept the AWS credentials",
+            },
+            kit::Mistake {
+                what: "a closed port",
+                url: "http://127.0.0.1:1/000000000000/nope".into(),
+                says: "cannot reach",
+            },
+        ]
+    }
+}
+
+/// The in-flight window a run uses when --max-in-flight is not given.
+const DEFAULT_IN_FLIGHT: usize = 64;
+
+kit::suite!(SqsKit:
+    reconciles,
+    plan_changes_nothing,
+    dropped_connection,
+    kill_9_then_resume,
+    to_origin,
+    mistakes_are_exit_2,
+);

@@ -27,8 +27,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, SamplingMode};
-use redrive::filter::{FilterChain, ModuleSettings, ModuleSpec, sha256_hex};
-use redrive::message::{Envelope, Outcome};
+use redrive::core::envelope::{Envelope, Outcome};
+use redrive::core::ids::sha256_hex;
+use redrive::filter::{FilterChain, ModuleSettings, ModuleSpec};
 use redrive_guest::Filter as _;
 
 #[path = "common/order.rs"]
@@ -492,7 +493,7 @@ mod split {
     use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
     use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-    use redrive::message::Envelope;
+    use redrive::core::envelope::Envelope;
 
     mod bindings {
         wasmtime::component::bindgen!({

@@ -17,8 +17,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use redrive::core::envelope::{Envelope, Outcome};
 use redrive::filter::{FilterChain, ModuleSettings, ModuleSpec};
-use redrive::message::{Envelope, Outcome};
 
 #[path = "common/order.rs"]
 mod order;

@@ -1,31 +1,9 @@
-//! Command-line interface: argument definitions and dispatch. `main.rs` only parses and calls [`run`].
+//! The command line's definitions (clap derive), nothing else: `main.rs` parses them and hands them to
+//! [`crate::commands::run`], which holds the dispatch and the exit codes.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::commands;
-use crate::filter::{
-    Compilation, DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_MODULE_BYTES, EngineSettings,
-    ModuleSettings, SettingError, parse_size,
-};
-
-/// Exit codes shared by every command.
-pub mod exit {
-    /// Everything went as asked.
-    pub const OK: u8 = 0;
-    /// The command ran, and found problems: expectation mismatches, malformed input lines.
-    pub const PROBLEMS: u8 = 1;
-    /// Bad usage, configuration, or a module that cannot start.
-    pub const USAGE: u8 = 2;
-    /// A module was disabled after failing too many messages in a row.
-    pub const MODULE_DISABLED: u8 = 3;
-    /// The canary gate said no: nothing after the canary was forwarded.
-    pub const GATE_FAILED: u8 = 4;
-    /// Stopped by Ctrl-C or SIGTERM (in-flight confirms finished, the rest left in the DLQ).
-    pub const INTERRUPTED: u8 = 130;
-}
 
 /// redrive replays dead letters safely: every message goes through your sandboxed WebAssembly filters,
 /// which decide replay, skip or discard.
@@ -102,7 +80,7 @@ pub enum FilterCommand {
 pub struct FilterNewArgs {
     /// The language of the new filter.
     #[arg(long, short = 'l', value_enum, value_name = "LANG")]
-    pub lang: commands::filter_new::Lang,
+    pub lang: Lang,
     /// The filter's name: lowercase letters, digits and '-', starting with a letter. It names the project
     /// directory and the module it builds (NAME.wasm).
     #[arg(value_name = "NAME")]
@@ -110,6 +88,27 @@ pub struct FilterNewArgs {
     /// Create the project directory inside DIR.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
+}
+
+/// Languages `redrive filter new` has a template for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    /// Rust (component; the guest SDK is copied into the project).
+    Rust,
+    /// C (component; wit-bindgen's C generator).
+    C,
+    /// Zig (command profile).
+    Zig,
+    /// Go (command profile, GOOS=wasip1).
+    Go,
+    /// Python (component; componentize-py).
+    Python,
+    /// JavaScript (component; componentize-js).
+    Js,
+    /// TypeScript (component; tsc, then componentize-js).
+    Ts,
+    /// AssemblyScript (command profile).
+    Assemblyscript,
 }
 
 /// Arguments of `redrive filter test`.
@@ -331,106 +330,6 @@ pub struct SandboxArgs {
     pub compile_timeout: Option<String>,
 }
 
-impl SandboxArgs {
-    /// Each sandbox flag with the setting it sets, and its value when given.
-    pub fn flags(&self) -> [(&'static str, Option<&str>); 8] {
-        [
-            ("memory", self.memory.as_deref()),
-            ("timeout", self.timeout.as_deref()),
-            ("fuel", self.fuel.as_deref()),
-            ("max-output", self.max_output.as_deref()),
-            ("max-log", self.max_log.as_deref()),
-            ("instance", self.instance.as_deref()),
-            ("recycle-every", self.recycle_every.as_deref()),
-            ("max-failures", self.max_failures.as_deref()),
-        ]
-    }
-
-    /// The settings every module starts from.
-    pub fn settings(&self) -> Result<ModuleSettings, SettingError> {
-        let mut settings = ModuleSettings::default();
-        for (key, value) in self.flags() {
-            if let Some(value) = value {
-                settings.set(key, value).map_err(|e| SettingError {
-                    key: format!("--{key}"),
-                    ..e
-                })?;
-            }
-        }
-        Ok(settings)
-    }
-
-    /// The engine settings: cache directory, module size limit, and compilation in a bounded child process
-    /// of this executable.
-    pub fn engine_settings(&self) -> Result<EngineSettings, SettingError> {
-        let size = |flag: &str, value: &Option<String>, default: u64| match value {
-            None => Ok(default),
-            Some(text) => parse_size(text).map_err(|problem| SettingError {
-                key: format!("--{flag}"),
-                value: text.clone(),
-                problem,
-            }),
-        };
-        let compile_timeout = match &self.compile_timeout {
-            None => DEFAULT_COMPILE_TIMEOUT,
-            Some(text) => humantime::parse_duration(text).map_err(|e| SettingError {
-                key: "--compile-timeout".into(),
-                value: text.clone(),
-                problem: format!("{e}; expected a duration like 90s or 5m"),
-            })?,
-        };
-        let memory_bytes = size("compile-memory", &self.compile_memory, DEFAULT_COMPILE_MEMORY)?;
-        let compilation = match std::env::current_exe() {
-            Ok(exe) => Compilation::Subprocess {
-                exe,
-                memory_bytes,
-                timeout: compile_timeout,
-            },
-            Err(e) => {
-                tracing::warn!("cannot find the redrive executable ({e}); compiling modules without limits");
-                Compilation::InProcess
-            }
-        };
-        Ok(EngineSettings {
-            cache_dir: if self.no_cache {
-                None
-            } else {
-                self.cache_dir
-                    .clone()
-                    .or_else(crate::filter::ArtifactCache::default_dir)
-            },
-            compilation,
-            max_module_bytes: size("max-module-size", &self.max_module_size, DEFAULT_MAX_MODULE_BYTES)?,
-        })
-    }
-}
-
-/// Run a parsed command line; the returned code is the process's exit code.
-pub fn run(cli: Cli) -> ExitCode {
-    let result = match cli.command {
-        Command::Run(args) => commands::run::run(&args),
-        Command::Plan(args) => commands::run::plan(&args),
-        Command::Filter(FilterCommand::Test(args)) => commands::filter_test::run(&args),
-        Command::Filter(FilterCommand::New(args)) => commands::filter_new::run(&args),
-        Command::InternalCompile(args) => {
-            let options = crate::filter::EngineOptions {
-                max_memory_bytes: args.max_memory_bytes,
-                max_instances: args.max_instances,
-                settings: EngineSettings::default(),
-            };
-            crate::filter::compile_child(&args.kind, &options, args.limit_memory_bytes, args.limit_cpu_secs)
-                .map_err(anyhow::Error::msg)
-        }
-    };
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(exit::USAGE)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,16 +338,5 @@ mod tests {
     #[test]
     fn cli_definition_is_valid() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn sandbox_flags_name_the_flag_in_errors() {
-        let cli =
-            Cli::try_parse_from(["redrive", "filter", "test", "m.wasm", "--input", "x", "--memory", "big"]).unwrap();
-        let Command::Filter(FilterCommand::Test(args)) = cli.command else {
-            panic!("parsed as another command")
-        };
-        let err = args.sandbox.settings().unwrap_err().to_string();
-        assert!(err.contains("`--memory`"), "{err}");
     }
 }

@@ -22,5 +22,5 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
         .init();
-    redrive::cli::run(cli)
+    redrive::commands::run(cli)
 }

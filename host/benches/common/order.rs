@@ -1,7 +1,7 @@
 //! The dead letter both filter benchmarks use (`engine.rs`, `guests.rs`).
 
 use chrono::{TimeZone, Utc};
-use redrive::message::{Envelope, FailureContext, Origin};
+use redrive::core::envelope::{Envelope, FailureContext, Origin};
 
 /// A realistic dead letter: an order (exactly 1 KiB of JSON) whose consumer timed out upstream.
 pub fn envelope() -> Envelope {

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::core::envelope::Envelope;
 use crate::core::files;
-use crate::jsonl::message_to_json;
-use crate::message::{Envelope, id_digest};
+use crate::core::ids::id_digest;
+use crate::core::jsonl::message_to_json;
 
 /// Attribute naming why a message was discarded.
 pub const DISCARD_REASON_ATTRIBUTE: &str = "x-redrive-discard-reason";
@@ -26,11 +27,6 @@ pub const DISCARDED_FROM_ATTRIBUTE: &str = "x-redrive-discarded-from";
 /// Attribute carrying the archive key ([`archive_key`]).
 pub const ARCHIVE_KEY_ATTRIBUTE: &str = "x-redrive-archive-key";
 
-/// The key a discarded message is archived under: its source and its journal key.
-pub fn archive_key(source_identity: &str, journal_key: &str) -> String {
-    crate::filter::sha256_hex(format!("{source_identity}\n{journal_key}").as_bytes())[..32].to_owned()
-}
-
 /// One message to archive.
 pub struct Discarded<'a> {
     /// The message as it came from the DLQ.
@@ -39,7 +35,7 @@ pub struct Discarded<'a> {
     pub reason: &'a str,
     /// The module that discarded it.
     pub module: &'a str,
-    /// Its [`archive_key`].
+    /// Its [`archive_key`](crate::core::ids::archive_key).
     pub key: &'a str,
 }
 
@@ -120,6 +116,7 @@ impl DiscardArchive {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::ids::{JournalKey, archive_key};
 
     fn archived(path: &Path) -> Vec<serde_json::Value> {
         std::fs::read_to_string(path)
@@ -139,7 +136,11 @@ mod tests {
             ..Default::default()
         };
         let (a, b) = (env("a"), env("b"));
-        let (ka, kb) = (archive_key("file:/one", "a#r0"), archive_key("file:/one", "b#r0"));
+        let key = |text: &str| JournalKey::from_journal(text.to_owned());
+        let (ka, kb) = (
+            archive_key("file:/one", &key("a#r0")),
+            archive_key("file:/one", &key("b#r0")),
+        );
         let item = |envelope, key| Discarded {
             envelope,
             reason: "test traffic",
@@ -155,7 +156,7 @@ mod tests {
             .write("file:/one", &[item(&a, &ka), item(&b, &kb)])
             .unwrap();
         // The same id from another source is another message.
-        let other = archive_key("file:/two", "a#r0");
+        let other = archive_key("file:/two", &key("a#r0"));
         DiscardArchive::open(&path)
             .unwrap()
             .write("file:/two", &[item(&a, &other)])

@@ -6,7 +6,7 @@ mod archive;
 
 pub use archive::{
     ARCHIVE_KEY_ATTRIBUTE, DISCARD_REASON_ATTRIBUTE, DISCARDED_BY_ATTRIBUTE, DISCARDED_FROM_ATTRIBUTE, DiscardArchive,
-    Discarded, archive_key,
+    Discarded,
 };
 
 use std::collections::HashMap;

@@ -7,37 +7,15 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::ValueEnum;
 use include_dir::{Dir, DirEntry, include_dir};
 
-use crate::cli::FilterNewArgs;
-use crate::cli::exit;
+use super::exit;
+use crate::cli::{FilterNewArgs, Lang};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../templates");
 static GUEST_SDK_SRC: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../guest-sdk/src");
 const FILTER_WIT: &str = include_str!("../../../guest-sdk/wit/filter.wit");
 const COMMAND_SCHEMA: &str = include_str!("../../../guest-sdk/wit/command.schema.json");
-
-/// Languages `redrive filter new` has a template for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Lang {
-    /// Rust (component; the guest SDK is copied into the project).
-    Rust,
-    /// C (component; wit-bindgen's C generator).
-    C,
-    /// Zig (command profile).
-    Zig,
-    /// Go (command profile, GOOS=wasip1).
-    Go,
-    /// Python (component; componentize-py).
-    Python,
-    /// JavaScript (component; componentize-js).
-    Js,
-    /// TypeScript (component; tsc, then componentize-js).
-    Ts,
-    /// AssemblyScript (command profile).
-    Assemblyscript,
-}
 
 impl Lang {
     fn dir(self) -> &'static str {
@@ -202,6 +180,7 @@ fn write_file(project: &Path, relative: &Path, contents: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::ValueEnum;
 
     #[test]
     fn names_are_checked() {

@@ -10,12 +10,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value};
 
+use super::{clip, exit, sandbox};
 use crate::audit::AuditLog;
-use crate::cli::{FilterTestArgs, OutputFormat, exit};
-use crate::commands::clip;
+use crate::cli::{FilterTestArgs, OutputFormat};
+use crate::core::envelope::{Origin, Outcome};
+use crate::core::jsonl::{insert_body, line_text, parse_message, read_body};
 use crate::filter::{ChainOutcome, FilterChain, ModuleSpec};
-use crate::jsonl::{insert_body, line_text, parse_message, read_body};
-use crate::message::{Origin, Outcome};
 
 /// Run `redrive filter test`; returns the exit code.
 pub fn run(args: &FilterTestArgs) -> Result<u8> {
@@ -24,7 +24,7 @@ pub fn run(args: &FilterTestArgs) -> Result<u8> {
     let input =
         File::open(&args.input).with_context(|| format!("cannot open the input file {}", args.input.display()))?;
 
-    let chain = FilterChain::load(&specs, 1, &args.sandbox.engine_settings()?)?;
+    let chain = FilterChain::load(&specs, 1, &sandbox::engine_settings(&args.sandbox)?)?;
     for module in chain.modules() {
         tracing::debug!(module = %module.name, sha256 = %module.sha256, cache = ?module.cache_use, load_ms = module.load_time.as_millis() as u64, "module loaded");
     }
@@ -117,7 +117,7 @@ pub fn run(args: &FilterTestArgs) -> Result<u8> {
 }
 
 fn module_specs(args: &FilterTestArgs) -> Result<Vec<ModuleSpec>> {
-    let base = args.sandbox.settings()?;
+    let base = sandbox::module_settings(&args.sandbox)?;
     let mut specs = Vec::with_capacity(args.modules.len());
     for text in &args.modules {
         let mut spec = ModuleSpec::parse(text, &base)?;

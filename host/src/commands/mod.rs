@@ -1,8 +1,51 @@
-//! One module per command; each exposes `run(args) -> Result<exit code>`.
+//! One module per command; each exposes `run(args) -> Result<exit code>`. [`run`] dispatches a parsed
+//! command line, and [`exit`] holds the exit codes every command shares.
 
+pub mod compile;
+pub mod config_file;
 pub mod filter_new;
 pub mod filter_test;
 pub mod run;
+pub mod sandbox;
+mod summary;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, FilterCommand};
+
+/// Exit codes shared by every command.
+pub mod exit {
+    /// Everything went as asked.
+    pub const OK: u8 = 0;
+    /// The command ran, and found problems: expectation mismatches, malformed input lines.
+    pub const PROBLEMS: u8 = 1;
+    /// Bad usage, configuration, or a module that cannot start.
+    pub const USAGE: u8 = 2;
+    /// A module was disabled after failing too many messages in a row.
+    pub const MODULE_DISABLED: u8 = 3;
+    /// The canary gate said no: nothing after the canary was forwarded.
+    pub const GATE_FAILED: u8 = 4;
+    /// Stopped by Ctrl-C or SIGTERM (in-flight confirms finished, the rest left in the DLQ).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Run a parsed command line; the returned code is the process's exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Plan(args) => run::plan(&args),
+        Command::Filter(FilterCommand::Test(args)) => filter_test::run(&args),
+        Command::Filter(FilterCommand::New(args)) => filter_new::run(&args),
+        Command::InternalCompile(args) => compile::run(&args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
 
 /// Shorten `text` to at most `width` characters, marking the cut with `…`.
 pub(crate) fn clip(text: &str, width: usize) -> String {

@@ -1,20 +1,23 @@
 //! `redrive run` and `redrive plan`: turn flags and the config file into a [`RunConfig`], run the pipeline
 //! with Ctrl-C / SIGTERM handling, and print the summary.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{OutputFormat, PlanArgs, RunArgs, SelectArgs, exit};
-use crate::commands::clip;
-use crate::config::{LoadedConfig, value_text};
+use super::config_file::{LoadedConfig, value_text};
+use super::exit;
+use super::sandbox;
+use super::summary::{exit_code, print_groups, print_summary};
+use crate::brokers::{self, BrokerOptions};
+use crate::cli::{OutputFormat, PlanArgs, RunArgs, SelectArgs};
+use crate::core::adapter::SourceMode;
 use crate::core::{Destination, Endpoint};
 use crate::filter::ModuleSpec;
-use crate::pipeline::{self, Gate, Rate, RatePlan, RunConfig, RunReport, StopReason};
-use crate::plan::Plan;
+use crate::pipeline::plan::Plan;
+use crate::pipeline::{self, Gate, Journal, Opened, Rate, RatePlan, RunConfig, RunReport};
 
 /// Messages sent and not yet confirmed at any time, unless `--max-in-flight` says otherwise: at most this many
 /// can reach a destination twice after a crash (README, "What a crash can repeat").
@@ -23,7 +26,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 /// Run `redrive run`; returns the exit code.
 pub fn run(args: &RunArgs) -> Result<u8> {
     let loaded = load_config(&args.select)?;
-    let mut config = base_config(&args.select, &loaded)?;
+    let (mut config, mut options) = base_config(&args.select, &loaded)?;
     let file = &loaded.file;
     let pick = |flag: &Option<String>, from_file: &Option<String>, url: bool| -> Option<String> {
         flag.clone().or_else(|| {
@@ -66,12 +69,13 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         .remainder
         .clone()
         .or_else(|| file.remainder.as_deref().map(|p| loaded.path(p)));
+    options.remainder.clone_from(&config.remainder);
     config.preserve_order = !(args.allow_reorder || file.allow_reorder.unwrap_or(false));
     if let Some(path) = &args.plan {
         config.plan = Some(Plan::read(path)?.selection());
     }
     let output = args.select.output;
-    let report = execute(config)?;
+    let report = execute(config, options)?;
     print_summary(&report, output, false)?;
     Ok(exit_code(&report))
 }
@@ -79,7 +83,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
 /// Run `redrive plan`; returns the exit code.
 pub fn plan(args: &PlanArgs) -> Result<u8> {
     let loaded = load_config(&args.select)?;
-    let mut config = base_config(&args.select, &loaded)?;
+    let (mut config, brokers) = base_config(&args.select, &loaded)?;
     config.dry_run = true;
     let options = serde_json::json!({
         "max": config.max,
@@ -87,7 +91,7 @@ pub fn plan(args: &PlanArgs) -> Result<u8> {
         "until": config.until,
         "max_replays": config.max_replays,
     });
-    let mut report = execute(config)?;
+    let mut report = execute(config, brokers)?;
     let collector = report.plan.take().unwrap_or_default();
     print_summary(&report, args.select.output, true)?;
     if args.select.output == OutputFormat::Table {
@@ -113,8 +117,8 @@ fn load_config(args: &SelectArgs) -> Result<LoadedConfig> {
     }
 }
 
-/// The settings `run` and `plan` share.
-fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
+/// The settings `run` and `plan` share: the pipeline's, and the brokers' own (AWS, `--where`).
+fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, BrokerOptions)> {
     let file = &loaded.file;
     let from = args
         .from
@@ -122,10 +126,13 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
         .or_else(|| file.from.as_deref().map(|u| loaded.url(u)))
         .context("no source: give --from file:dlq.jsonl (or `from` in the config file)")?;
     let from = Endpoint::parse(&from).context("--from")?;
-    let mut base = args.sandbox.settings()?;
+    let mut base = sandbox::module_settings(&args.sandbox)?;
     for (key, value) in &file.limits {
         // Flags win over the file.
-        if !args.sandbox.flags().iter().any(|(flag, v)| flag == key && v.is_some()) {
+        if !sandbox::flags(&args.sandbox)
+            .iter()
+            .any(|(flag, v)| flag == key && v.is_some())
+        {
             base.set(key, &value_text(value))
                 .with_context(|| format!("[limits] in {}", loaded.dir.display()))?;
         }
@@ -168,7 +175,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
     if workers == 0 {
         bail!("--workers must be at least 1");
     }
-    Ok(RunConfig {
+    let config = RunConfig {
         from,
         to: None,
         filters,
@@ -193,16 +200,21 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<RunConfig> {
         dry_run: false,
         preserve_order: true,
         plan: None,
-        engine: args.sandbox.engine_settings()?,
+        engine: sandbox::engine_settings(&args.sandbox)?,
         progress: !args.no_progress && args.output == OutputFormat::Table,
         started: std::time::Instant::now(),
-        aws: crate::sqs::AwsSettings {
+    };
+    let options = BrokerOptions {
+        remainder: None,
+        count_pass: config.progress,
+        aws: brokers::sqs::AwsSettings {
             profile: args.aws.profile.clone().or_else(|| file.aws.profile.clone()),
             region: args.aws.region.clone().or_else(|| file.aws.region.clone()),
             endpoint_url: args.aws.endpoint_url.clone().or_else(|| file.aws.endpoint_url.clone()),
         },
         where_clause: args.where_clause.clone(),
-    })
+    };
+    Ok((config, options))
 }
 
 fn time_arg(flag: &str, value: Option<&String>) -> Result<Option<DateTime<Utc>>> {
@@ -272,7 +284,7 @@ fn gate(args: &RunArgs, loaded: &LoadedConfig) -> Result<Gate> {
 }
 
 /// Run the pipeline on a Tokio runtime with the kill switch wired to Ctrl-C and SIGTERM.
-fn execute(config: RunConfig) -> Result<RunReport> {
+fn execute(config: RunConfig, options: BrokerOptions) -> Result<RunReport> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -281,8 +293,46 @@ fn execute(config: RunConfig) -> Result<RunReport> {
     runtime.block_on(async move {
         let interrupt = CancellationToken::new();
         tokio::spawn(kill_switch(interrupt.clone()));
-        pipeline::run(config, interrupt).await
+        open_and_run(config, options, interrupt).await
     })
+}
+
+/// Everything that can be checked before a broker is touched first ([`pipeline::prepare`]); then the
+/// source, its journal (which holds the run lock, so it comes before any destination is opened), the
+/// destinations; then the run.
+async fn open_and_run(config: RunConfig, options: BrokerOptions, interrupt: CancellationToken) -> Result<RunReport> {
+    let prepared = pipeline::prepare(&config).await?;
+    let mode = match config.dry_run {
+        true => SourceMode::Peek,
+        false => SourceMode::Consume,
+    };
+    let source = brokers::open_source(&config.from, mode, &options)
+        .await
+        .with_context(|| format!("cannot open the source {}", config.from))?;
+    let journal = match config.dry_run {
+        true => None,
+        false => Some(Journal::open(&config.audit_dir, source.identity())?),
+    };
+    let mut sinks = [None, None];
+    for (slot, (destination, what)) in sinks
+        .iter_mut()
+        .zip([(&config.to, "destination"), (&config.park, "park destination")])
+    {
+        if let (Some(destination), false) = (destination, config.dry_run) {
+            let sink = brokers::open_sink(destination, &config.from, &options)
+                .await
+                .with_context(|| format!("cannot open the {what} {destination}"))?;
+            *slot = Some(sink);
+        }
+    }
+    let [sink, park] = sinks;
+    let opened = Opened {
+        source,
+        journal,
+        sink,
+        park,
+    };
+    pipeline::run(config, prepared, opened, interrupt).await
 }
 
 /// First Ctrl-C / SIGTERM: stop taking messages and drain. Second: exit at once — nothing unconfirmed
@@ -310,193 +360,4 @@ async fn kill_switch(interrupt: CancellationToken) {
             std::process::exit(exit::INTERRUPTED.into());
         }
     }
-}
-
-fn exit_code(report: &RunReport) -> u8 {
-    match &report.stopped {
-        Some(StopReason::Interrupted) => exit::INTERRUPTED,
-        Some(StopReason::GateFailed(_)) => exit::GATE_FAILED,
-        Some(StopReason::ModuleDisabled(_)) => exit::MODULE_DISABLED,
-        Some(StopReason::Error(_)) => exit::PROBLEMS,
-        None if report.counts.send_failed > 0 || report.counts.settle_failed > 0 => exit::PROBLEMS,
-        None => exit::OK,
-    }
-}
-
-fn print_summary(report: &RunReport, output: OutputFormat, dry_run: bool) -> Result<()> {
-    if output == OutputFormat::Json {
-        println!("{}", serde_json::to_string(report)?);
-        return Ok(());
-    }
-    let c = &report.counts;
-    let (replayed, discarded) = if dry_run {
-        ("would replay", "would discard")
-    } else {
-        ("replayed", "discarded")
-    };
-    println!(
-        "\nredrive {}  {} → {}   {:.1}s",
-        if dry_run { "plan" } else { "run" },
-        report.source,
-        report
-            .destination
-            .as_deref()
-            .unwrap_or("(dry run: nothing forwarded, nothing removed)"),
-        report.elapsed_secs
-    );
-    let row = |label: &str, n: u64, note: String| println!("  {label:<14}{n:>8}   {note}");
-    let archive = report
-        .archive
-        .as_deref()
-        .map_or_else(|| "the discard archive".to_owned(), show);
-    row(
-        replayed,
-        c.replayed,
-        if dry_run {
-            "the chain said replay".into()
-        } else {
-            "confirmed by the destination, removed from the DLQ".into()
-        },
-    );
-    row("skipped", c.skipped, "left in the DLQ (a filter said skip)".into());
-    row(
-        discarded,
-        c.discarded,
-        if dry_run {
-            "the chain said discard".into()
-        } else {
-            format!("archived to {archive}, removed from the DLQ")
-        },
-    );
-    row(
-        "failed",
-        c.failed,
-        "left in the DLQ (a filter failed: see the audit log)".into(),
-    );
-    let optional = [
-        (
-            "parked",
-            c.parked,
-            "loop guard: already replayed --max-replays times".to_owned(),
-        ),
-        ("malformed", c.malformed, "left in the DLQ (could not be read)".into()),
-        (
-            "resumed",
-            c.resumed,
-            "settled by an earlier run (journal): acked, not forwarded again".into(),
-        ),
-        ("not done", c.not_done, "left in the DLQ because the run stopped".into()),
-        (
-            "send failed",
-            c.send_failed,
-            "refused by the destination: left in the DLQ".into(),
-        ),
-        (
-            "out of window",
-            c.out_of_window,
-            "failed outside --since/--until: left in the DLQ".into(),
-        ),
-        ("not in plan", c.not_in_plan, "left in the DLQ".into()),
-        (
-            "plan drift",
-            c.plan_drift,
-            "decided differently than the plan: left in the DLQ".into(),
-        ),
-        (
-            "settle failed",
-            c.settle_failed,
-            "ack/release failed: still in the DLQ; a resumed run acks them".into(),
-        ),
-    ];
-    for (label, n, note) in optional {
-        if n > 0 {
-            row(label, n, note);
-        }
-    }
-    if let Some(canary) = &report.canary {
-        row(
-            "canary",
-            canary.ids.len() as u64,
-            format!(
-                "gate {}: {}",
-                canary.gate,
-                if canary.passed { "passed" } else { "FAILED" }
-            ),
-        );
-    }
-    match &report.stopped {
-        Some(StopReason::Interrupted) => {
-            println!("  stopped       interrupted: in-flight confirms finished, the rest is still in the DLQ")
-        }
-        Some(StopReason::GateFailed(why)) => {
-            println!("  stopped       after the canary: {why}; nothing more was forwarded")
-        }
-        Some(StopReason::ModuleDisabled(why)) => println!("  stopped       {why}"),
-        Some(StopReason::Error(why)) => println!("  stopped       error: {why}"),
-        None => {}
-    }
-    let files: Vec<String> = report
-        .audit_files
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    println!("  audit         {} ({})", show(&report.audit_dir), files.join(", "));
-    if let Some(journal) = &report.journal {
-        println!("  journal       {} (re-run the same command to resume)", show(journal));
-    }
-    for note in &report.source_notes {
-        println!("  source        {note}");
-    }
-    if let Some(first) = report.first_replay_secs
-        && !dry_run
-    {
-        let secs = report.elapsed_secs.max(1e-3);
-        println!(
-            "  throughput    {:.0} msg/s; first replay confirmed after {}",
-            (c.replayed + c.skipped + c.discarded + c.failed + c.parked) as f64 / secs,
-            humantime::format_duration(Duration::from_millis((first * 1000.0) as u64))
-        );
-    }
-    Ok(())
-}
-
-fn print_groups(collector: &crate::plan::PlanCollector) {
-    use crate::message::Outcome;
-    let groups = collector.groups();
-    if groups.is_empty() {
-        return;
-    }
-    println!("\nerror groups (values replaced by placeholders), largest first:");
-    println!(
-        "  {:>6}  {:>6} {:>6} {:>7} {:>6}  pattern",
-        "count", "replay", "skip", "discard", "failed"
-    );
-    for group in groups.iter().take(15) {
-        let v = |o: Outcome| group.verdicts.get(&o).copied().unwrap_or(0);
-        println!(
-            "  {:>6}  {:>6} {:>6} {:>7} {:>6}  {}",
-            group.count,
-            v(Outcome::Replay),
-            v(Outcome::Skip),
-            v(Outcome::Discard),
-            v(Outcome::Failed),
-            clip(&group.pattern, 70)
-        );
-        for sample in &group.samples {
-            println!(
-                "  {:>31}  e.g. {} → {}: {}",
-                "",
-                sample.id,
-                sample.verdict,
-                clip(&sample.reason, 60)
-            );
-        }
-    }
-    if groups.len() > 15 {
-        println!("  … {} more groups in the plan file", groups.len() - 15);
-    }
-}
-
-fn show(path: &Path) -> String {
-    path.display().to_string()
 }

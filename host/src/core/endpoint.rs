@@ -107,7 +107,7 @@ impl Endpoint {
             Scheme::Sqs if scheme_text.eq_ignore_ascii_case("arn") => (text.to_owned(), text.to_owned()),
             // Adapters get the URL as parsed here, serialised again: every client then reads the same
             // user, password and host (a raw `@` in a password is percent-encoded).
-            _ => redact(scheme_text, text)?,
+            _ => parse_url(scheme_text, text)?,
         };
         Ok(Self { scheme, text, redacted })
     }
@@ -184,6 +184,19 @@ impl fmt::Display for Destination {
     }
 }
 
+/// `url` with any password and secret option replaced by `***`, for messages and logs; a URL that cannot be
+/// parsed safely is not shown at all. Adapters use it for URLs other than their endpoint's (an SQS endpoint
+/// override, a queue URL found by name).
+pub fn redact(url: &str) -> String {
+    match Endpoint::parse(url) {
+        Ok(endpoint) => endpoint.redacted().to_owned(),
+        Err(_) => match url.split_once(':') {
+            Some((scheme, _)) if !scheme.contains(['/', '@']) => format!("{scheme}:(URL not shown)"),
+            _ => "(URL not shown)".to_owned(),
+        },
+    }
+}
+
 /// True for query keys whose values are secrets (`password`, `sasl.password`, `ssl.key.password`, `token`,
 /// `client_secret`, ...).
 pub fn is_secret_key(key: &str) -> bool {
@@ -203,7 +216,7 @@ pub fn is_secret_key(key: &str) -> bool {
 }
 
 /// A `scheme://` URL, parsed and serialised again, and its redacted form rebuilt from its parsed parts.
-fn redact(scheme: &str, text: &str) -> Result<(String, String), EndpointError> {
+fn parse_url(scheme: &str, text: &str) -> Result<(String, String), EndpointError> {
     let unparseable = |problem: String| EndpointError::Unparseable {
         scheme: scheme.to_owned(),
         problem,
@@ -322,6 +335,16 @@ mod tests {
         assert!(!err.to_string().contains("Q9zP"));
         let err = Endpoint::parse("amqp://guest:5672/abc@h/%2f").unwrap_err();
         assert!(matches!(err, EndpointError::Ambiguous { .. }), "{err}");
+    }
+
+    #[test]
+    fn redact_shows_nothing_it_cannot_parse() {
+        assert_eq!(
+            redact("amqp://guest:s3cret@h:5672/%2f?queue=q"),
+            "amqp://guest:***@h:5672/%2f?queue=q"
+        );
+        assert_eq!(redact("amqp://a:b#c@h/x"), "amqp:(URL not shown)");
+        assert_eq!(redact("file:dlq.jsonl"), "file:dlq.jsonl");
     }
 
     #[test]

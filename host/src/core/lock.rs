@@ -62,12 +62,7 @@ impl RunLock {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e).into()),
         }
-        let holder = format!(
-            "pid {} on {} since {}",
-            std::process::id(),
-            host_name(),
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        );
+        let holder = holder_text();
         file.set_len(0)
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(format!("{holder}\n").as_bytes()))
@@ -85,6 +80,32 @@ impl RunLock {
     }
 }
 
+/// Who holds a lock taken now: `pid N on HOST since TIME`.
+pub fn holder_text() -> String {
+    format!(
+        "pid {} on {} since {}",
+        std::process::id(),
+        host_name(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+/// True when `holder` (as [`holder_text`] wrote it) names a process of this host that no longer exists: a
+/// lock it left in a shared store (a Redis key) can be taken over at once instead of when it expires.
+pub fn holder_is_gone(holder: &str) -> bool {
+    let Some(rest) = holder.strip_prefix("pid ") else {
+        return false;
+    };
+    let Some((pid, rest)) = rest.split_once(" on ") else {
+        return false;
+    };
+    let host = rest.split(" since ").next().unwrap_or(rest);
+    let Some(pid) = pid.parse::<i32>().ok().and_then(rustix::process::Pid::from_raw) else {
+        return false;
+    };
+    host == host_name() && rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +119,16 @@ mod tests {
         assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
         drop(first);
         RunLock::acquire(&path, "the DLQ").unwrap();
+    }
+
+    #[test]
+    fn a_holder_is_gone_only_when_its_process_on_this_host_is() {
+        assert!(!holder_is_gone(&holder_text()), "this process is alive");
+        let dead = format!("pid 999999999 on {} since 2026-01-01T00:00:00Z", host_name());
+        assert!(holder_is_gone(&dead));
+        assert!(!holder_is_gone(
+            "pid 999999999 on another-host since 2026-01-01T00:00:00Z"
+        ));
+        assert!(!holder_is_gone("something else"));
     }
 }

@@ -1,13 +1,29 @@
-//! The leaf of the crate: types every other part shares and that depend on nothing else of redrive.
+//! The leaf of the crate: the types every other part shares, depending on nothing else of redrive.
 //!
+//! - [`envelope`]: the [`Envelope`] every broker's messages are normalised into, and the decisions filters
+//!   make about them.
+//! - [`adapter`]: the [`Source`], [`Acker`] and [`Sink`] traits every broker implements, their tokens and
+//!   typed errors.
 //! - [`endpoint`]: a source or destination URL parsed once, with its redacted form.
-//! - [`files`]: private directories, files opened without following symlinks, same-file checks.
-//! - [`lock`]: one run at a time per DLQ.
+//! - [`ids`]: journal keys, replay ids, digests.
+//! - [`jsonl`]: the JSONL message format of files and `redrive filter test`.
+//! - [`backoff`]: retrying for a bounded time.
+//! - [`files`], [`lock`]: private directories, files opened without following symlinks, one run per DLQ.
 
+pub mod adapter;
+pub mod backoff;
 pub mod endpoint;
+pub mod envelope;
 pub mod files;
+pub mod ids;
+pub mod jsonl;
 pub mod lock;
 
+pub use adapter::{
+    AckToken, Acker, AdapterError, Delivery, PassSize, Received, Redelivery, SendError, Sink, Source, SourceMode,
+};
 pub use endpoint::{Destination, Endpoint, EndpointError, Scheme};
+pub use envelope::Envelope;
 pub use files::{FileError, FileIdentity};
+pub use ids::JournalKey;
 pub use lock::{LockError, RunLock};

@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::component::to_wit;
 use super::engine::{EngineOptions, EngineSettings, FilterEngine, LoadedModule};
 use super::error::FilterError;
+use super::failure::FailureKind;
 use super::runner::ModuleRunner;
 use super::sandbox::LogLine;
 use super::spec::ModuleSpec;
-use crate::message::{AttributeChange, Envelope, Outcome, apply_attribute_changes};
+use crate::core::envelope::{AttributeChange, Envelope, Outcome, apply_attribute_changes};
+use crate::core::ids::sha256_hex;
 
 /// The modules of a chain, compiled and linked. Shared by all workers; each worker makes its own
 /// [`ChainRunner`].
@@ -96,6 +97,10 @@ pub struct AuditRecord {
     pub verdict: Outcome,
     /// The module's reason, or why it failed.
     pub reason: String,
+    /// How it failed, when it did: `trap`, `timeout`, `out_of_fuel`, `memory_refused`, `filter_error`,
+    /// `bad_output`, `could_not_start`, `interrupted` (for grouping failures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<FailureKind>,
     /// Wall time, in microseconds.
     pub duration_us: u64,
     /// Fuel consumed: the module's cost for this message.
@@ -168,7 +173,7 @@ impl ChainRunner {
             let call = runner.decide(&to_wit(env, current_body, &attributes));
             let module = runner.module();
             let hash_in = body_hash.clone();
-            let (outcome, reason) = match call.result {
+            let (outcome, reason, kind) = match call.result {
                 Ok(decision) => {
                     if let Some(new_body) = decision.body {
                         body_hash = sha256_hex(&new_body);
@@ -176,9 +181,9 @@ impl ChainRunner {
                     }
                     apply_attribute_changes(&mut attributes, &decision.attribute_changes);
                     changes.extend(decision.attribute_changes);
-                    (Outcome::from(decision.verdict), decision.reason)
+                    (Outcome::from(decision.verdict), decision.reason, None)
                 }
-                Err(reason) => (Outcome::Failed, reason),
+                Err(failure) => (Outcome::Failed, failure.message, Some(failure.kind)),
             };
             records.push(AuditRecord {
                 time: Utc::now(),
@@ -187,6 +192,7 @@ impl ChainRunner {
                 module_sha256: module.sha256.clone(),
                 verdict: outcome,
                 reason: reason.clone(),
+                kind,
                 duration_us: call.duration.as_micros() as u64,
                 fuel: call.fuel,
                 body_sha256_in: hash_in,
@@ -218,9 +224,4 @@ impl ChainRunner {
             last_reason: r.last_failure().unwrap_or_default().to_owned(),
         })
     }
-}
-
-/// Lower-case hex sha256.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }

@@ -3,7 +3,7 @@
 use wasmtime::component::{HasSelf, Linker};
 
 use super::sandbox::GuestState;
-use crate::message::{AttributeChange, Decision, Envelope, Verdict};
+use crate::core::envelope::{AttributeChange, Decision, Envelope, Verdict};
 
 mod bindings {
     wasmtime::component::bindgen!({

@@ -16,17 +16,9 @@ use super::command::{self, CommandState};
 use super::compile::{self, ArtifactKind, Compilation, DEFAULT_MAX_MODULE_BYTES};
 use super::component::{self, FilterPre};
 use super::error::{FilterError, error_chain};
-use super::limits::ModuleSettings;
+use super::limits::{EPOCH_TICK, ModuleSettings, deadline_ticks};
 use super::sandbox::GuestState;
 use super::spec::ModuleSpec;
-
-/// How often the epoch advances; per-call deadlines are counted in these ticks.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// Deadline ticks for a timeout: rounded up, plus one for the tick already under way.
-pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
-    (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1) + 1
-}
 
 /// What the user decides about the engine, for every module: the cache, how compilation is bounded, and
 /// the largest module accepted.
@@ -426,13 +418,6 @@ fn wasm_kind(bytes: &[u8]) -> WasmKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn deadline_ticks_round_up() {
-        assert_eq!(deadline_ticks(Duration::from_secs(1)), 101);
-        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
-        assert_eq!(deadline_ticks(Duration::from_millis(15)), 3);
-    }
 
     #[test]
     fn recognises_wasm_kinds() {

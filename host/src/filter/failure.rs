@@ -1,10 +1,53 @@
-//! Turning a trap or limit hit into one readable reason.
+//! How a module call failed: a typed kind (for grouping failures) and one readable reason.
 
+use serde::Serialize;
 use wasmtime::{Trap, WasmBacktrace};
 
 use super::blocking::HostWaitCut;
 use super::error::error_chain;
 use super::limits::{Limits, format_size};
+
+/// How a module call failed. Written into each failed audit record as `kind`, next to the reason's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// It trapped: a panic, an unreachable, a stack overflow, an exit with an error code.
+    Trap,
+    /// It ran, or waited in a host call, past the per-message deadline.
+    Timeout,
+    /// It used its whole fuel budget.
+    OutOfFuel,
+    /// It tried to grow its memory past the limit.
+    MemoryRefused,
+    /// The filter itself returned an error for this message.
+    FilterError,
+    /// Its answer is unusable: not the contract's shape, or past a cap (body, reason, attribute changes).
+    BadOutput,
+    /// A new instance (after an earlier failure) could not be started.
+    CouldNotStart,
+    /// The run was stopping (Ctrl-C / SIGTERM): not the filter's doing.
+    Interrupted,
+}
+
+/// A failed module call: how, and why in words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CallFailure {
+    /// How it failed.
+    pub kind: FailureKind,
+    /// Why, for people: the trap or limit, the guest's panic message, the innermost guest functions.
+    pub message: String,
+}
+
+impl CallFailure {
+    /// A failure of `kind` with this reason.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
 
 /// What the sandbox knew when a call went wrong.
 pub(crate) struct FailureContext<'a> {
@@ -17,38 +60,51 @@ pub(crate) struct FailureContext<'a> {
     pub stopping: bool,
 }
 
-/// Describe a failed call: trap kind or limit, the guest's panic message when there is one,
+/// Describe a failed call: its kind, and the trap or limit, the guest's panic message when there is one,
 /// and the innermost guest functions of the wasm backtrace.
-pub(crate) fn describe(err: &wasmtime::Error, cx: &FailureContext<'_>) -> String {
+pub(crate) fn describe(err: &wasmtime::Error, cx: &FailureContext<'_>) -> CallFailure {
     if let Some(cut) = err.downcast_ref::<HostWaitCut>() {
-        return cut.to_string();
+        let kind = match cut {
+            HostWaitCut::Deadline(_) => FailureKind::Timeout,
+            HostWaitCut::Stopping => FailureKind::Interrupted,
+        };
+        return CallFailure::new(kind, cut.to_string());
     }
-    let mut reason = match err.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) if cx.stopping => HostWaitCut::Stopping.to_string(),
-        Some(Trap::Interrupt) => format!(
-            "timed out: still running after the per-message deadline of {}",
-            humantime::format_duration(cx.limits.timeout)
-        ),
-        Some(Trap::OutOfFuel) => format!("fuel exhausted: used its whole budget of {} units", cx.limits.fuel),
-        Some(Trap::StackOverflow) => "stack overflow: recursion too deep".to_string(),
-        Some(trap) => match (cx.refused_memory, panic_message(cx.stderr)) {
-            (Some(size), _) => format!(
-                "memory limit hit: tried to grow its memory to {}, the limit is {}",
-                format_size(size as u64),
-                format_size(cx.limits.memory_bytes)
+    let (kind, mut reason) = match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) if cx.stopping => (FailureKind::Interrupted, HostWaitCut::Stopping.to_string()),
+        Some(Trap::Interrupt) => (
+            FailureKind::Timeout,
+            format!(
+                "timed out: still running after the per-message deadline of {}",
+                humantime::format_duration(cx.limits.timeout)
             ),
-            (None, Some(panic)) => format!("panicked: {panic}"),
+        ),
+        Some(Trap::OutOfFuel) => (
+            FailureKind::OutOfFuel,
+            format!("fuel exhausted: used its whole budget of {} units", cx.limits.fuel),
+        ),
+        Some(Trap::StackOverflow) => (FailureKind::Trap, "stack overflow: recursion too deep".to_string()),
+        Some(trap) => match (cx.refused_memory, panic_message(cx.stderr)) {
+            (Some(size), _) => (
+                FailureKind::MemoryRefused,
+                format!(
+                    "memory limit hit: tried to grow its memory to {}, the limit is {}",
+                    format_size(size as u64),
+                    format_size(cx.limits.memory_bytes)
+                ),
+            ),
+            (None, Some(panic)) => (FailureKind::Trap, format!("panicked: {panic}")),
             (None, None) => match last_line(cx.stderr) {
-                Some(line) => format!("trapped: {trap} (stderr: {line})"),
-                None => format!("trapped: {trap}"),
+                Some(line) => (FailureKind::Trap, format!("trapped: {trap} (stderr: {line})")),
+                None => (FailureKind::Trap, format!("trapped: {trap}")),
             },
         },
-        None => format!("error: {}", error_chain(err)),
+        None => (FailureKind::Trap, format!("error: {}", error_chain(err))),
     };
     if let Some(frames) = backtrace(err) {
         reason.push_str(&format!(" [in {frames}]"));
     }
-    reason
+    CallFailure::new(kind, reason)
 }
 
 /// The message of a Rust panic as printed by the default panic hook:

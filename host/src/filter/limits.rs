@@ -3,6 +3,14 @@
 use std::fmt;
 use std::time::Duration;
 
+/// How often the epoch advances; per-call deadlines are counted in these ticks.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Deadline ticks for a timeout: rounded up, plus one for the tick already under way.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1) + 1
+}
+
 /// Resource limits applied to one module, per message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -218,6 +226,13 @@ mod tests {
         assert!(e.contains("more than zero"), "{e}");
         let e = s.set("colour", "red").unwrap_err().to_string();
         assert!(e.contains("known settings"), "{e}");
+    }
+
+    #[test]
+    fn deadline_ticks_round_up() {
+        assert_eq!(deadline_ticks(Duration::from_secs(1)), 101);
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+        assert_eq!(deadline_ticks(Duration::from_millis(15)), 3);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!   compiled-module cache).
 //! - [`FilterChain`]: modules loaded from [`ModuleSpec`]s, shared by workers.
 //! - [`ChainRunner`]: a worker's instances; [`ChainRunner::decide`] runs the chain on one message and
-//!   never lets a guest fault escape: traps, timeouts and limit hits become [`Outcome::Failed`](crate::message::Outcome).
+//!   never lets a guest fault escape: traps, timeouts and limit hits become [`Outcome::Failed`](crate::core::envelope::Outcome).
 //!
 //! Modules run in a sandbox with no capabilities (no files, network, environment or arguments), a memory
 //! cap, a per-message deadline and a fuel budget; see [`Limits`].
@@ -25,13 +25,14 @@ mod spec;
 
 pub use blocking::HostWaitCut;
 pub use cache::{ArtifactCache, CacheUse};
-pub use chain::{AuditRecord, ChainOutcome, ChainRunner, FilterChain, ModuleDisabled, sha256_hex};
+pub use chain::{AuditRecord, ChainOutcome, ChainRunner, FilterChain, ModuleDisabled};
 pub use compile::{
     ArtifactKind, Compilation, DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_MODULE_BYTES, compile_child,
 };
 pub use component::CONTRACT;
 pub use engine::{EngineOptions, EngineSettings, FilterEngine, LoadedModule};
 pub use error::FilterError;
+pub use failure::{CallFailure, FailureKind};
 pub use limits::{InstancePolicy, Limits, ModuleSettings, SettingError, format_size, parse_size};
 pub use runner::{ModuleCall, ModuleRunner};
 pub use sandbox::LogLine;

@@ -8,20 +8,21 @@ use wasmtime::{InstancePre, Store};
 use super::blocking::WaitLimit;
 use super::command::{self, CommandState};
 use super::component::{Filter, WitMessage, from_wit};
-use super::engine::{LoadedModule, ModuleKind, deadline_ticks};
+use super::engine::{LoadedModule, ModuleKind};
 use super::error::FilterError;
-use super::failure::{self, FailureContext};
+use super::failure::{self, CallFailure, FailureContext, FailureKind};
+use super::limits::deadline_ticks;
 use super::limits::{
     InstancePolicy, Limits, MAX_ATTRIBUTE_BYTES, MAX_ATTRIBUTE_CHANGES, MAX_REASON_BYTES, format_size,
 };
 use super::sandbox::{GuestState, LogLine};
-use crate::message::{AttributeChange, Decision};
+use crate::core::envelope::{AttributeChange, Decision};
 
 /// The result of one module looking at one message.
 #[derive(Debug)]
 pub struct ModuleCall {
-    /// The decision, or why the call failed (trap, timeout, limit, error returned by the filter).
-    pub result: Result<Decision, String>,
+    /// The decision, or how and why the call failed (trap, timeout, limit, error returned by the filter).
+    pub result: Result<Decision, CallFailure>,
     /// Wall time of the call, including instantiation when a fresh instance was needed.
     pub duration: Duration,
     /// Fuel the call consumed.
@@ -113,12 +114,12 @@ impl ModuleRunner {
         self.last_failure.as_deref()
     }
 
-    fn record(&mut self, result: &Result<Decision, String>) {
+    fn record(&mut self, result: &Result<Decision, CallFailure>) {
         match result {
             Ok(_) => self.consecutive_failures = 0,
-            Err(reason) => {
+            Err(failure) => {
                 self.consecutive_failures += 1;
-                self.last_failure = Some(reason.clone());
+                self.last_failure = Some(failure.message.clone());
             }
         }
     }
@@ -149,7 +150,10 @@ impl ModuleRunner {
                 Ok(init_logs) => logs = init_logs,
                 Err(StartFailure::Trap(reason) | StartFailure::Init(reason)) => {
                     return ModuleCall {
-                        result: Err(format!("could not start a new instance: {reason}")),
+                        result: Err(CallFailure::new(
+                            FailureKind::CouldNotStart,
+                            format!("could not start a new instance: {reason}"),
+                        )),
                         duration: started.elapsed(),
                         fuel: 0,
                         logs: Vec::new(),
@@ -166,8 +170,12 @@ impl ModuleRunner {
         logs.extend(turn.logs);
         let result = turn.answers.and_then(|answers| match answers.as_slice() {
             [decision] => self.check_output(command::parse_decision(decision)?),
-            [] => Err("it wrote no decision on stdout before reading its next request".to_string()),
-            _ => Err("it wrote more than one decision line on stdout for one message".to_string()),
+            [] => Err(bad_output(
+                "it wrote no decision on stdout before reading its next request",
+            )),
+            _ => Err(bad_output(
+                "it wrote more than one decision line on stdout for one message",
+            )),
         });
         let recycle_every = match self.module.settings.policy {
             InstancePolicy::Reuse { recycle_every } => recycle_every,
@@ -198,7 +206,7 @@ impl ModuleRunner {
             &self.module.config,
             self.module.engine.stopping(),
         );
-        let answers = turn.answers.map_err(StartFailure::Trap)?;
+        let answers = turn.answers.map_err(|f| StartFailure::Trap(f.message))?;
         let first = answers.first().ok_or_else(|| {
             StartFailure::Trap(
                 "it did not answer `init` on stdout: a command filter reads JSON lines on stdin and answers each \
@@ -229,17 +237,22 @@ impl ModuleRunner {
         );
         let result = run.answers.and_then(|answers| {
             let mut answers = answers.into_iter();
-            let init = answers
-                .next()
-                .ok_or("it exited without answering `init` on stdout (see guest-sdk/wit/command.schema.json)")?;
-            if let Err(message) = command::parse_init_answer(&init)? {
-                return Err(format!("filter refused its configuration: {message}"));
+            let init = answers.next().ok_or_else(|| {
+                bad_output("it exited without answering `init` on stdout (see guest-sdk/wit/command.schema.json)")
+            })?;
+            if let Err(message) = command::parse_init_answer(&init).map_err(bad_output)? {
+                return Err(CallFailure::new(
+                    FailureKind::CouldNotStart,
+                    format!("filter refused its configuration: {message}"),
+                ));
             }
             let decision = answers
                 .next()
-                .ok_or("it answered `init` but exited with no decision on stdout")?;
+                .ok_or_else(|| bad_output("it answered `init` but exited with no decision on stdout"))?;
             if answers.next().is_some() {
-                return Err("it wrote more than one decision line on stdout for one message".to_string());
+                return Err(bad_output(
+                    "it wrote more than one decision line on stdout for one message",
+                ));
             }
             self.check_output(command::parse_decision(&decision)?)
         });
@@ -260,7 +273,7 @@ impl ModuleRunner {
             request.into_bytes(),
             self.module.engine.stopping(),
         );
-        let answers = run.answers.map_err(StartFailure::Trap)?;
+        let answers = run.answers.map_err(|f| StartFailure::Trap(f.message))?;
         let first = answers.first().ok_or_else(|| {
             StartFailure::Trap(
                 "it exited without answering `init` on stdout: a command filter reads JSON lines on stdin and \
@@ -288,7 +301,10 @@ impl ModuleRunner {
                 }
                 Err(StartFailure::Trap(reason) | StartFailure::Init(reason)) => {
                     return ModuleCall {
-                        result: Err(format!("could not start a fresh instance: {reason}")),
+                        result: Err(CallFailure::new(
+                            FailureKind::CouldNotStart,
+                            format!("could not start a fresh instance: {reason}"),
+                        )),
                         duration: started.elapsed(),
                         fuel: 0,
                         logs: Vec::new(),
@@ -311,7 +327,13 @@ impl ModuleRunner {
         let state = live.store.data_mut();
         let (result, trapped) = match outcome {
             Ok(Ok(decision)) => (self.check_output(from_wit(decision)), false),
-            Ok(Err(message)) => (Err(format!("filter returned an error: {message}")), false),
+            Ok(Err(message)) => (
+                Err(CallFailure::new(
+                    FailureKind::FilterError,
+                    format!("filter returned an error: {message}"),
+                )),
+                false,
+            ),
             Err(err) => (Err(describe_failure(state, &err, limits)), true),
         };
         let mut logs = start_logs;
@@ -335,28 +357,28 @@ impl ModuleRunner {
 
     /// A decision within the caps of what a filter may hand back: body size (`max-output`), reason length,
     /// number and size of attribute changes. Past a cap the message fails, before the host spends any work on it.
-    fn check_output(&self, decision: Decision) -> Result<Decision, String> {
+    fn check_output(&self, decision: Decision) -> Result<Decision, CallFailure> {
         let max = self.module.settings.limits.max_output_bytes;
         if let Some(body) = decision.body.as_ref().filter(|b| b.len() as u64 > max) {
-            return Err(format!(
+            return Err(bad_output(format!(
                 "output too large: returned a body of {}, the limit is {}",
                 format_size(body.len() as u64),
                 format_size(max)
-            ));
+            )));
         }
         if decision.reason.len() > MAX_REASON_BYTES {
-            return Err(format!(
+            return Err(bad_output(format!(
                 "reason too long: {}, the limit is {}",
                 format_size(decision.reason.len() as u64),
                 format_size(MAX_REASON_BYTES as u64)
-            ));
+            )));
         }
         let changes = &decision.attribute_changes;
         if changes.len() > MAX_ATTRIBUTE_CHANGES {
-            return Err(format!(
+            return Err(bad_output(format!(
                 "too many attribute changes: {}, the limit is {MAX_ATTRIBUTE_CHANGES}",
                 changes.len()
-            ));
+            )));
         }
         let bytes: usize = changes
             .iter()
@@ -366,11 +388,11 @@ impl ModuleRunner {
             })
             .sum();
         if bytes > MAX_ATTRIBUTE_BYTES {
-            return Err(format!(
+            return Err(bad_output(format!(
                 "attribute changes too large: {} of names and values, the limit is {}",
                 format_size(bytes as u64),
                 format_size(MAX_ATTRIBUTE_BYTES as u64)
-            ));
+            )));
         }
         Ok(decision)
     }
@@ -389,7 +411,7 @@ impl ModuleRunner {
         );
         store.limiter(|state| &mut state.limiter);
         let describe =
-            |store: &mut Store<GuestState>, err: wasmtime::Error| describe_failure(store.data(), &err, limits);
+            |store: &mut Store<GuestState>, err: wasmtime::Error| describe_failure(store.data(), &err, limits).message;
         if let Err(e) = store.set_fuel(limits.fuel) {
             return Err(StartFailure::Trap(describe(&mut store, e)));
         }
@@ -416,7 +438,7 @@ impl ModuleRunner {
 }
 
 /// Describe a failed call with what the sandbox saw: a refused memory growth, the guest's stderr.
-fn describe_failure(state: &GuestState, err: &wasmtime::Error, limits: &Limits) -> String {
+fn describe_failure(state: &GuestState, err: &wasmtime::Error, limits: &Limits) -> CallFailure {
     failure::describe(
         err,
         &FailureContext {
@@ -426,4 +448,9 @@ fn describe_failure(state: &GuestState, err: &wasmtime::Error, limits: &Limits) 
             stopping: state.wait.stopping.load(std::sync::atomic::Ordering::Relaxed),
         },
     )
+}
+
+/// A decision that breaks the contract or a cap.
+fn bad_output(message: impl Into<String>) -> CallFailure {
+    CallFailure::new(FailureKind::BadOutput, message)
 }

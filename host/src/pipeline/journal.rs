@@ -16,10 +16,8 @@ use std::sync::{Mutex, PoisonError};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::core::RunLock;
-use crate::core::files;
-use crate::filter::sha256_hex;
-use crate::message::{Envelope, id_digest};
+use crate::core::ids::{JournalKey, id_digest, sha256_hex};
+use crate::core::{RunLock, files};
 
 /// A transition of one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,16 +105,22 @@ impl Journal {
         self.past.values().filter(|s| **s == PastState::InDoubt).count()
     }
 
-    /// What an earlier run did with message `id`, if anything that matters for this run.
-    pub fn past(&self, id: &str) -> Option<PastState> {
-        self.past.get(&id_digest(id)).copied()
+    /// What an earlier run did with the message of this key, if anything that matters for this run.
+    pub fn past(&self, key: &JournalKey) -> Option<PastState> {
+        self.past.get(&key.digest()).copied()
     }
 
     /// Append transitions (buffered; see [`Journal::sync`]).
-    pub fn record<'a>(&self, event: Event, ids: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    pub fn record<'a>(&self, event: Event, keys: impl IntoIterator<Item = &'a JournalKey>) -> Result<()> {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        for id in ids {
-            serde_json::to_writer(&mut *out, &Line { id: id.into(), event })?;
+        for key in keys {
+            serde_json::to_writer(
+                &mut *out,
+                &Line {
+                    id: key.as_str().into(),
+                    event,
+                },
+            )?;
             out.write_all(b"\n")
                 .with_context(|| format!("cannot write the run journal {}", self.path.display()))?;
         }
@@ -165,72 +169,44 @@ fn read_past(path: &Path) -> Result<HashMap<u128, PastState>> {
     Ok(past)
 }
 
-/// The key a message is journaled under: its id, plus what tells this dead letter apart from the same
-/// message dead-lettered again later (its replay count, delivery count and last failure time). A message
-/// that was replayed, failed again and came back to the DLQ is therefore new work for a later run, not
-/// "settled before" — which would remove it without forwarding it. Where the broker gives every send a
-/// new id ([`Envelope::id_unique_per_send`], SQS) the id and replay count are enough, and the receive
-/// count must stay out: SQS raises it on every receive, redrive's own included.
-pub fn journal_key(env: &Envelope) -> String {
-    use std::fmt::Write;
-    let mut key = format!("{}#r{}", env.id, env.replay_count);
-    if env.id_unique_per_send {
-        return key;
-    }
-    if let Some(n) = env.failure.receive_count {
-        let _ = write!(key, ".c{n}");
-    }
-    if let Some(at) = env.failure.last_failed_at {
-        let _ = write!(key, ".t{}", at.timestamp_millis());
-    }
-    key
-}
-
-/// The journal key of the `occurrence`-th message (1-based) with the same [`journal_key`] in one pass of a
-/// source whose ids can repeat (a file with the same id on two lines): the first keeps its key, later ones
-/// are told apart by their place, so no copy is ever taken for another.
-pub fn occurrence_key(key: String, occurrence: u32) -> String {
-    if occurrence <= 1 {
-        key
-    } else {
-        format!("{key}#o{occurrence}")
-    }
-}
-
-/// The stable replay id of a message: derived from the source and the message's journal key (its id,
-/// replay count, failure history and occurrence), so a resumed pass reuses it, a genuine later replay gets
-/// a new one, and two dead letters sharing an id never share a replay id.
-pub fn replay_id(source_identity: &str, journal_key: &str) -> String {
-    sha256_hex(format!("{source_identity}\n{journal_key}").as_bytes())[..32].to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn keys<const N: usize>(texts: [&str; N]) -> Vec<JournalKey> {
+        texts
+            .iter()
+            .map(|t| JournalKey::from_journal((*t).to_owned()))
+            .collect()
+    }
+
+    fn key(text: &str) -> JournalKey {
+        JournalKey::from_journal(text.to_owned())
+    }
 
     #[test]
     fn remembers_what_earlier_runs_settled() {
         let dir = tempfile::tempdir().unwrap();
         {
             let j = Journal::open(dir.path(), "file:/x").unwrap();
-            j.record(Event::Confirmed, ["a", "b"]).unwrap();
-            j.record(Event::Acked, ["a"]).unwrap();
-            j.record(Event::Archived, ["c"]).unwrap();
-            j.record(Event::Released, ["d"]).unwrap();
-            j.record(Event::Sending, ["e", "f", "g"]).unwrap();
-            j.record(Event::Confirmed, ["f"]).unwrap();
-            j.record(Event::Released, ["g"]).unwrap();
+            j.record(Event::Confirmed, &keys(["a", "b"])).unwrap();
+            j.record(Event::Acked, &keys(["a"])).unwrap();
+            j.record(Event::Archived, &keys(["c"])).unwrap();
+            j.record(Event::Released, &keys(["d"])).unwrap();
+            j.record(Event::Sending, &keys(["e", "f", "g"])).unwrap();
+            j.record(Event::Confirmed, &keys(["f"])).unwrap();
+            j.record(Event::Released, &keys(["g"])).unwrap();
             j.sync().unwrap();
         }
         let j = Journal::open(dir.path(), "file:/x").unwrap();
-        assert_eq!(j.past("a"), Some(PastState::Acked));
-        assert_eq!(j.past("b"), Some(PastState::SettledNotAcked));
-        assert_eq!(j.past("c"), Some(PastState::SettledNotAcked));
-        assert_eq!(j.past("d"), None);
-        assert_eq!(j.past("e"), Some(PastState::InDoubt));
-        assert_eq!(j.past("f"), Some(PastState::SettledNotAcked));
+        assert_eq!(j.past(&key("a")), Some(PastState::Acked));
+        assert_eq!(j.past(&key("b")), Some(PastState::SettledNotAcked));
+        assert_eq!(j.past(&key("c")), Some(PastState::SettledNotAcked));
+        assert_eq!(j.past(&key("d")), None);
+        assert_eq!(j.past(&key("e")), Some(PastState::InDoubt));
+        assert_eq!(j.past(&key("f")), Some(PastState::SettledNotAcked));
         assert_eq!(
-            j.past("g"),
+            j.past(&key("g")),
             Some(PastState::InDoubt),
             "a failed send may still have arrived"
         );
@@ -239,40 +215,6 @@ mod tests {
         assert!(err.contains("another redrive run"), "one run per journal: {err}");
         drop(j);
         let other = Journal::open(dir.path(), "file:/y").unwrap();
-        assert_eq!(other.past("a"), None, "journals are per source");
-    }
-
-    #[test]
-    fn a_message_that_comes_back_after_a_replay_has_a_new_journal_key() {
-        let first = Envelope {
-            id: "m".into(),
-            ..Default::default()
-        };
-        let mut back = first.clone();
-        back.replay_count = 1;
-        assert_ne!(journal_key(&first), journal_key(&back));
-        let mut failed_again = first.clone();
-        failed_again.failure.receive_count = Some(2);
-        assert_ne!(journal_key(&first), journal_key(&failed_again));
-        assert_eq!(journal_key(&first), journal_key(&first.clone()));
-
-        let sqs = Envelope {
-            id: "m".into(),
-            id_unique_per_send: true,
-            ..Default::default()
-        };
-        let mut received_again = sqs.clone();
-        received_again.failure.receive_count = Some(7);
-        assert_eq!(journal_key(&sqs), journal_key(&received_again));
-    }
-
-    #[test]
-    fn replay_ids_are_stable_and_change_with_the_key_and_the_source() {
-        assert_eq!(replay_id("s", "m#r0"), replay_id("s", "m#r0"));
-        assert_ne!(replay_id("s", "m#r0"), replay_id("s", "m#r1"));
-        assert_ne!(replay_id("s", "m#r0"), replay_id("t", "m#r0"));
-        assert_eq!(replay_id("s", "m#r0").len(), 32);
-        assert_eq!(occurrence_key("m#r0".into(), 1), "m#r0");
-        assert_ne!(occurrence_key("m#r0".into(), 2), "m#r0");
+        assert_eq!(other.past(&key("a")), None, "journals are per source");
     }
 }

@@ -120,7 +120,7 @@ pub struct Progress {
 
 impl Progress {
     /// Start showing progress of `stats` towards `total` messages (when known).
-    pub fn start(stats: Arc<Stats>, total: crate::source::PassSize, label: &'static str, enabled: bool) -> Self {
+    pub fn start(stats: Arc<Stats>, total: crate::core::adapter::PassSize, label: &'static str, enabled: bool) -> Self {
         if !enabled {
             return Self { task: None, bar: None };
         }

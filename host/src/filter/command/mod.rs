@@ -32,11 +32,12 @@ use wasmtime_wasi::p1::{self, WasiP1Ctx};
 
 use super::blocking::{CommandWaits, WaitLimit};
 use super::component::{CONTRACT, WitMessage};
-use super::engine::deadline_ticks;
 use super::failure::{self, FailureContext};
+use super::failure::{CallFailure, FailureKind};
+use super::limits::deadline_ticks;
 use super::limits::{Limits, format_size};
 use super::sandbox::{CapturedOutput, Limiter, LogCollector, LogLine, deny_all_wasi};
-use crate::message::{AttributeChange, Decision, Verdict};
+use crate::core::envelope::{AttributeChange, Decision, Verdict};
 
 /// The host state of one command instance.
 pub(crate) struct CommandState {
@@ -104,7 +105,7 @@ pub(crate) fn is_command(module: &wasmtime::Module) -> bool {
 /// What one run of a command instance produced.
 pub(crate) struct CommandRun {
     /// The answer lines on stdout, in order, or why the run went wrong.
-    pub answers: Result<Vec<String>, String>,
+    pub answers: Result<Vec<String>, CallFailure>,
     /// Fuel the run consumed.
     pub fuel: u64,
     /// stderr, as log lines.
@@ -132,12 +133,18 @@ pub(crate) fn run(
         match worker.map(|handle| handle.join()) {
             Ok(Ok(run)) => run,
             Ok(Err(_)) => CommandRun {
-                answers: Err("the host thread running the module panicked".into()),
+                answers: Err(CallFailure::new(
+                    FailureKind::Trap,
+                    "the host thread running the module panicked",
+                )),
                 fuel: 0,
                 logs: Vec::new(),
             },
             Err(e) => CommandRun {
-                answers: Err(format!("cannot start a thread to run the module: {e}")),
+                answers: Err(CallFailure::new(
+                    FailureKind::CouldNotStart,
+                    format!("cannot start a thread to run the module: {e}"),
+                )),
                 fuel: 0,
                 logs: Vec::new(),
             },
@@ -167,7 +174,7 @@ fn run_to_end(
     limits: &Limits,
     input: Input,
     stopping: Arc<AtomicBool>,
-) -> (Result<Vec<String>, String>, u64, Vec<LogLine>) {
+) -> (Result<Vec<String>, CallFailure>, u64, Vec<LogLine>) {
     let mut store = Store::new(pre.module().engine(), CommandState::new(input, limits, stopping));
     store.limiter(|state| &mut state.limiter);
     let outcome = store.set_fuel(limits.fuel).and_then(|()| {
@@ -186,7 +193,7 @@ fn ended(
     outcome: wasmtime::Result<()>,
     state: &CommandState,
     limits: &Limits,
-) -> (Result<Vec<String>, String>, Vec<LogLine>) {
+) -> (Result<Vec<String>, CallFailure>, Vec<LogLine>) {
     let stderr_text = state.stderr.peek_text();
     let failure = match outcome {
         Ok(()) => None,
@@ -214,7 +221,7 @@ fn collect(
     stdout: &CapturedOutput,
     stderr: &CapturedOutput,
     limits: &Limits,
-) -> (Result<Vec<String>, String>, Vec<LogLine>) {
+) -> (Result<Vec<String>, CallFailure>, Vec<LogLine>) {
     let (out, dropped) = stdout.take_bytes();
     let mut logs = LogCollector::new(limits.max_log_bytes);
     let (err, err_dropped) = stderr.take_bytes();
@@ -228,10 +235,13 @@ fn collect(
         ));
     }
     let answers = if dropped > 0 {
-        Err(format!(
-            "output too large: wrote more than {} to stdout, the limit is {} for a body",
-            format_size(out.len() as u64),
-            format_size(limits.max_output_bytes)
+        Err(CallFailure::new(
+            FailureKind::BadOutput,
+            format!(
+                "output too large: wrote more than {} to stdout, the limit is {} for a body",
+                format_size(out.len() as u64),
+                format_size(limits.max_output_bytes)
+            ),
         ))
     } else {
         Ok(String::from_utf8_lossy(&out)
@@ -246,7 +256,7 @@ fn collect(
 /// One answer of a [`Session`]: what the module wrote for one request, or how the instance ended.
 pub(crate) struct Turn {
     /// The answer lines (normally one), or why the request failed.
-    pub answers: Result<Vec<String>, String>,
+    pub answers: Result<Vec<String>, CallFailure>,
     /// Fuel used since the request arrived.
     pub fuel: u64,
     /// stderr since the request arrived, as log lines.
@@ -269,18 +279,22 @@ impl Turn {
 }
 
 /// A non-zero exit: a refused memory growth (the guest's allocator gave up), else the code and stderr's last line.
-fn exit_failure(code: i32, state: &CommandState, limits: &Limits, stderr: &str) -> String {
+fn exit_failure(code: i32, state: &CommandState, limits: &Limits, stderr: &str) -> CallFailure {
     if let Some(size) = state.limiter.refused_memory {
-        return format!(
-            "memory limit hit: tried to grow its memory to {}, the limit is {} (then exited with code {code})",
-            format_size(size as u64),
-            format_size(limits.memory_bytes)
+        return CallFailure::new(
+            FailureKind::MemoryRefused,
+            format!(
+                "memory limit hit: tried to grow its memory to {}, the limit is {} (then exited with code {code})",
+                format_size(size as u64),
+                format_size(limits.memory_bytes)
+            ),
         );
     }
-    match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+    let reason = match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
         Some(line) => format!("exited with code {code} (stderr: {})", truncate(line.trim(), 300)),
         None => format!("exited with code {code}"),
-    }
+    };
+    CallFailure::new(FailureKind::Trap, reason)
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -388,25 +402,31 @@ enum RawChange {
 
 /// Read the answer to `decide`: a decision, or the filter's own error (`{"error": ...}`), or what is
 /// wrong with the answer.
-pub(crate) fn parse_decision(line: &str) -> Result<Decision, String> {
-    let value: Value =
-        serde_json::from_str(line).map_err(|e| format!("its decision is not JSON ({e}): {}", truncate(line, 200)))?;
-    if let Some(message) = error_answer(&value)? {
-        return Err(format!("filter returned an error: {message}"));
+pub(crate) fn parse_decision(line: &str) -> Result<Decision, CallFailure> {
+    let bad = |message: String| CallFailure::new(FailureKind::BadOutput, message);
+    let value: Value = serde_json::from_str(line)
+        .map_err(|e| bad(format!("its decision is not JSON ({e}): {}", truncate(line, 200))))?;
+    if let Some(message) = error_answer(&value).map_err(bad)? {
+        return Err(CallFailure::new(
+            FailureKind::FilterError,
+            format!("filter returned an error: {message}"),
+        ));
     }
     let raw: RawDecision = serde_json::from_value(value).map_err(|e| {
-        format!(
+        bad(format!(
             "its decision does not fit guest-sdk/wit/command.schema.json ({e}): {}",
             truncate(line, 200)
-        )
+        ))
     })?;
     let body = match (raw.body, raw.body_base64) {
-        (Some(_), Some(_)) => return Err("its decision gives both `body` and `body_base64`; give one".into()),
+        (Some(_), Some(_)) => {
+            return Err(bad("its decision gives both `body` and `body_base64`; give one".into()));
+        }
         (Some(text), None) => Some(text.into_bytes()),
         (None, Some(b64)) => Some(
             BASE64
                 .decode(b64.as_bytes())
-                .map_err(|e| format!("its decision's `body_base64` is not valid base64: {e}"))?,
+                .map_err(|e| bad(format!("its decision's `body_base64` is not valid base64: {e}")))?,
         ),
         (None, None) => None,
     };
@@ -456,18 +476,19 @@ mod tests {
     #[test]
     fn bad_decisions_say_what_is_wrong() {
         let e = parse_decision(r#"{"error":"no such order"}"#).unwrap_err();
-        assert_eq!(e, "filter returned an error: no such order");
+        assert_eq!(e.message, "filter returned an error: no such order");
+        assert_eq!(e.kind, FailureKind::FilterError);
         let e = parse_decision(r#"{"verdit":"skip","reason":"r"}"#).unwrap_err();
-        assert!(e.contains("unknown field `verdit`"), "{e}");
+        assert!(e.message.contains("unknown field `verdit`"), "{e}");
         let e = parse_decision(r#"{"verdict":"maybe","reason":"r"}"#).unwrap_err();
-        assert!(e.contains("command.schema.json"), "{e}");
+        assert!(e.message.contains("command.schema.json"), "{e}");
         let e = parse_decision("not json").unwrap_err();
-        assert!(e.contains("not JSON"), "{e}");
+        assert!(e.message.contains("not JSON"), "{e}");
         let e = parse_decision(r#"{"verdict":"skip","reason":"r","body":"a","body_base64":"YQ=="}"#).unwrap_err();
-        assert!(e.contains("both"), "{e}");
+        assert!(e.message.contains("both"), "{e}");
         let e = parse_decision(r#"{"verdict":"replay","reason":"r","attribute_changes":[{"op":"rename","name":"a"}]}"#)
             .unwrap_err();
-        assert!(e.contains("rename"), "{e}");
+        assert!(e.message.contains("rename"), "{e}");
     }
 
     #[test]
@@ -487,12 +508,12 @@ mod tests {
         assert_eq!(v["contract"], CONTRACT);
         assert_eq!(v["config"], json!([["k", "v"], ["k", "w"]]));
 
-        let origin = crate::message::Origin {
+        let origin = crate::core::envelope::Origin {
             system: "file".into(),
             dlq: "dlq.jsonl".into(),
             original_queue: None,
         };
-        let env = crate::jsonl::parse_message(r#"{"id":"m-1","body_base64":"AJ+Slg=="}"#, 1, &origin).unwrap();
+        let env = crate::core::jsonl::parse_message(r#"{"id":"m-1","body_base64":"AJ+Slg=="}"#, 1, &origin).unwrap();
         let msg = super::super::component::to_wit(&env, &env.body, &[("a\nb".into(), "ü".into())]);
         let line = decide_request(&msg);
         assert!(!line.trim_end().contains('\n'), "one line: {line}");

@@ -16,6 +16,7 @@ use wasmtime::InstancePre;
 
 use super::stdin::{Input, SessionLink};
 use super::{CommandState, Turn, init_request, run_to_end};
+use crate::filter::failure::{CallFailure, FailureKind};
 use crate::filter::limits::Limits;
 
 /// Extra time beyond the per-message deadline before a silent module is given up on.
@@ -54,7 +55,13 @@ impl Session {
             .name("redrive-command".into())
             .spawn(move || run_session(&thread_pre, &thread_limits, link, &turn_tx, stopping));
         if let Err(e) = spawned {
-            return (None, failed(format!("cannot start a thread for the module: {e}")));
+            return (
+                None,
+                failed(CallFailure::new(
+                    FailureKind::CouldNotStart,
+                    format!("cannot start a thread for the module: {e}"),
+                )),
+            );
         }
         let mut session = Session {
             requests: Some(request_tx),
@@ -74,11 +81,16 @@ impl Session {
         let sent = self.requests.as_ref().is_some_and(|tx| tx.send(request).is_ok());
         let turn = match self.turns.recv_timeout(if sent { self.timeout } else { GRACE }) {
             Ok(turn) => turn,
-            Err(RecvTimeoutError::Timeout) => failed(format!(
-                "timed out: no answer within {} (the module is blocked outside WebAssembly, e.g. sleeping)",
-                humantime::format_duration(self.timeout)
+            Err(RecvTimeoutError::Timeout) => failed(CallFailure::new(
+                FailureKind::Timeout,
+                format!(
+                    "timed out: no answer within {} (the module is blocked outside WebAssembly, e.g. sleeping)",
+                    humantime::format_duration(self.timeout)
+                ),
             )),
-            Err(RecvTimeoutError::Disconnected) => failed("the module's instance is gone".to_string()),
+            Err(RecvTimeoutError::Disconnected) => {
+                failed(CallFailure::new(FailureKind::Trap, "the module's instance is gone"))
+            }
         };
         if turn.ended || turn.answers.is_err() {
             self.close();
@@ -105,9 +117,9 @@ impl Drop for Session {
     }
 }
 
-fn failed(reason: String) -> Turn {
+fn failed(failure: CallFailure) -> Turn {
     Turn {
-        answers: Err(reason),
+        answers: Err(failure),
         fuel: 0,
         logs: Vec::new(),
         ended: true,
@@ -124,9 +136,11 @@ fn run_session(
 ) {
     let (answers, fuel, logs) = run_to_end(pre, limits, Input::Session(link), stopping);
     let answers = match answers {
-        Ok(lines) if lines.is_empty() => Err("it exited: a command filter must answer every request and keep \
-                                             reading stdin until it ends (guest-sdk/wit/command.schema.json)"
-            .to_string()),
+        Ok(lines) if lines.is_empty() => Err(CallFailure::new(
+            FailureKind::BadOutput,
+            "it exited: a command filter must answer every request and keep reading stdin until it ends \
+             (guest-sdk/wit/command.schema.json)",
+        )),
         other => other,
     };
     let _ = turns.send(Turn {

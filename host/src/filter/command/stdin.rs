@@ -11,8 +11,8 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use wasmtime::{AsContextMut, Caller, Linker};
 
 use super::{CommandState, Turn};
-use crate::filter::engine::deadline_ticks;
 use crate::filter::limits::Limits;
+use crate::filter::limits::deadline_ticks;
 
 const ERRNO_SUCCESS: i32 = 0;
 const ERRNO_BADF: i32 = 8;

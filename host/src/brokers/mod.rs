@@ -1,0 +1,94 @@
+//! The brokers redrive reads dead letters from and replays them to: one folder each, holding that broker's
+//! source, sink and plumbing side by side, depending only on [`crate::core`]. This file is the only place
+//! that maps an endpoint's scheme to an adapter.
+//!
+//! Adding a broker: `docs/adapters.md`.
+
+pub mod amqp;
+pub mod file;
+pub mod postgres;
+pub mod redis;
+pub mod sqs;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::core::adapter::{AdapterError, Sink, Source, SourceMode};
+use crate::core::{Destination, Endpoint, Scheme};
+
+/// Settings some brokers take besides their URL.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerOptions {
+    /// File sources: where to write what is still in the DLQ at the end (a file cannot delete lines).
+    pub remainder: Option<PathBuf>,
+    /// Work out the pass size for a progress display, when that costs extra work (counting a file's lines).
+    pub count_pass: bool,
+    /// SQS: AWS profile, region and endpoint.
+    pub aws: sqs::AwsSettings,
+    /// Database sources: an SQL predicate the operator wrote (`--where`), added to the row selection.
+    pub where_clause: Option<String>,
+}
+
+/// Open a source: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`,
+/// `sqs://orders-dlq` (or an SQS queue URL or ARN), `redis://host:6379/0?stream=orders:dlq`,
+/// `postgres://user@host/db?table=failed_jobs`.
+pub async fn open_source(
+    endpoint: &Endpoint,
+    mode: SourceMode,
+    options: &BrokerOptions,
+) -> Result<Box<dyn Source>, AdapterError> {
+    if options.where_clause.is_some() && endpoint.scheme() != Scheme::Postgres {
+        return Err(AdapterError::Config(
+            "--where selects rows of a database table (postgres://...); this source is not one".into(),
+        ));
+    }
+    let url = endpoint.secret_text();
+    Ok(match endpoint.scheme() {
+        Scheme::File => {
+            let path = endpoint.file_path().unwrap_or_default();
+            Box::new(file::FileSource::open(path, mode, options.remainder.clone(), options.count_pass).await?)
+        }
+        Scheme::Postgres => Box::new(postgres::PgSource::open(url, mode, options.where_clause.as_deref()).await?),
+        Scheme::Amqp => Box::new(amqp::AmqpSource::open(url, mode).await?),
+        Scheme::Sqs => Box::new(sqs::SqsSource::open(url, mode, &options.aws).await?),
+        Scheme::Redis => Box::new(redis::RedisSource::open(url, mode).await?),
+    })
+}
+
+/// Open a destination: `file:path/to/staging.jsonl`, `amqp://host/vhost?queue=staging`,
+/// `amqp://host/vhost?exchange=orders&routing_key=created`, `sqs://orders-staging` (or an SQS queue URL or
+/// ARN), `redis://host/db?stream=name`; or `origin`, back where each message of `source` came from.
+pub async fn open_sink(
+    destination: &Destination,
+    source: &Endpoint,
+    options: &BrokerOptions,
+) -> Result<Arc<dyn Sink>, AdapterError> {
+    let aws = &options.aws;
+    let endpoint = match destination {
+        Destination::Origin => {
+            let url = source.secret_text();
+            return match source.scheme() {
+                Scheme::Amqp => Ok(Arc::new(amqp::AmqpSink::origin(url).await?)),
+                Scheme::Sqs => Ok(Arc::new(sqs::SqsSink::origin(url, aws).await?)),
+                Scheme::Redis => Ok(Arc::new(redis::RedisSink::origin(url).await?)),
+                Scheme::File | Scheme::Postgres => Err(AdapterError::Config(format!(
+                    "--to origin needs a broker source that records where each message was dead-lettered from \
+                     (amqp://..., sqs://... or redis://...); {source} does not"
+                ))),
+            };
+        }
+        Destination::To(endpoint) => endpoint,
+    };
+    let url = endpoint.secret_text();
+    match endpoint.scheme() {
+        Scheme::File => Ok(Arc::new(
+            file::FileSink::open(endpoint.file_path().unwrap_or_default()).await?,
+        )),
+        Scheme::Amqp => Ok(Arc::new(amqp::AmqpSink::open(url).await?)),
+        Scheme::Sqs => Ok(Arc::new(sqs::SqsSink::open(url, aws).await?)),
+        Scheme::Redis => Ok(Arc::new(redis::RedisSink::open(url).await?)),
+        Scheme::Postgres => Err(AdapterError::Config(
+            "a postgres:// table is a source only; replay to a queue, a stream or a file".into(),
+        )),
+    }
+}

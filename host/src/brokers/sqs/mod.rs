@@ -1,0 +1,42 @@
+//! Amazon SQS plumbing shared by the `sqs://` source and sink: queue addresses and their options, AWS
+//! clients built from the standard AWS configuration chain, queue attributes, and AWS errors explained
+//! in words.
+//!
+//! A queue is named three ways, all resolving to its queue URL (which is also its identity in the run
+//! journal and in replay ids):
+//!
+//! - `sqs://orders-dlq` (looked up with GetQueueUrl in the configured region and account),
+//! - its queue URL, `https://sqs.eu-west-1.amazonaws.com/123456789012/orders-dlq` (the region comes from
+//!   the host; a URL on another host, such as a local endpoint, also names the endpoint),
+//! - its ARN, `arn:aws:sqs:eu-west-1:123456789012:orders-dlq`.
+//!
+//! Options follow a `?`: `sqs://orders-dlq?receivers=4&visibility=60s`.
+
+pub mod attributes;
+mod batch;
+mod client;
+mod sink;
+mod source;
+mod url;
+
+pub use batch::chunk_indices;
+pub use client::{
+    Explained, QueueInfo, SqsClient, connect, explain, http_client, is_transient_code, list_source_queues, open_queue,
+    queue_info,
+};
+pub use sink::SqsSink;
+pub use source::SqsSource;
+pub use url::{QueueRef, ReleaseAt, SqsUrl};
+
+/// AWS settings from the command line or the config file. What is not set here comes from the standard
+/// AWS chain: `AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL`, `~/.aws/config`,
+/// `~/.aws/credentials`, SSO, web identity, the container or instance role.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Named profile (`--profile`); overrides `AWS_PROFILE`.
+    pub profile: Option<String>,
+    /// Region (`--region`); a queue URL or ARN that names its region wins.
+    pub region: Option<String>,
+    /// Endpoint (`--endpoint-url`), e.g. a local SQS-compatible server.
+    pub endpoint_url: Option<String>,
+}

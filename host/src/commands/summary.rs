@@ -1,0 +1,204 @@
+//! The end-of-run summary: counts per outcome with what each means, the canary, where the audit and the
+//! journal are, what is left in the DLQ; as a table for people or one JSON object; and the exit code.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::clip;
+use super::exit;
+use crate::cli::OutputFormat;
+use crate::pipeline::{RunReport, StopReason};
+
+/// The exit code of a run or plan: how it stopped, and whether messages were refused.
+pub(super) fn exit_code(report: &RunReport) -> u8 {
+    match &report.stopped {
+        Some(StopReason::Interrupted) => exit::INTERRUPTED,
+        Some(StopReason::GateFailed(_)) => exit::GATE_FAILED,
+        Some(StopReason::ModuleDisabled(_)) => exit::MODULE_DISABLED,
+        Some(StopReason::Error(_)) => exit::PROBLEMS,
+        None if report.counts.send_failed > 0 || report.counts.settle_failed > 0 => exit::PROBLEMS,
+        None => exit::OK,
+    }
+}
+
+/// Print the summary, in `output`'s form.
+pub(super) fn print_summary(report: &RunReport, output: OutputFormat, dry_run: bool) -> Result<()> {
+    if output == OutputFormat::Json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    let c = &report.counts;
+    let (replayed, discarded) = if dry_run {
+        ("would replay", "would discard")
+    } else {
+        ("replayed", "discarded")
+    };
+    println!(
+        "\nredrive {}  {} → {}   {:.1}s",
+        if dry_run { "plan" } else { "run" },
+        report.source,
+        report
+            .destination
+            .as_deref()
+            .unwrap_or("(dry run: nothing forwarded, nothing removed)"),
+        report.elapsed_secs
+    );
+    let row = |label: &str, n: u64, note: String| println!("  {label:<14}{n:>8}   {note}");
+    let archive = report
+        .archive
+        .as_deref()
+        .map_or_else(|| "the discard archive".to_owned(), show);
+    row(
+        replayed,
+        c.replayed,
+        if dry_run {
+            "the chain said replay".into()
+        } else {
+            "confirmed by the destination, removed from the DLQ".into()
+        },
+    );
+    row("skipped", c.skipped, "left in the DLQ (a filter said skip)".into());
+    row(
+        discarded,
+        c.discarded,
+        if dry_run {
+            "the chain said discard".into()
+        } else {
+            format!("archived to {archive}, removed from the DLQ")
+        },
+    );
+    row(
+        "failed",
+        c.failed,
+        "left in the DLQ (a filter failed: see the audit log)".into(),
+    );
+    let optional = [
+        (
+            "parked",
+            c.parked,
+            "loop guard: already replayed --max-replays times".to_owned(),
+        ),
+        ("malformed", c.malformed, "left in the DLQ (could not be read)".into()),
+        (
+            "resumed",
+            c.resumed,
+            "settled by an earlier run (journal): acked, not forwarded again".into(),
+        ),
+        ("not done", c.not_done, "left in the DLQ because the run stopped".into()),
+        (
+            "send failed",
+            c.send_failed,
+            "refused by the destination: left in the DLQ".into(),
+        ),
+        (
+            "out of window",
+            c.out_of_window,
+            "failed outside --since/--until: left in the DLQ".into(),
+        ),
+        ("not in plan", c.not_in_plan, "left in the DLQ".into()),
+        (
+            "plan drift",
+            c.plan_drift,
+            "decided differently than the plan: left in the DLQ".into(),
+        ),
+        (
+            "settle failed",
+            c.settle_failed,
+            "ack/release failed: still in the DLQ; a resumed run acks them".into(),
+        ),
+    ];
+    for (label, n, note) in optional {
+        if n > 0 {
+            row(label, n, note);
+        }
+    }
+    if let Some(canary) = &report.canary {
+        row(
+            "canary",
+            canary.ids.len() as u64,
+            format!(
+                "gate {}: {}",
+                canary.gate,
+                if canary.passed { "passed" } else { "FAILED" }
+            ),
+        );
+    }
+    match &report.stopped {
+        Some(StopReason::Interrupted) => {
+            println!("  stopped       interrupted: in-flight confirms finished, the rest is still in the DLQ")
+        }
+        Some(StopReason::GateFailed(why)) => {
+            println!("  stopped       after the canary: {why}; nothing more was forwarded")
+        }
+        Some(StopReason::ModuleDisabled(why)) => println!("  stopped       {why}"),
+        Some(StopReason::Error(why)) => println!("  stopped       error: {why}"),
+        None => {}
+    }
+    let files: Vec<String> = report
+        .audit_files
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    println!("  audit         {} ({})", show(&report.audit_dir), files.join(", "));
+    if let Some(journal) = &report.journal {
+        println!("  journal       {} (re-run the same command to resume)", show(journal));
+    }
+    for note in &report.source_notes {
+        println!("  source        {note}");
+    }
+    if let Some(first) = report.first_replay_secs
+        && !dry_run
+    {
+        let secs = report.elapsed_secs.max(1e-3);
+        println!(
+            "  throughput    {:.0} msg/s; first replay confirmed after {}",
+            (c.replayed + c.skipped + c.discarded + c.failed + c.parked) as f64 / secs,
+            humantime::format_duration(Duration::from_millis((first * 1000.0) as u64))
+        );
+    }
+    Ok(())
+}
+
+/// Print a plan's error groups, largest first.
+pub(super) fn print_groups(collector: &crate::pipeline::plan::PlanCollector) {
+    use crate::core::envelope::Outcome;
+    let groups = collector.groups();
+    if groups.is_empty() {
+        return;
+    }
+    println!("\nerror groups (values replaced by placeholders), largest first:");
+    println!(
+        "  {:>6}  {:>6} {:>6} {:>7} {:>6}  pattern",
+        "count", "replay", "skip", "discard", "failed"
+    );
+    for group in groups.iter().take(15) {
+        let v = |o: Outcome| group.verdicts.get(&o).copied().unwrap_or(0);
+        println!(
+            "  {:>6}  {:>6} {:>6} {:>7} {:>6}  {}",
+            group.count,
+            v(Outcome::Replay),
+            v(Outcome::Skip),
+            v(Outcome::Discard),
+            v(Outcome::Failed),
+            clip(&group.pattern, 70)
+        );
+        for sample in &group.samples {
+            println!(
+                "  {:>31}  e.g. {} → {}: {}",
+                "",
+                sample.id,
+                sample.verdict,
+                clip(&sample.reason, 60)
+            );
+        }
+    }
+    if groups.len() > 15 {
+        println!("  … {} more groups in the plan file", groups.len() - 15);
+    }
+}
+
+fn show(path: &Path) -> String {
+    path.display().to_string()
+}

@@ -1,0 +1,194 @@
+//! The contract between the pipeline and the brokers: a [`Source`] (a DLQ read in one bounded pass) settled
+//! through its [`Acker`], and a [`Sink`] (a destination that confirms each message). Every broker in
+//! `brokers/` implements these; the pipeline sees nothing else of them.
+//!
+//! A source yields [`Received`] items, each message with an [`AckToken`]; the pipeline settles it downstream:
+//! `ack` removes it from the DLQ (only after the destination confirmed it, or it was archived), `release`
+//! leaves it there untouched. The split lets brokers with very different models fit: RabbitMQ delivery tags
+//! (ack / nack+requeue), SQS receipt handles (delete / change visibility), Redis Streams entry ids (XACK), rows
+//! in a transaction (DELETE at commit), line numbers of a file (a remainder file).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::envelope::Envelope;
+
+/// Identifies one received message to its source, for settling it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AckToken {
+    /// Position or tag: line number, delivery tag, offset; increasing in the order messages were received.
+    pub seq: u64,
+    /// The broker's key where a number is not enough: message id, entry id, row id.
+    pub key: Option<String>,
+}
+
+/// One message received from a source.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The normalised message.
+    pub envelope: Envelope,
+    /// How to settle it.
+    pub token: AckToken,
+}
+
+/// What a source yields.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "almost every item is a message; boxing would cost an allocation each"
+)]
+pub enum Received {
+    /// A message.
+    Message(Delivery),
+    /// Something that could not be read as a message. It stays in the DLQ; the problem is reported.
+    Malformed {
+        /// How to settle it (it is always released).
+        token: AckToken,
+        /// Where and what: e.g. `line 12: not a message object: ...`.
+        problem: String,
+    },
+}
+
+/// Whether the pass may remove messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceMode {
+    /// A replay: acked messages are removed from the DLQ.
+    Consume,
+    /// A plan or dry run: nothing is ever removed.
+    Peek,
+}
+
+/// Errors of a source or sink as a whole: opening it, reading a pass, settling.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// The URL or its options are wrong, or what it names does not exist.
+    #[error("{0}")]
+    Config(String),
+    /// The broker refused, went away or could not be reached (the message says where and why).
+    #[error("{0}")]
+    Broker(String),
+    /// Reading or writing failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, and where.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AdapterError {
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        AdapterError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Why the destination did not confirm one message. The message stays in the DLQ either way.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct SendError {
+    /// What happened, in words.
+    pub reason: String,
+    /// True when sending it again may succeed (a lost connection, throttling, a timeout); false when the
+    /// destination refused this message (unroutable, too large, a nack).
+    pub retryable: bool,
+}
+
+impl SendError {
+    /// The destination refused this message.
+    pub fn refused(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            retryable: false,
+        }
+    }
+
+    /// The send did not get through, or its confirmation was lost; trying again may work.
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// A dead-letter queue, read in one bounded pass.
+#[async_trait]
+pub trait Source: Send {
+    /// A stable identity without credentials (e.g. `file:/abs/dlq.jsonl`, `amqp://host/vhost?queue=q`).
+    /// Replay ids and the run journal are derived from it.
+    fn identity(&self) -> &str;
+
+    /// How many messages this pass will yield, for progress and ETA. Filled in when known; it may arrive
+    /// after the pass started (a file is counted in the background).
+    fn pass_size(&self) -> PassSize;
+
+    /// The next message of the pass, or `None` when the pass is complete. Messages that come back to the
+    /// DLQ during the run are not part of the pass.
+    async fn next(&mut self) -> Result<Option<Received>, AdapterError>;
+
+    /// The handle the pipeline settles messages with.
+    fn acker(&self) -> Arc<dyn Acker>;
+
+    /// End the pass: give back whatever is still held, write remainders. Returns lines for the summary.
+    async fn finish(&mut self) -> Result<Vec<String>, AdapterError>;
+}
+
+/// Settles received messages. Both calls are idempotent.
+#[async_trait]
+pub trait Acker: Send + Sync {
+    /// Remove these messages from the DLQ. Only called once their fate is durable elsewhere.
+    async fn ack(&self, tokens: &[AckToken]) -> Result<(), AdapterError>;
+    /// Leave these messages in the DLQ, untouched.
+    async fn release(&self, tokens: &[AckToken]) -> Result<(), AdapterError>;
+}
+
+/// The size of a pass, set once when it becomes known.
+pub type PassSize = Arc<std::sync::OnceLock<u64>>;
+
+/// What a destination can tell about a message sent just before a crash (it may or may not have arrived).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redelivery {
+    /// It cannot be read back (RabbitMQ, SQS): a message in flight at a crash is sent again on resume, with
+    /// the same replay id, at most `--max-in-flight` of them per crash.
+    Possible,
+    /// The sink recognises a replay id it already holds and does not add it again (a file).
+    Deduplicated,
+    /// It can be asked whether messages arrived ([`Sink::delivered`]): sends are journaled ahead, and a
+    /// resumed run asks before sending again (a Redis stream).
+    Checkable,
+}
+
+/// A destination for replayed messages. [`Sink::send`] resolves only when the destination confirmed each
+/// message (publisher confirms, per-entry batch results, fsync), entry by entry: the pipeline acks a source
+/// message only after its entry is `Ok`.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Where messages go, without credentials.
+    fn describe(&self) -> String;
+
+    /// Most messages one `send` call should carry.
+    fn max_batch(&self) -> usize;
+
+    /// What the destination can tell about a message sent before a crash.
+    fn redelivery(&self) -> Redelivery {
+        Redelivery::Possible
+    }
+
+    /// For [`Redelivery::Checkable`] sinks: whether each message (by its replay id) is already there.
+    async fn delivered(&self, batch: &[Envelope]) -> Result<Vec<bool>, AdapterError> {
+        Ok(vec![false; batch.len()])
+    }
+
+    /// Send a batch. One result per message, in order; `Ok` means the destination confirmed it.
+    async fn send(&self, batch: &[Envelope]) -> Vec<Result<(), SendError>>;
+
+    /// Flush and close.
+    async fn close(&self) -> Result<(), AdapterError>;
+}

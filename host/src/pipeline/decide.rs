@@ -1,0 +1,73 @@
+//! Stage 2, decide: filter worker threads (wasm is CPU work), each with its own instances of the chain,
+//! writing the audit records of every decision before it goes on.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+
+use super::stage::{Decided, Work};
+use crate::audit::AuditLog;
+use crate::filter::ChainRunner;
+
+/// Start one worker thread per runner; they end when `work_rx` closes.
+pub(super) fn spawn_deciders(
+    runners: Vec<ChainRunner>,
+    work_rx: mpsc::Receiver<Work>,
+    decided_tx: mpsc::Sender<Decided>,
+    audit: Arc<Mutex<AuditLog>>,
+) -> Result<Vec<std::thread::JoinHandle<()>>> {
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    runners
+        .into_iter()
+        .enumerate()
+        .map(|(i, runner)| {
+            let (work_rx, decided_tx, audit) = (work_rx.clone(), decided_tx.clone(), audit.clone());
+            std::thread::Builder::new()
+                .name(format!("redrive-filter-{i}"))
+                .spawn(move || decide_loop(runner, &work_rx, &decided_tx, &audit))
+                .context("cannot start a filter worker thread")
+        })
+        .collect()
+}
+
+fn decide_loop(
+    mut runner: ChainRunner,
+    work_rx: &Mutex<mpsc::Receiver<Work>>,
+    decided_tx: &mpsc::Sender<Decided>,
+    audit: &Mutex<AuditLog>,
+) {
+    loop {
+        let work = work_rx.lock().unwrap_or_else(PoisonError::into_inner).blocking_recv();
+        let Some(Work {
+            seq,
+            key,
+            delivery,
+            in_doubt,
+        }) = work
+        else {
+            return;
+        };
+        let result = runner.decide(&delivery.envelope);
+        let audit_failed = match &result {
+            Ok(outcome) => audit
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .write(&outcome.records)
+                .err()
+                .map(|e| format!("{e:#}")),
+            Err(_) => None,
+        };
+        let decided = Decided {
+            seq,
+            key,
+            delivery,
+            in_doubt,
+            result,
+            audit_failed,
+        };
+        if decided_tx.blocking_send(decided).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Stage 4, forward: pace the replays (rate limit, ramp), send them in batches no larger than the in-flight
+//! window, journal each confirmation durably, then ack; the canary gate stops it after the first N.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+
+use super::canary::Canary;
+use super::config::CanaryReport;
+use super::journal::Event;
+use super::rate::Pacer;
+use super::report::{Pauser, Stats};
+use super::stage::{BATCH_LINGER, GateState, Replay, Settle, Shared, recv_batch};
+use crate::core::adapter::{AckToken, Redelivery, SendError, Sink};
+use crate::core::envelope::Envelope;
+use crate::core::ids::JournalKey;
+
+/// One message of a batch being sent: how to settle it, its journal key, its id (for messages and the canary).
+struct Sending {
+    token: AckToken,
+    key: JournalKey,
+    id: String,
+}
+
+/// Forward replays until the router is done; returns the canary's report.
+pub(super) async fn forward_stage(
+    shared: Arc<Shared>,
+    sink: Option<Arc<dyn Sink>>,
+    mut replay_rx: mpsc::Receiver<Replay>,
+    settle_tx: mpsc::Sender<Settle>,
+    pauser: Pauser,
+    gate_tx: watch::Sender<GateState>,
+) -> Result<Option<CanaryReport>> {
+    let config = &shared.config;
+    let stats = &shared.stats;
+    let Some(sink) = sink else {
+        // Dry run: the router never sends replays here.
+        while replay_rx.recv().await.is_some() {}
+        gate_tx.send_replace(GateState::Open);
+        return Ok(None);
+    };
+    let mut canary = Canary::new(config.canary, gate_tx, pauser);
+    let mut pacer = config.rate.clone().map(Pacer::new);
+    // One batch is in flight at a time, so the batch size bounds what a crash can leave in doubt.
+    let largest = sink.max_batch().min(config.max_in_flight).max(1);
+    let max_batch = match &config.rate {
+        // About a tenth of a second's worth, so pacing stays smooth and a stop is prompt.
+        Some(plan) => ((plan.rate.0 / 10.0) as usize).clamp(1, largest),
+        None => largest,
+    };
+    let destination = sink.describe();
+
+    while let Some(first) = replay_rx.recv().await {
+        // Without a rate limit, linger briefly so one fsync covers many messages.
+        let linger = if pacer.is_some() { Duration::ZERO } else { BATCH_LINGER };
+        let mut batch = recv_batch(&mut replay_rx, vec![first], canary.limit(max_batch), linger).await;
+        // Pace: each message waits for its permit; a stop while waiting leaves the rest in the DLQ.
+        let mut ready = 0;
+        if let Some(pacer) = pacer.as_mut() {
+            for _ in 0..batch.len() {
+                tokio::select! {
+                    biased;
+                    () = shared.stop.cancelled() => break,
+                    () = pacer.ready() => ready += 1,
+                }
+            }
+        } else if !shared.stop.is_cancelled() {
+            ready = batch.len();
+        }
+        for item in batch.split_off(ready) {
+            shared.release_not_done(&settle_tx, item.token, item.key).await;
+        }
+        if batch.is_empty() {
+            continue;
+        }
+
+        let mut sending = Vec::with_capacity(batch.len());
+        let mut envelopes = Vec::with_capacity(batch.len());
+        let mut in_doubt = Vec::new();
+        for (index, replay) in batch.into_iter().enumerate() {
+            if replay.in_doubt {
+                in_doubt.push(index);
+            }
+            sending.push(Sending {
+                token: replay.token,
+                key: replay.key,
+                id: replay.outgoing.id.clone(),
+            });
+            envelopes.push(replay.outgoing);
+        }
+        let results = send_once(&shared, sink.as_ref(), &sending, envelopes, &in_doubt).await?;
+        let mut confirmed = Vec::with_capacity(sending.len());
+        for (message, result) in sending.into_iter().zip(results) {
+            match result {
+                Ok(()) => confirmed.push(message),
+                Err(e) => {
+                    let next = if e.retryable {
+                        "a later run tries again"
+                    } else {
+                        "refused"
+                    };
+                    tracing::warn!(id = %message.id, "not forwarded, left in the DLQ ({next}): {e}");
+                    Stats::add(&stats.send_failed, 1);
+                    settle_tx
+                        .send(Settle::Release(message.token, Some(message.key)))
+                        .await
+                        .ok();
+                }
+            }
+        }
+        shared.journal(Event::Confirmed, confirmed.iter().map(|m| &m.key))?;
+        // The confirmations must be durable before anything is acked.
+        shared.sync_journal()?;
+        if !confirmed.is_empty() {
+            shared.first_replay_confirmed();
+        }
+        Stats::add(&stats.replayed, confirmed.len() as u64);
+        let mut ids = Vec::with_capacity(confirmed.len());
+        for message in confirmed {
+            ids.push(message.id);
+            settle_tx.send(Settle::Ack(message.token, Some(message.key))).await.ok();
+        }
+        if canary.confirmed(&shared, ids, &destination).await {
+            pacer = config.rate.clone().map(Pacer::new);
+        }
+    }
+    sink.close().await.context("closing the destination")?;
+    Ok(canary.finish(&shared))
+}
+
+/// Send a batch so that nothing is sent twice that can be helped: messages an earlier run was sending when
+/// it ended are first looked for at a destination that can be read back, and sends to such a destination are
+/// journaled (durably) before they start, so the next run knows what to look for.
+async fn send_once(
+    shared: &Shared,
+    sink: &dyn Sink,
+    sending: &[Sending],
+    envelopes: Vec<Envelope>,
+    in_doubt: &[usize],
+) -> Result<Vec<Result<(), SendError>>> {
+    if sink.redelivery() != Redelivery::Checkable {
+        return Ok(sink.send(&envelopes).await);
+    }
+    let mut results: Vec<Option<Result<(), SendError>>> = vec![None; envelopes.len()];
+    if !in_doubt.is_empty() {
+        let doubtful: Vec<Envelope> = in_doubt.iter().map(|&i| envelopes[i].clone()).collect();
+        match sink.delivered(&doubtful).await {
+            Ok(found) => {
+                for (&index, there) in in_doubt.iter().zip(found) {
+                    if there {
+                        tracing::info!(id = %sending[index].id, "already at the destination (sent by an earlier run); not sent again");
+                        results[index] = Some(Ok(()));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot check the destination for messages sent before a crash, sending them again: {e}")
+            }
+        }
+    }
+    let pending: Vec<usize> = (0..envelopes.len()).filter(|i| results[*i].is_none()).collect();
+    if !pending.is_empty() {
+        shared.journal(Event::Sending, pending.iter().map(|&i| &sending[i].key))?;
+        shared.sync_journal()?;
+        let batch: Vec<Envelope> = match pending.len() == envelopes.len() {
+            true => envelopes,
+            false => pending.iter().map(|&i| envelopes[i].clone()).collect(),
+        };
+        for (&index, result) in pending.iter().zip(sink.send(&batch).await) {
+            results[index] = Some(result);
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(SendError::retryable("not sent"))))
+        .collect())
+}

@@ -1,0 +1,146 @@
+//! Stage 1, read: one pass over the source, with the rules applied before any filter runs (resume, plan,
+//! time window, `--max`, the loop guard), and the journal key of each message worked out once.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use super::journal::PastState;
+use super::report::Stats;
+use super::stage::{Park, Settle, Shared, Work};
+use crate::core::adapter::{Received, Source};
+use crate::core::envelope::Envelope;
+use crate::core::ids::JournalKey;
+
+/// The journal keys seen in a pass whose ids can repeat, so the n-th copy of a key is its own message.
+#[derive(Default)]
+struct Occurrences {
+    /// 64 bits of each key's digest: flat memory per message.
+    seen: HashSet<u64>,
+    /// How often each repeated key came.
+    repeated: HashMap<u128, u32>,
+}
+
+impl Occurrences {
+    fn key_of(&mut self, key: JournalKey) -> JournalKey {
+        let digest = key.digest();
+        if self.seen.insert(digest as u64) {
+            return key;
+        }
+        let n = self.repeated.entry(digest).or_insert(1);
+        *n += 1;
+        key.nth(*n)
+    }
+}
+
+/// Read one pass, apply the pre-filter rules, feed the deciders.
+pub(super) async fn read_stage(
+    shared: &Shared,
+    source: &mut dyn Source,
+    work_tx: mpsc::Sender<Work>,
+    settle_tx: mpsc::Sender<Settle>,
+    park_tx: mpsc::Sender<Park>,
+) -> Result<()> {
+    let config = &shared.config;
+    let stats = &shared.stats;
+    let mut seq = 0u64;
+    let mut occurrences = Occurrences::default();
+    loop {
+        let received = tokio::select! {
+            biased;
+            () = shared.stop.cancelled() => break,
+            r = source.next() => r.with_context(|| format!("reading {}", shared.source_identity))?,
+        };
+        let Some(received) = received else { break };
+        let delivery = match received {
+            Received::Malformed { token, problem } => {
+                tracing::warn!("{}: {problem} (left in the DLQ)", shared.source_identity);
+                Stats::add(&stats.malformed, 1);
+                settle_tx.send(Settle::Release(token, None)).await.ok();
+                continue;
+            }
+            Received::Message(delivery) => delivery,
+        };
+        let env = &delivery.envelope;
+        let key = match env.id_unique_per_send {
+            true => JournalKey::of(env),
+            // Ids may repeat in this DLQ (a file, AMQP message ids).
+            false => occurrences.key_of(JournalKey::of(env)),
+        };
+        let past = shared.journal.as_ref().and_then(|j| j.past(&key));
+        if let Some(past @ (PastState::Acked | PastState::SettledNotAcked)) = past {
+            // Settled by an earlier run: ack without forwarding again.
+            Stats::add(&stats.resumed, 1);
+            let key = (past == PastState::SettledNotAcked).then_some(key);
+            settle_tx.send(Settle::Ack(delivery.token, key)).await.ok();
+            continue;
+        }
+        let in_doubt = past == Some(PastState::InDoubt);
+        if config.plan.as_ref().is_some_and(|p| p.planned(&env.id).is_none()) {
+            Stats::add(&stats.not_in_plan, 1);
+            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            continue;
+        }
+        if !in_window(env, config.since, config.until) {
+            Stats::add(&stats.out_of_window, 1);
+            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            continue;
+        }
+        if config.max.is_some_and(|max| seq >= max) {
+            // Past --max: this one stays in the DLQ and the pass ends.
+            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            break;
+        }
+        Stats::add(&stats.read, 1);
+        if config.max_replays.is_some_and(|max| env.replay_count >= max) {
+            Stats::add(&stats.parked, 1);
+            if config.park.is_some() && !config.dry_run {
+                park_tx.send(Park { delivery, key }).await.ok();
+            } else {
+                settle_tx.send(Settle::Release(delivery.token, Some(key))).await.ok();
+            }
+            continue;
+        }
+        let work = Work {
+            seq,
+            key,
+            delivery,
+            in_doubt,
+        };
+        if work_tx.send(work).await.is_err() {
+            break;
+        }
+        seq += 1;
+    }
+    Ok(())
+}
+
+/// True when the message's failure time is in `[since, until)`; a message whose failure time is unknown is
+/// outside any window asked for (it is left alone).
+fn in_window(env: &Envelope, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> bool {
+    if since.is_none() && until.is_none() {
+        return true;
+    }
+    let Some(at) = env.failure.last_failed_at.or(env.failure.first_failed_at) else {
+        return false;
+    };
+    since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nth_copy_of_a_key_gets_its_own_key() {
+        let mut seen = Occurrences::default();
+        let key = |text: &str| JournalKey::from_journal(text.into());
+        assert_eq!(seen.key_of(key("a#r0")), key("a#r0"));
+        assert_eq!(seen.key_of(key("b#r0")), key("b#r0"));
+        let second = seen.key_of(key("a#r0"));
+        assert_ne!(second, key("a#r0"));
+        assert_ne!(seen.key_of(key("a#r0")), second, "a third copy differs from the second");
+    }
+}

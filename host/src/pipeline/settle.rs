@@ -1,0 +1,58 @@
+//! Stage 7, settle: ack (remove from the DLQ) and release (leave in it) in batches through the source's
+//! acker, and journal what was done.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+
+use super::journal::Event;
+use super::report::Stats;
+use super::stage::{Settle, Shared, recv_batch};
+use crate::core::adapter::Acker;
+
+/// Ack and release in batches, and journal it.
+pub(super) async fn settle_stage(
+    shared: Arc<Shared>,
+    acker: Arc<dyn Acker>,
+    mut settle_rx: mpsc::Receiver<Settle>,
+) -> Result<()> {
+    while let Some(first) = settle_rx.recv().await {
+        let batch = recv_batch(&mut settle_rx, vec![first], 512, Duration::ZERO).await;
+        let (mut acks, mut releases) = (Vec::new(), Vec::new());
+        let (mut acked_keys, mut released_keys) = (Vec::new(), Vec::new());
+        for item in batch {
+            match item {
+                Settle::Ack(token, key) => {
+                    acks.push(token);
+                    acked_keys.extend(key);
+                }
+                Settle::Release(token, key) => {
+                    releases.push(token);
+                    released_keys.extend(key);
+                }
+            }
+        }
+        if !acks.is_empty() {
+            match acker.ack(&acks).await {
+                Ok(()) => shared.journal(Event::Acked, &acked_keys)?,
+                Err(e) => {
+                    tracing::error!(
+                        "ack failed, {} messages stay in the DLQ (a resumed run acks them): {e}",
+                        acks.len()
+                    );
+                    Stats::add(&shared.stats.settle_failed, acks.len() as u64);
+                }
+            }
+        }
+        if !releases.is_empty() {
+            if let Err(e) = acker.release(&releases).await {
+                tracing::warn!("release failed for {} messages: {e}", releases.len());
+                Stats::add(&shared.stats.settle_failed, releases.len() as u64);
+            }
+            shared.journal(Event::Released, &released_keys)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,528 @@
+//! The adapter kit: one suite every broker adapter passes against its real server.
+//!
+//! A broker's test file implements [`Broker`] for its server (a uniquely named DLQ and destination, seeded
+//! the way the broker's users get dead letters there) and lists the kit's cases with [`suite!`]. The cases:
+//!
+//! - `reconciles`: a 500-message DLQ through the example chain; every message ends in exactly one place
+//!   (replayed at the destination, still in the DLQ, or in the discard archive), each where its fate says;
+//! - `plan_changes_nothing`: `redrive plan` leaves every message in the DLQ and sends nothing;
+//! - `dropped_connection`: redrive's connections are cut mid-run; the run recovers (or a second run finishes
+//!   it): nothing lost, and no copy beyond what the broker's promise allows, each with the same replay id;
+//! - `kill_9_then_resume`: the same across a kill -9 and a resumed run;
+//! - `to_origin`: `--to origin` puts every message back where it was dead-lettered from;
+//! - `mistakes_are_exit_2`: a missing queue/stream/table/file, wrong credentials, a closed port: exit 2
+//!   with a message that says so, and the password never printed;
+//! - `password_never_printed`: a successful run with a password in the URL; no output, journal or audit
+//!   file shows it.
+//!
+//! A broker runs the cases that apply to it; its test file says why the others do not.
+
+#![allow(dead_code)]
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{jsonl_values, module, redrive, run};
+
+/// What becomes of seeded dead letter `order` with the kit's chain (route-by-error, drop-test-traffic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fate {
+    /// A transient error: replayed.
+    Replay,
+    /// A permanent error, or none recorded: left in the DLQ.
+    Skip,
+    /// Test traffic: archived and removed.
+    Discard,
+}
+
+/// The fate of seeded dead letter `order`: by `order % 5`, 0 and 1 time out (replay), 2 fails validation and
+/// 4 has no error (skip), 3 is test traffic that timed out (discard).
+pub fn fate(order: u64) -> Fate {
+    match order % 5 {
+        0 | 1 => Fate::Replay,
+        3 => Fate::Discard,
+        _ => Fate::Skip,
+    }
+}
+
+/// The error a seeded dead letter failed with (`None`: none recorded).
+pub fn error_of(order: u64) -> Option<&'static str> {
+    match order % 5 {
+        0 | 1 | 3 => Some("timeout calling billing"),
+        2 => Some("validation failed: sku missing"),
+        _ => None,
+    }
+}
+
+/// Whether a seeded dead letter is test traffic (attribute `x-test: true`, or body field `"test": true`).
+pub fn is_test_traffic(order: u64) -> bool {
+    order % 5 == 3
+}
+
+/// The body of seeded dead letter `order`.
+pub fn body_of(order: u64) -> String {
+    if is_test_traffic(order) {
+        format!(r#"{{"order":{order},"quantity":2,"test":true}}"#)
+    } else {
+        format!(r#"{{"order":{order},"quantity":2}}"#)
+    }
+}
+
+/// The order number in a body the kit seeded.
+pub fn order_of_body(body: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(body).ok()?["order"].as_u64()
+}
+
+/// A message found at a destination.
+#[derive(Clone, Debug)]
+pub struct Arrived {
+    /// Its seeded order number.
+    pub order: u64,
+    /// Its `x-redrive-replay-id`.
+    pub replay_id: Option<String>,
+}
+
+/// What a crash (or a cut connection) can repeat at a broker's destination (README, "What a crash can
+/// repeat").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Copies {
+    /// Nothing: the destination is read back.
+    None,
+    /// At most this many copies per crash, each with the same replay id.
+    AtMostPerCrash(usize),
+}
+
+/// A URL redrive must refuse with exit 2, and words its message must hold.
+pub struct Mistake {
+    /// What is wrong, for the test's messages.
+    pub what: &'static str,
+    /// The source URL to try.
+    pub url: String,
+    /// Words the error must contain.
+    pub says: &'static str,
+}
+
+/// Which of a broker's tests may share the server.
+pub enum Access {
+    /// Alongside other tests.
+    Shared,
+    /// Alone (it cuts every connection).
+    Exclusive,
+}
+
+/// A broker under the kit: its real server, one test's uniquely named DLQ and destination.
+pub trait Broker: Sized {
+    /// A fresh DLQ and destination for the test `test`; fails loudly, with instructions, without a server.
+    fn new(test: &str) -> Self;
+    /// Put dead letters `0..n` into the DLQ, as the broker's users get them there ([`fate`], [`error_of`],
+    /// [`is_test_traffic`], [`body_of`]).
+    fn seed(&mut self, n: u64);
+    /// The DLQ's URL.
+    fn source_url(&self) -> String;
+    /// The destination's URL.
+    fn destination_url(&self) -> String;
+    /// `redrive` set up for this broker (credentials in the environment, ...), with `tmp` as its cache.
+    fn command(&self, tmp: &Path) -> Command {
+        redrive(tmp)
+    }
+    /// Extra arguments every run takes (a file source's `--remainder`).
+    fn run_args(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// How many messages are at the destination now (copies included), without taking them.
+    fn destination_count(&mut self) -> usize;
+    /// The messages at the destination (copies included); the end of a test.
+    fn at_destination(&mut self) -> Vec<Arrived>;
+    /// The orders still in the DLQ; the end of a test.
+    fn in_dlq(&mut self) -> Vec<u64>;
+    /// The orders back where they were dead-lettered from, after `--to origin`.
+    fn at_origin(&mut self) -> Vec<u64> {
+        panic!("this broker has no origin; do not list `to_origin` for it")
+    }
+    /// Cut the connections the redrive process `redrive_pid` has to the server.
+    fn drop_connections(&mut self, redrive_pid: u32) {
+        let _ = redrive_pid;
+        panic!("this broker has no connection to cut; do not list `dropped_connection` for it")
+    }
+    /// What a crash can repeat at the destination.
+    fn crash_copies(&self) -> Copies;
+    /// After a kill -9: wait until what the killed run held is back in the DLQ (SQS: its visibility timeout).
+    fn after_crash(&mut self) {}
+    /// Sources that must be refused with exit 2.
+    fn mistakes(&self) -> Vec<Mistake>;
+    /// A working source URL with a password in it, and the password.
+    fn with_password(&mut self) -> (String, String) {
+        panic!("this broker's URLs carry no password; do not list `password_never_printed` for it")
+    }
+    /// A guard for the test's access to the server (see [`Access`]).
+    fn access(_access: Access) -> Box<dyn Any> {
+        Box::new(())
+    }
+}
+
+/// One kit test: the broker, a temporary directory, the audit and archive paths.
+pub struct Kit<B: Broker> {
+    /// The broker.
+    pub broker: B,
+    tmp: tempfile::TempDir,
+}
+
+impl<B: Broker> Kit<B> {
+    fn new(test: &str) -> Self {
+        Self {
+            broker: B::new(test),
+            // REDRIVE_KIT_KEEP=1 keeps each case's directory (journal, audit, archive) for a look afterwards.
+            tmp: tempfile::Builder::new()
+                .prefix(&format!("redrive-kit-{test}-"))
+                .disable_cleanup(std::env::var_os("REDRIVE_KIT_KEEP").is_some())
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `redrive run` from the DLQ to the destination through the kit's chain.
+    fn replay(&self) -> Command {
+        let mut cmd = self.broker.command(self.tmp.path());
+        cmd.args(["run", "--no-progress", "--from", &self.broker.source_url()])
+            .args(["--to", &self.broker.destination_url()])
+            .args(["-f", &module("route-by-error"), "-f", &module("drop-test-traffic")])
+            .arg("--audit-dir")
+            .arg(self.path("audit"))
+            .arg("--archive")
+            .arg(self.path("archive.jsonl"))
+            .args(self.broker.run_args());
+        cmd
+    }
+
+    fn archived(&self) -> Vec<u64> {
+        jsonl_values(&self.path("archive.jsonl"))
+            .iter()
+            .filter_map(|v| order_of_body(v["body"].as_str()?))
+            .collect()
+    }
+
+    /// Every seeded order is in exactly one place, the one its fate says: at the destination (copies allowed
+    /// up to `copies`, each with its message's one replay id), in the DLQ, or in the archive.
+    fn assert_reconciled(&mut self, n: u64, copies: usize) {
+        let arrived = self.broker.at_destination();
+        let in_dlq = self.broker.in_dlq();
+        let archived = self.archived();
+        let mut replay_ids: BTreeMap<u64, BTreeSet<Option<String>>> = BTreeMap::new();
+        for a in &arrived {
+            replay_ids.entry(a.order).or_default().insert(a.replay_id.clone());
+        }
+        let places = |orders: &mut dyn Iterator<Item = u64>| orders.collect::<BTreeSet<u64>>();
+        let replayed = places(&mut arrived.iter().map(|a| a.order));
+        let left = places(&mut in_dlq.iter().copied());
+        let discarded = places(&mut archived.iter().copied());
+        for order in 0..n {
+            let expected = fate(order);
+            let found: Vec<Fate> = [
+                (Fate::Replay, &replayed),
+                (Fate::Skip, &left),
+                (Fate::Discard, &discarded),
+            ]
+            .into_iter()
+            .filter(|(_, set)| set.contains(&order))
+            .map(|(fate, _)| fate)
+            .collect();
+            assert_eq!(
+                found,
+                vec![expected],
+                "order {order} must be in exactly one place, the {expected:?} one"
+            );
+        }
+        assert!(
+            replayed.iter().chain(&left).chain(&discarded).all(|o| *o < n),
+            "nothing appears that was not seeded"
+        );
+        assert_eq!(in_dlq.len(), left.len(), "the DLQ holds each message once");
+        assert_eq!(archived.len(), discarded.len(), "the archive holds each message once");
+        for (order, ids) in &replay_ids {
+            assert_eq!(
+                ids.len(),
+                1,
+                "order {order}: every copy carries its one replay id, got {ids:?}"
+            );
+            assert!(
+                ids.iter().all(Option::is_some),
+                "order {order} arrived without a replay id"
+            );
+        }
+        let doubled = arrived.len() - replayed.len();
+        assert!(
+            doubled <= copies,
+            "{doubled} copies arrived twice; at most {copies} may"
+        );
+    }
+
+    /// Start a replay in the background (it is waited for, or killed, by the caller).
+    fn spawn(&self, extra: &[&str]) -> std::process::Child {
+        self.replay()
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_for_destination(&mut self, at_least: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.broker.destination_count() < at_least {
+            assert!(Instant::now() < deadline, "the replay did not get going");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn crash_allowance<B: Broker>(broker: &B, crashes: usize) -> usize {
+    match broker.crash_copies() {
+        Copies::None => 0,
+        Copies::AtMostPerCrash(n) => n * crashes,
+    }
+}
+
+/// A 500-message DLQ: every message ends in exactly one place.
+pub fn reconciles<B: Broker>() {
+    let _access = B::access(Access::Shared);
+    let mut k = Kit::<B>::new("reconcile");
+    let n = 500;
+    k.broker.seed(n);
+    let (code, stdout, stderr) = run(&mut k.replay());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    k.assert_reconciled(n, 0);
+}
+
+/// `redrive plan` takes nothing out of the DLQ and sends nothing.
+pub fn plan_changes_nothing<B: Broker>() {
+    let _access = B::access(Access::Shared);
+    let mut k = Kit::<B>::new("plan");
+    let n = 50;
+    k.broker.seed(n);
+    let mut cmd = k.broker.command(k.tmp.path());
+    cmd.args(["plan", "--no-progress", "--from", &k.broker.source_url()])
+        .args(["-f", &module("route-by-error"), "-f", &module("drop-test-traffic")])
+        .arg("--audit-dir")
+        .arg(k.path("audit"))
+        .arg("--plan-out")
+        .arg(k.path("plan.json"));
+    let (code, stdout, stderr) = run(&mut cmd);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(k.broker.destination_count(), 0, "a plan sends nothing");
+    let mut left = k.broker.in_dlq();
+    left.sort_unstable();
+    assert_eq!(left, (0..n).collect::<Vec<_>>(), "a plan takes nothing out of the DLQ");
+    assert!(k.archived().is_empty(), "a plan archives nothing");
+}
+
+/// Redrive's connections cut mid-run: nothing lost, no copy beyond the promise.
+pub fn dropped_connection<B: Broker>() {
+    let _access = B::access(Access::Exclusive);
+    let mut k = Kit::<B>::new("dropped");
+    let n = 300;
+    k.broker.seed(n);
+    let child = k.spawn(&["--rate", "50/s"]);
+    k.wait_for_destination(20);
+    k.broker.drop_connections(child.id());
+    let replays = (0..n).filter(|o| fate(*o) == Fate::Replay).count();
+    assert!(
+        k.broker.destination_count() < replays,
+        "the connections were cut after the run had forwarded everything: make it slower"
+    );
+    let out = child.wait_with_output().unwrap();
+    let code = out.status.code();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(code, Some(0 | 1)),
+        "the run recovers or ends cleanly: {code:?}\n{stderr}"
+    );
+    // A copy may arrive twice only when the cut took its send's confirmation with it: the run reports
+    // each such send ("a later run tries again"), and it stays in the DLQ for the next run.
+    let in_doubt = stderr.matches("a later run tries again").count();
+    let (code, stdout, stderr) = run(&mut k.replay());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    k.assert_reconciled(n, in_doubt);
+}
+
+/// kill -9 mid-run, three times, each time resuming with the same command; then a run to the end: nothing
+/// lost, no copy beyond the promise. No rate limit: the forwarder is always sending, so a kill lands
+/// between a send and its journaled confirmation as often as anywhere.
+pub fn kill_9_then_resume<B: Broker>() {
+    let _access = B::access(Access::Shared);
+    let mut k = Kit::<B>::new("kill9");
+    let n = 500;
+    k.broker.seed(n);
+    let kills = 3;
+    for kill in 1..=kills {
+        let mut child = k.spawn(&[]);
+        k.wait_for_destination(40 * kill);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        k.broker.after_crash();
+    }
+    let (code, stdout, stderr) = run(&mut k.replay());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let allowance = crash_allowance(&k.broker, kills);
+    k.assert_reconciled(n, allowance);
+}
+
+/// `--to origin`: every message back where it was dead-lettered from.
+pub fn to_origin<B: Broker>() {
+    let _access = B::access(Access::Shared);
+    let mut k = Kit::<B>::new("origin");
+    let n = 50;
+    k.broker.seed(n);
+    let replay_all = format!("{}?default=replay&permanent=nothing-matches", module("route-by-error"));
+    let mut cmd = k.broker.command(k.tmp.path());
+    cmd.args([
+        "run",
+        "--no-progress",
+        "--from",
+        &k.broker.source_url(),
+        "--to",
+        "origin",
+    ])
+    .args(["-f", &replay_all])
+    .arg("--audit-dir")
+    .arg(k.path("audit"));
+    let (code, stdout, stderr) = run(&mut cmd);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let mut back = k.broker.at_origin();
+    back.sort_unstable();
+    assert_eq!(
+        back,
+        (0..n).collect::<Vec<_>>(),
+        "every message is back at its origin, once"
+    );
+    assert!(k.broker.in_dlq().is_empty(), "and none is left in the DLQ");
+}
+
+/// Mistakes are exit 2 with a message that says what is wrong; nothing moves.
+pub fn mistakes_are_exit_2<B: Broker>() {
+    let _access = B::access(Access::Shared);
+    let mut k = Kit::<B>::new("mistakes");
+    k.broker.seed(3);
+    for mistake in k.broker.mistakes() {
+        let mut cmd = k.broker.command(k.tmp.path());
+        cmd.args(["run", "--no-progress", "--from", &mistake.url, "--no-filter"])
+            .args(["--to", &k.broker.destination_url()])
+            .arg("--audit-dir")
+            .arg(k.path("audit"));
+        let (code, stdout, stderr) = run(&mut cmd);
+        assert_eq!(code, 2, "{}: exit 2\n{stdout}\n{stderr}", mistake.what);
+        if let Some(password) = password_of(&mistake.url) {
+            for text in [&stdout, &stderr] {
+                assert_no_password(text, &password, mistake.what);
+            }
+        }
+        assert!(
+            stderr.contains(mistake.says),
+            "{}: the error should say {:?}:\n{stderr}",
+            mistake.what,
+            mistake.says
+        );
+    }
+    assert_eq!(k.broker.destination_count(), 0, "nothing moved");
+    assert_eq!(k.broker.in_dlq().len(), 3, "nothing left the DLQ");
+}
+
+/// A successful run with a password in the source URL: no output, journal or audit file shows it.
+pub fn password_never_printed<B: Broker>() {
+    let _access = B::access(Access::Shared);
+    let mut k = Kit::<B>::new("password");
+    let n = 10;
+    k.broker.seed(n);
+    let (url, password) = k.broker.with_password();
+    for extra in [&[][..], &["-v", "-o", "json"][..]] {
+        let mut cmd = k.broker.command(k.tmp.path());
+        cmd.args([
+            "run",
+            "--no-progress",
+            "--from",
+            &url,
+            "--to",
+            &k.broker.destination_url(),
+        ])
+        .args(["-f", &module("route-by-error"), "-f", &module("drop-test-traffic")])
+        .arg("--audit-dir")
+        .arg(k.path("audit"))
+        .arg("--archive")
+        .arg(k.path("archive.jsonl"))
+        .args(k.broker.run_args())
+        .args(extra);
+        let (code, stdout, stderr) = run(&mut cmd);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        for text in [&stdout, &stderr] {
+            assert_no_password(text, &password, "the output");
+        }
+    }
+    let mut files = vec![k.path("archive.jsonl")];
+    files.extend(std::fs::read_dir(k.path("audit")).unwrap().map(|e| e.unwrap().path()));
+    for file in files {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+        assert_no_password(&text, &password, &file.display().to_string());
+    }
+}
+
+/// The password in a URL's user-info, decoded; `None` when the user name holds it too (`guest:guest`: the
+/// user name may be shown).
+pub fn password_of(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let password = parsed.password().filter(|p| !parsed.username().contains(p))?;
+    let bytes = password.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = password.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&decoded).into_owned())
+}
+
+/// Fails when `text` shows `password`, raw or URL-encoded: any of its alphanumeric runs of four or more
+/// characters counts (encoding leaves those as they are).
+pub fn assert_no_password(text: &str, password: &str, place: &str) {
+    assert!(!text.contains(password), "{place} shows the password:\n{text}");
+    for run in password.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if run.len() >= 4 {
+            assert!(
+                !text.contains(run),
+                "{place} shows part of the password ({run:?}):\n{text}"
+            );
+        }
+    }
+}
+
+/// The kit's cases as `#[test]` functions for `$broker`, in a module `kit_suite`: only those listed.
+macro_rules! suite {
+    ($broker:ty: $($case:ident),+ $(,)?) => {
+        mod kit_suite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $case() {
+                    crate::kit::$case::<$broker>();
+                }
+            )+
+        }
+    };
+}
+
+pub(crate) use suite;
