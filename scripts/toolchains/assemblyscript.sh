@@ -19,6 +19,11 @@ if [ "${1:-}" = --print ]; then
     exit 1
 fi
 if ! installed; then
+    # Node.js trusts only its own CA list; where the system's bundle holds an extra CA (a TLS-inspecting proxy
+    # in front of the registry), npm fails with SELF_SIGNED_CERT_IN_CHAIN unless it is added.
+    if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+        export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+    fi
     command -v npm >/dev/null 2>&1 || { echo "toolchains/assemblyscript: npm is needed (Node.js 18 or later)" >&2; exit 1; }
     echo "toolchains/assemblyscript: installing assemblyscript@$assemblyscript and @assemblyscript/wasi-shim@$wasi_shim (npm) into $prefix" >&2
     rm -rf "$prefix"

@@ -6,6 +6,7 @@
 
 pub mod amqp;
 pub mod file;
+pub mod kafka;
 pub mod postgres;
 pub mod redis;
 pub mod sqs;
@@ -27,11 +28,15 @@ pub struct BrokerOptions {
     pub aws: sqs::AwsSettings,
     /// Database sources: an SQL predicate the operator wrote (`--where`), added to the row selection.
     pub where_clause: Option<String>,
+    /// Most messages a source should hand out before they are settled, when the forwarding rate makes
+    /// holding more pointless (about two seconds of it); `None`: the source's own default. Kafka uses it to
+    /// keep a rebalance short: a partition given away waits for its open messages.
+    pub open_window: Option<usize>,
 }
 
 /// Open a source: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`,
 /// `sqs://orders-dlq` (or an SQS queue URL or ARN), `redis://host:6379/0?stream=orders:dlq`,
-/// `postgres://user@host/db?table=failed_jobs`.
+/// `postgres://user@host/db?table=failed_jobs`, `kafka://host:9092?topic=orders.DLT`.
 pub async fn open_source(
     endpoint: &Endpoint,
     mode: SourceMode,
@@ -52,6 +57,7 @@ pub async fn open_source(
         Scheme::Amqp => Box::new(amqp::AmqpSource::open(url, mode).await?),
         Scheme::Sqs => Box::new(sqs::SqsSource::open(url, mode, &options.aws).await?),
         Scheme::Redis => Box::new(redis::RedisSource::open(url, mode).await?),
+        Scheme::Kafka => Box::new(kafka::KafkaSource::open(url, mode, options.open_window).await?),
     })
 }
 
@@ -71,9 +77,10 @@ pub async fn open_sink(
                 Scheme::Amqp => Ok(Arc::new(amqp::AmqpSink::origin(url).await?)),
                 Scheme::Sqs => Ok(Arc::new(sqs::SqsSink::origin(url, aws).await?)),
                 Scheme::Redis => Ok(Arc::new(redis::RedisSink::origin(url).await?)),
+                Scheme::Kafka => Ok(Arc::new(kafka::KafkaSink::origin(url).await?)),
                 Scheme::File | Scheme::Postgres => Err(AdapterError::Config(format!(
                     "--to origin needs a broker source that records where each message was dead-lettered from \
-                     (amqp://..., sqs://... or redis://...); {source} does not"
+                     (amqp://..., sqs://..., redis://... or kafka://...); {source} does not"
                 ))),
             };
         }
@@ -87,6 +94,7 @@ pub async fn open_sink(
         Scheme::Amqp => Ok(Arc::new(amqp::AmqpSink::open(url).await?)),
         Scheme::Sqs => Ok(Arc::new(sqs::SqsSink::open(url, aws).await?)),
         Scheme::Redis => Ok(Arc::new(redis::RedisSink::open(url).await?)),
+        Scheme::Kafka => Ok(Arc::new(kafka::KafkaSink::open(url).await?)),
         Scheme::Postgres => Err(AdapterError::Config(
             "a postgres:// table is a source only; replay to a queue, a stream or a file".into(),
         )),

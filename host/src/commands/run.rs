@@ -213,6 +213,11 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, B
             endpoint_url: args.aws.endpoint_url.clone().or_else(|| file.aws.endpoint_url.clone()),
         },
         where_clause: args.where_clause.clone(),
+        // Two seconds of the forwarding rate: more open messages would only wait for the rate limiter.
+        open_window: config
+            .rate
+            .as_ref()
+            .map(|plan| ((plan.rate.0 * 2.0).ceil() as usize).clamp(8, 1024)),
     };
     Ok((config, options))
 }

@@ -20,6 +20,8 @@ pub enum Scheme {
     Redis,
     /// `postgres://` or `postgresql://` (a `failed_jobs` table).
     Postgres,
+    /// `kafka://host:port[,host:port]?topic=T` (a dead-letter topic).
+    Kafka,
 }
 
 impl Scheme {
@@ -31,13 +33,15 @@ impl Scheme {
             Scheme::Sqs => "sqs",
             Scheme::Redis => "redis",
             Scheme::Postgres => "postgres",
+            Scheme::Kafka => "kafka",
         }
     }
 }
 
 /// Every URL form redrive accepts, for error messages.
 pub const SUPPORTED: &str = "file:path/to/dlq.jsonl, amqp://host/vhost?queue=name, sqs://queue-name (or an SQS \
-                             queue URL or ARN), redis://host/db?stream=name, postgres://user@host/db?table=failed_jobs";
+                             queue URL or ARN), redis://host/db?stream=name, postgres://user@host/db?table=failed_jobs, \
+                             kafka://host:9092?topic=name";
 
 /// How to write a password that holds a character URLs give a meaning to.
 pub const PERCENT_ENCODE_HINT: &str = "if the user name or password contains # / ? @ % & = or a space, \
@@ -98,6 +102,7 @@ impl Endpoint {
             "sqs" | "http" | "https" | "arn" => Scheme::Sqs,
             "redis" | "rediss" => Scheme::Redis,
             "postgres" | "postgresql" => Scheme::Postgres,
+            "kafka" => Scheme::Kafka,
             other => return Err(EndpointError::Unsupported(other.to_owned())),
         };
         let (text, redacted) = match scheme {
@@ -105,6 +110,7 @@ impl Endpoint {
             // Paths and ARNs carry no credentials.
             Scheme::File => (text.to_owned(), text.to_owned()),
             Scheme::Sqs if scheme_text.eq_ignore_ascii_case("arn") => (text.to_owned(), text.to_owned()),
+            Scheme::Kafka => parse_host_list_url(scheme_text, text)?,
             // Adapters get the URL as parsed here, serialised again: every client then reads the same
             // user, password and host (a raw `@` in a password is percent-encoded).
             _ => parse_url(scheme_text, text)?,
@@ -270,6 +276,41 @@ fn parse_url(scheme: &str, text: &str) -> Result<(String, String), EndpointError
     Ok((url.as_str().to_owned(), out))
 }
 
+/// A URL whose authority may list several `host:port` pairs separated by commas (Kafka bootstrap servers):
+/// parsed with the first host standing in for the list, which is then put back in both forms.
+fn parse_host_list_url(scheme: &str, text: &str) -> Result<(String, String), EndpointError> {
+    let rest = text.get(scheme.len() + 3..).unwrap_or("");
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let (user_info, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let Some((first, _)) = hosts.split_once(',') else {
+        return parse_url(scheme, text);
+    };
+    if first.is_empty() || hosts.split(',').any(str::is_empty) {
+        return Err(EndpointError::Unparseable {
+            scheme: scheme.to_owned(),
+            problem: "an empty host in the host list".into(),
+        });
+    }
+    let single = format!("{}://{user_info}{first}{}", &text[..scheme.len()], &rest[end..]);
+    let (secret, shown) = parse_url(scheme, &single)?;
+    let hosts = hosts.to_ascii_lowercase();
+    let put_back = |serialised: String| -> String {
+        let start = serialised.find("://").map_or(0, |i| i + 3);
+        let path_start = serialised[start..]
+            .find(['/', '?'])
+            .map_or(serialised.len(), |i| start + i);
+        let host_start = serialised[start..path_start]
+            .rfind('@')
+            .map_or(start, |i| start + i + 1);
+        format!("{}{hosts}{}", &serialised[..host_start], &serialised[path_start..])
+    };
+    Ok((put_back(secret), put_back(shown)))
+}
+
 fn decode(text: &str) -> String {
     form_urlencoded::parse(format!("{text}=").as_bytes())
         .next()
@@ -345,6 +386,16 @@ mod tests {
         );
         assert_eq!(redact("amqp://a:b#c@h/x"), "amqp:(URL not shown)");
         assert_eq!(redact("file:dlq.jsonl"), "file:dlq.jsonl");
+    }
+
+    #[test]
+    fn kafka_host_lists_are_kept_and_passwords_masked() {
+        let e = Endpoint::parse("kafka://u:pw@b1:9092,B2:9093?topic=t&sasl.password=x").unwrap();
+        assert_eq!(e.scheme(), Scheme::Kafka);
+        assert_eq!(e.redacted(), "kafka://u:***@b1:9092,b2:9093?topic=t&sasl.password=***");
+        assert_eq!(e.secret_text(), "kafka://u:pw@b1:9092,b2:9093?topic=t&sasl.password=x");
+        assert_eq!(shown("kafka://h:9092?topic=t"), "kafka://h:9092?topic=t");
+        assert!(Endpoint::parse("kafka://h:1,,h2:2?topic=t").is_err());
     }
 
     #[test]

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Kafka benchmark: N persistent 1 KiB records (key, two Spring dead-letter headers) in a dead-letter topic of 3
+# partitions, moved to a staging topic on the same broker, four ways in one run, each on fresh topics:
+#   1. redrive run with the 3-module chain (route-by-error?default=replay, repair-json, drop-test-traffic)
+#   2. redrive run --no-filter
+#   3. the consume -> produce -> commit loop a team writes with confluent-kafka in Python (bench/kafka/kafka.py loop:
+#      batches of 500, idempotent producer, acks=all, flush, synchronous commit)
+#   4. `kcat -C ... -e | kcat -P ...`: a pipe of Debian's kafkacat; bodies only (keys and headers are lost), no
+#      commit, no confirmation: the floor
+# Every move is checked afterwards: each of the N bodies exactly once at the destination, unchanged.
+# Prints wall time, msg/s, CPU per message (the mover and everything it started, user + system), the broker's
+# CPU during the move, the mover's peak RSS, and redrive's ratios to the Python loop and to the kcat pipe.
+#
+#   bench/kafka/run.sh              # N=100000
+#   N=20000 bench/kafka/run.sh      # a quicker run
+#
+# The broker: a private tansu (in-memory storage) on 127.0.0.1:PORT (default 19192), from the venv
+# scripts/services.sh installs (/var/tmp/redrive-tools/tansu-0.6.0). Environment: N, SIZE (1024), PORT, MOVERS
+# (default "chain none python kcat"), BENCH_DIR (/var/tmp/redrive-bench-kafka: the venv with confluent-kafka and the
+# run's output), REDRIVE_BIN (default $CARGO_TARGET_DIR or target, /release/redrive).
+set -euo pipefail
+
+N="${N:-100000}"
+SIZE="${SIZE:-1024}"
+PORT="${PORT:-19192}"
+MOVERS="${MOVERS:-chain none python kcat}"
+case "$N" in '' | *[!0-9]* | 0) echo "run.sh: N must be a positive integer" >&2; exit 2 ;; esac
+confluent_version=2.16.1
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+bench_dir="${BENCH_DIR:-/var/tmp/redrive-bench-kafka}"
+redrive="${REDRIVE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/redrive}"
+tansu="${REDRIVE_TOOLS_DIR:-/var/tmp/redrive-tools}/tansu-0.6.0/tansu"
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+[ -x "$redrive" ] || die "no redrive at $redrive: build it (cargo build --release -p redrive) or set REDRIVE_BIN"
+[ -x "$tansu" ] || "$repo/scripts/services.sh"
+[ -x "$tansu" ] || die "no tansu at $tansu"
+if ! command -v kcat >/dev/null && ! command -v kafkacat >/dev/null; then
+    [ "$(id -u)" = 0 ] || die "kcat is missing: sudo apt-get install kafkacat"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q kafkacat >/dev/null ||
+        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q kafkacat >/dev/null; } ||
+        die "could not install kafkacat"
+fi
+kcat="$(command -v kcat || command -v kafkacat)"
+venv="$bench_dir/venv-$confluent_version"
+if [ ! -e "$venv/.installed" ]; then
+    rm -rf "$venv" && mkdir -p "$bench_dir"
+    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "confluent-kafka==$confluent_version" || die "could not install confluent-kafka==$confluent_version"
+    touch "$venv/.installed"
+fi
+py="$venv/bin/python"
+filters="$repo/build/filters"
+chain=(route-by-error repair-json drop-test-traffic)
+missing=()
+for f in "${chain[@]}"; do [ -f "$filters/$f.wasm" ] || missing+=("$f"); done
+[ ${#missing[@]} = 0 ] || "$repo/scripts/build-filters.sh" "${chain[@]}"
+chain_args=(-f "$filters/route-by-error.wasm?default=replay" -f "$filters/repair-json.wasm" -f "$filters/drop-test-traffic.wasm")
+
+run_dir="$bench_dir/run-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$run_dir"
+brokers="127.0.0.1:$PORT"
+"$tansu" broker --listener-url "tcp://$brokers" --advertised-listener-url "tcp://$brokers" \
+    --storage-engine memory://tansu/ >"$run_dir/tansu.log" 2>&1 &
+tansu_pid=$!
+trap 'kill $tansu_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+
+declare -A wall cpu rss broker_cpu
+move() { # name, command...
+    local name="$1"; shift
+    local dlq="bench-$name-$$.DLT" staging="bench-$name-$$-staging"
+    "$py" "$here/kafka.py" topics "$brokers" "$dlq" "$staging"
+    "$py" "$here/kafka.py" fill "$brokers" "$dlq" "$N" "$SIZE"
+    sleep 1
+    local cmd=("${@//@DLQ@/$dlq}")
+    cmd=("${cmd[@]//@STAGING@/$staging}")
+    echo "run.sh: $name ..." >&2
+    read -r code w c r b < <("$py" "$here/measure.py" "$tansu_pid" -- "${cmd[@]}" 2>"$run_dir/$name.err" | tail -1)
+    [ "$code" = 0 ] || die "$name exited $code (see $run_dir/$name.err)"
+    "$py" "$here/kafka.py" check "$brokers" "$staging" "$N" "$SIZE" >&2 || die "$name: the destination is wrong"
+    wall[$name]=$w cpu[$name]=$c rss[$name]=$r broker_cpu[$name]=$b
+}
+want() { [[ " $MOVERS " == *" $1 "* ]]; }
+redrive_common=(run --no-progress --audit-dir "$run_dir/audit-@DLQ@" --to "kafka://$brokers?topic=@STAGING@")
+want chain && move chain bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" --from "kafka://$brokers?topic=@DLQ@" "${chain_args[@]}") >/dev/null"
+want none && move none bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" --from "kafka://$brokers?topic=@DLQ@" --no-filter) >/dev/null"
+want python && move python "$py" "$here/kafka.py" loop "$brokers" @DLQ@ @STAGING@ bench-loop
+want kcat && move kcat bash -c "$kcat -C -b $brokers -t @DLQ@ -o beginning -e -q -f '%s\n' | $kcat -P -b $brokers -t @STAGING@"
+
+echo
+echo "Kafka: $N x $SIZE B records, 3 partitions, tansu 0.6.0 (memory) on 127.0.0.1; $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo
+printf '| mover | s | msg/s | CPU µs/msg | broker CPU s | peak RSS MiB | vs Python loop | vs kcat pipe |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
+for name in chain none python kcat; do
+    [ -n "${wall[$name]:-}" ] || continue
+    label=$(case $name in chain) echo "redrive, 3-module chain";; none) echo "redrive --no-filter";; python) echo "Python confluent-kafka loop";; kcat) echo "kcat -C \| kcat -P";; esac)
+    awk -v l="$label" -v n="$N" -v w="${wall[$name]}" -v c="${cpu[$name]}" -v b="${broker_cpu[$name]}" -v r="${rss[$name]}" \
+        -v py="${wall[python]:-0}" -v kc="${wall[kcat]:-0}" 'BEGIN {
+        vp = py > 0 ? sprintf("%.2f×", py / w) : "-"; vk = kc > 0 ? sprintf("%.2f×", kc / w) : "-";
+        printf "| %s | %.2f | %.0f | %.1f | %.2f | %.0f | %s | %s |\n", l, w, n / w, c * 1e6 / n, b, r, vp, vk }'
+done
+echo
+echo "output kept in $run_dir"

@@ -1,0 +1,160 @@
+//! Where a partition's committed offset may go: never past a message that is not settled.
+//!
+//! Every message handed to the pipeline is *open* until it is acked (replayed and confirmed, or archived)
+//! or released (skipped, failed, parked: it stays in the DLQ). The commit position of a partition is its
+//! lowest open or released offset, or the offset after the last message handed out when there is none:
+//! the next run of the group starts there and sees every message that stayed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One partition's messages in flight.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionOffsets {
+    /// Handed to the pipeline, not yet acked or released.
+    open: BTreeSet<i64>,
+    /// Released: they stay in the DLQ, so the commit stops at the first of them.
+    held: BTreeSet<i64>,
+    /// The offset after the last message handed out (`None`: nothing handed out yet).
+    next: Option<i64>,
+    /// The last position committed.
+    committed: Option<i64>,
+}
+
+impl PartitionOffsets {
+    /// A message was handed to the pipeline.
+    pub fn handed_out(&mut self, offset: i64) {
+        self.open.insert(offset);
+        self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
+    }
+
+    /// A message was acked.
+    pub fn acked(&mut self, offset: i64) {
+        self.open.remove(&offset);
+    }
+
+    /// A message was released: it stays.
+    pub fn released(&mut self, offset: i64) {
+        if self.open.remove(&offset) {
+            self.held.insert(offset);
+        }
+    }
+
+    /// Messages handed out and not settled either way.
+    pub fn open(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The position to commit now, when it moved past the last one committed.
+    pub fn to_commit(&self) -> Option<i64> {
+        let lowest = [self.open.first(), self.held.first()]
+            .into_iter()
+            .flatten()
+            .min()
+            .copied();
+        let position = lowest.or(self.next)?;
+        (self.committed.is_none_or(|c| position > c)).then_some(position)
+    }
+
+    /// The position was committed.
+    pub fn committed(&mut self, position: i64) {
+        self.committed = Some(self.committed.map_or(position, |c| c.max(position)));
+    }
+}
+
+/// Every partition of the topic this run handed messages out of.
+#[derive(Debug, Default)]
+pub struct Offsets {
+    partitions: BTreeMap<i32, PartitionOffsets>,
+}
+
+impl Offsets {
+    /// The partition's tracker.
+    pub fn partition(&mut self, partition: i32) -> &mut PartitionOffsets {
+        self.partitions.entry(partition).or_default()
+    }
+
+    /// Positions to commit now, per partition.
+    pub fn to_commit(&self) -> Vec<(i32, i64)> {
+        self.partitions
+            .iter()
+            .filter_map(|(p, o)| o.to_commit().map(|position| (*p, position)))
+            .collect()
+    }
+
+    /// Open messages of every partition.
+    pub fn open_total(&self) -> usize {
+        self.partitions.values().map(PartitionOffsets::open).sum()
+    }
+
+    /// Open messages of these partitions.
+    pub fn open_in(&self, partitions: &[i32]) -> usize {
+        partitions
+            .iter()
+            .filter_map(|p| self.partitions.get(p))
+            .map(PartitionOffsets::open)
+            .sum()
+    }
+
+    /// True while the partition's messages are tracked (handed out, not revoked).
+    pub fn tracks(&self, partition: i32) -> bool {
+        self.partitions.contains_key(&partition)
+    }
+
+    /// Forget a partition (revoked: another worker owns it now).
+    pub fn forget(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commit_never_passes_an_unsettled_message() {
+        let mut p = PartitionOffsets::default();
+        assert_eq!(p.to_commit(), None, "nothing handed out: nothing to commit");
+        for offset in 10..15 {
+            p.handed_out(offset);
+        }
+        assert_eq!(p.to_commit(), Some(10));
+        p.acked(10);
+        p.acked(12);
+        assert_eq!(p.to_commit(), Some(11), "11 is still open");
+        p.released(11);
+        p.acked(13);
+        p.acked(14);
+        assert_eq!(p.to_commit(), Some(11), "11 stays in the DLQ: the commit stops there");
+        p.committed(11);
+        assert_eq!(p.to_commit(), None, "already committed");
+    }
+
+    #[test]
+    fn everything_settled_commits_past_the_last() {
+        let mut p = PartitionOffsets::default();
+        p.handed_out(3);
+        p.handed_out(4);
+        p.acked(4);
+        p.acked(3);
+        assert_eq!(p.to_commit(), Some(5));
+        p.committed(5);
+        p.handed_out(5);
+        assert_eq!(
+            p.to_commit(),
+            None,
+            "5 is open: the position stays at 5, already committed"
+        );
+    }
+
+    #[test]
+    fn open_messages_are_counted_per_partition() {
+        let mut all = Offsets::default();
+        all.partition(0).handed_out(1);
+        all.partition(1).handed_out(1);
+        all.partition(1).handed_out(2);
+        assert_eq!(all.open_in(&[1]), 2);
+        assert_eq!(all.to_commit(), vec![(0, 1), (1, 1)]);
+        all.forget(1);
+        assert_eq!(all.open_in(&[0, 1]), 1);
+    }
+}

@@ -1,0 +1,597 @@
+//! `kafka://host:9092?topic=orders.DLT&group=redrive`: one pass over a dead-letter topic.
+//!
+//! - **The pass**: every partition of the topic assigned to this worker (the group splits them between
+//!   workers), from the group's committed offset (the beginning when it never committed; `from=earliest` or
+//!   `from=offset:N` first moves the group there) up to the end of the partition when the pass reached it.
+//!   A partition's end is its high watermark when it was assigned, or the end the consumer reached (a record
+//!   written after the pass started, at or past that watermark, is left for the next pass).
+//! - **ack** moves the group's committed offset, per partition, up to the lowest message not yet settled:
+//!   never past a message that stays (skipped, failed, parked), so the next run of the group sees those
+//!   again, and its journal acks the settled ones after them without forwarding them again.
+//! - **release** holds the partition's commit at that message.
+//! - **Rebalance**: before a partition is given to another worker, this one waits (up to 30 s) until the
+//!   messages it handed out of it are settled and commits them; messages read but not yet handed out are
+//!   dropped, and the new owner reads them.
+//! - **The broker away**: librdkafka reconnects; after `reconnect=` (default 60 s) without a broker the
+//!   pass stops with an error, and nothing it did not settle was committed.
+//! - `redrive plan` (peek) reads the partitions from the committed offsets without joining the group and
+//!   never commits.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::acker::KafkaAcker;
+use super::offsets::Offsets;
+use super::record::{Record, record_id, to_envelope};
+use super::url::{KafkaUrl, StartAt};
+use super::{explain, metadata_partitions};
+use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
+
+/// How long a revoked partition's handed-out messages may take to settle before it is let go.
+const REVOKE_WAIT: Duration = Duration::from_secs(30);
+/// Records read ahead of the pipeline before the partitions are paused.
+const READ_AHEAD: usize = 1000;
+/// Most messages handed to the pipeline and not yet settled. A partition given to another worker waits for
+/// its open messages (a rate-limited run settles them slowly), and the whole group waits with it: the
+/// window keeps that wait short. The forwarder keeps at most `--max-in-flight` sends open anyway.
+const OPEN_WINDOW: usize = 128;
+
+/// Reads one pass over a Kafka topic.
+pub struct KafkaSource {
+    identity: String,
+    pass_size: PassSize,
+    rx: mpsc::Receiver<Event>,
+    consumer: Arc<BaseConsumer<PassContext>>,
+    acker: Arc<KafkaAcker>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    seq: u64,
+    mode: SourceMode,
+    /// Most messages handed out and not settled ([`OPEN_WINDOW`], or less for a slow rate).
+    open_window: usize,
+}
+
+/// What the consumer thread hands to [`KafkaSource::next`].
+enum Event {
+    Record(Record),
+    End,
+    Failed(AdapterError),
+}
+
+/// State shared by the consumer thread, its rebalance callbacks, the source and the acker.
+pub(super) struct Shared {
+    pub(super) url: KafkaUrl,
+    pub(super) mode: SourceMode,
+    pub(super) state: Mutex<State>,
+    /// Signalled when messages are settled (a revocation waits on it).
+    pub(super) settled: Condvar,
+    /// Set by `finish`: stop reading, do not wait in revocations.
+    pub(super) closing: AtomicBool,
+    pass_size: PassSize,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    /// Partitions this worker owns (assigned, not being revoked).
+    pub(super) owned: BTreeSet<i32>,
+    /// Per partition: where the pass ends, and whether it got there.
+    pass: BTreeMap<i32, PartitionPass>,
+    /// Set once the first assignment arrived.
+    assigned: bool,
+    /// Between giving partitions up and being assigned again (a rebalance).
+    rebalancing: bool,
+    /// The pass has ended: partitions assigned later are left for the next pass.
+    ended: bool,
+    /// Handed-out messages, for commits.
+    pub(super) offsets: Offsets,
+    /// When the broker was last found unreachable, until something worked again.
+    pub(super) down_since: Option<(Instant, String)>,
+    /// A fatal error from the client.
+    fatal: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PartitionPass {
+    /// The high watermark when the partition was assigned.
+    end: i64,
+    done: bool,
+}
+
+pub(super) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The consumer's context: rebalance and error callbacks.
+pub(super) struct PassContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for PassContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, line: &str) {
+        match level {
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", "{facility} {line}"),
+            RDKafkaLogLevel::Info | RDKafkaLogLevel::Notice => {
+                tracing::info!(target: "librdkafka", "{facility} {line}")
+            }
+            _ => tracing::warn!(target: "librdkafka", "{facility} {line}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let mut state = lock(&self.shared.state);
+        match error.rdkafka_error_code() {
+            // The end of a partition is news, not trouble: the read loop sees it too.
+            Some(RDKafkaErrorCode::PartitionEOF) => {}
+            Some(RDKafkaErrorCode::Fatal) => state.fatal = Some(reason.to_owned()),
+            _ => {
+                if state.down_since.is_none() {
+                    state.down_since = Some((Instant::now(), reason.to_owned()));
+                }
+                tracing::warn!("{}: {reason}", self.shared.url.describe());
+            }
+        }
+    }
+}
+
+impl ConsumerContext for PassContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(list) = rebalance else {
+            return;
+        };
+        let topic = &self.shared.url.topic;
+        let revoked: Vec<i32> = list
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == topic)
+            .map(|e| e.partition())
+            .collect();
+        let mut state = lock(&self.shared.state);
+        state.rebalancing = true;
+        for p in &revoked {
+            state.owned.remove(p);
+        }
+        let deadline = Instant::now() + REVOKE_WAIT;
+        while state.offsets.open_in(&revoked) > 0
+            && !self.shared.closing.load(Ordering::SeqCst)
+            && Instant::now() < deadline
+        {
+            state = self
+                .shared
+                .settled
+                .wait_timeout(state, Duration::from_millis(100))
+                .map(|(s, _)| s)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        let unsettled = state.offsets.open_in(&revoked);
+        let commits: Vec<(i32, i64)> = state
+            .offsets
+            .to_commit()
+            .into_iter()
+            .filter(|(p, _)| revoked.contains(p))
+            .collect();
+        for p in &revoked {
+            state.offsets.forget(*p);
+            state.pass.remove(p);
+        }
+        drop(state);
+        if self.shared.mode == SourceMode::Consume
+            && !commits.is_empty()
+            && let Err(e) = commit(consumer, topic, &commits)
+        {
+            tracing::warn!("{}: committing before a rebalance: {e}", self.shared.url.describe());
+        }
+        if unsettled > 0 {
+            tracing::warn!(
+                "{}: partitions {revoked:?} went to another worker with {unsettled} messages not yet settled; \
+                 that worker reads them again (the ones replayed meanwhile may be replayed twice, with the same \
+                 replay id)",
+                self.shared.url.describe()
+            );
+        } else {
+            tracing::info!(
+                "{}: partitions {revoked:?} went to another worker",
+                self.shared.url.describe()
+            );
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let partitions: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+            self.assigned(consumer, &partitions);
+        }
+    }
+}
+
+impl PassContext {
+    /// Partitions were assigned: note where each one's pass ends.
+    fn assigned(&self, consumer: &BaseConsumer<Self>, partitions: &[i32]) {
+        let topic = &self.shared.url.topic;
+        let mut ends = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            let end = consumer
+                .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                .map(|(_, high)| high)
+                .unwrap_or(0);
+            ends.push((*p, end));
+        }
+        let mut size = 0u64;
+        if self.shared.pass_size.get().is_none() {
+            let mut list = TopicPartitionList::new();
+            for p in partitions {
+                list.add_partition(topic, *p);
+            }
+            if let Ok(committed) = consumer.committed_offsets(list, Duration::from_secs(10)) {
+                for (e, (_, end)) in committed.elements().iter().zip(&ends) {
+                    let start = match e.offset() {
+                        Offset::Offset(n) => n,
+                        _ => 0,
+                    };
+                    size += (*end - start).max(0) as u64;
+                }
+            }
+        }
+        let mut state = lock(&self.shared.state);
+        state.rebalancing = false;
+        let ended = state.ended;
+        for (p, end) in ends {
+            state.owned.insert(p);
+            state.pass.insert(p, PartitionPass { end, done: ended });
+        }
+        if !state.assigned {
+            state.assigned = true;
+            let _ = self.shared.pass_size.set(size);
+        }
+        tracing::info!("{}: reading partitions {partitions:?}", self.shared.url.describe());
+    }
+}
+
+/// Commit positions of the topic's partitions.
+pub(super) fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    positions: &[(i32, i64)],
+) -> Result<(), KafkaError> {
+    let mut list = TopicPartitionList::new();
+    for (p, position) in positions {
+        list.add_partition_offset(topic, *p, Offset::Offset(*position))?;
+    }
+    consumer.commit(&list, CommitMode::Sync)
+}
+
+impl KafkaSource {
+    /// Connect, check the topic, move the group when `from=` asks, and start reading.
+    pub async fn open(url: &str, mode: SourceMode, open_window: Option<usize>) -> Result<Self, AdapterError> {
+        let url = KafkaUrl::parse(url)?;
+        let identity = format!("{}?topic={}&group={}", url.server, url.topic, url.group);
+        let pass_size = PassSize::default();
+        let shared = Arc::new(Shared {
+            url: url.clone(),
+            mode,
+            state: Mutex::new(State::default()),
+            settled: Condvar::new(),
+            closing: AtomicBool::new(false),
+            pass_size: pass_size.clone(),
+        });
+        let config = url.client_config(&[
+            ("group.id", &url.group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "true"),
+            ("auto.offset.reset", "earliest"),
+            // A group joins in ~3 s instead of ~25 s, and a dead worker's partitions move on as quickly.
+            ("session.timeout.ms", "6000"),
+            ("queued.max.messages.kbytes", "16384"),
+        ]);
+        let context = PassContext { shared: shared.clone() };
+        let consumer: BaseConsumer<PassContext> = config
+            .create_with_context(context)
+            .map_err(|e| AdapterError::Config(format!("{}: {}", url.describe(), explain(&e, &url))))?;
+        let consumer = Arc::new(consumer);
+        let partitions = {
+            let consumer = consumer.clone();
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || metadata_partitions(consumer.client(), &url))
+                .await
+                .map_err(|e| AdapterError::Broker(e.to_string()))??
+        };
+        let setup = {
+            let consumer = consumer.clone();
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || start(&consumer, &url, mode, &partitions))
+                .await
+                .map_err(|e| AdapterError::Broker(e.to_string()))?
+        };
+        setup?;
+        let (tx, rx) = mpsc::channel(256);
+        let thread = {
+            let consumer = consumer.clone();
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("kafka-source".into())
+                .spawn(move || read_loop(&consumer, &shared, &tx))
+                .map_err(|e| AdapterError::io("starting the Kafka consumer thread", e))?
+        };
+        let acker = Arc::new(KafkaAcker::new(consumer.clone(), shared));
+        Ok(Self {
+            identity,
+            pass_size,
+            rx,
+            consumer,
+            acker,
+            thread: Some(thread),
+            seq: 0,
+            mode,
+            open_window: open_window.map_or(OPEN_WINDOW, |w| w.clamp(1, OPEN_WINDOW)),
+        })
+    }
+}
+
+/// Move the group to `from=`, then subscribe (a replay) or assign every partition (a plan).
+fn start(
+    consumer: &BaseConsumer<PassContext>,
+    url: &KafkaUrl,
+    mode: SourceMode,
+    partitions: &[i32],
+) -> Result<(), AdapterError> {
+    let topic = &url.topic;
+    let position = |p: i32| -> Result<Option<i64>, AdapterError> {
+        Ok(match url.from {
+            StartAt::Committed => None,
+            StartAt::Offset(n) => Some(n),
+            StartAt::Earliest => Some(
+                consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .map_err(|e| AdapterError::Broker(format!("{}: {}", url.describe(), explain(&e, url))))?
+                    .0,
+            ),
+        })
+    };
+    let mut list = TopicPartitionList::new();
+    for p in partitions {
+        let offset = position(*p)?.map_or(Offset::Stored, Offset::Offset);
+        list.add_partition_offset(topic, *p, offset)
+            .map_err(|e| AdapterError::Config(e.to_string()))?;
+    }
+    match mode {
+        SourceMode::Peek => {
+            consumer
+                .assign(&list)
+                .map_err(|e| AdapterError::Broker(format!("{}: {}", url.describe(), explain(&e, url))))?;
+            consumer.context().assigned(consumer, partitions);
+        }
+        SourceMode::Consume => {
+            if url.from != StartAt::Committed {
+                consumer.commit(&list, CommitMode::Sync).map_err(|e| {
+                    AdapterError::Broker(format!(
+                        "{}: could not move group `{}` to from=...: {}; a group with running members cannot be \
+                         moved: stop them first",
+                        url.describe(),
+                        url.group,
+                        explain(&e, url)
+                    ))
+                })?;
+            }
+            consumer
+                .subscribe(&[topic])
+                .map_err(|e| AdapterError::Broker(format!("{}: {}", url.describe(), explain(&e, url))))?;
+        }
+    }
+    Ok(())
+}
+
+/// The consumer thread: polls, notes partition ends, hands records on, serves rebalances.
+fn read_loop(consumer: &BaseConsumer<PassContext>, shared: &Shared, tx: &mpsc::Sender<Event>) {
+    let started_ms = chrono::Utc::now().timestamp_millis();
+    let mut pending: VecDeque<Event> = VecDeque::new();
+    let mut paused = false;
+    let mut ended = false;
+    let joined_by = Instant::now() + Duration::from_secs(60);
+    while !shared.closing.load(Ordering::SeqCst) {
+        while let Some(event) = pending.pop_front() {
+            match tx.try_send(event) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(event)) => {
+                    pending.push_front(event);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        let full = pending.len() >= READ_AHEAD;
+        if full != paused {
+            if let Ok(assignment) = consumer.assignment() {
+                let _ = if full {
+                    consumer.pause(&assignment)
+                } else {
+                    consumer.resume(&assignment)
+                };
+            }
+            paused = full;
+        }
+        let polled = consumer.poll(Duration::from_millis(if pending.is_empty() { 100 } else { 10 }));
+        let mut state = lock(&shared.state);
+        match polled {
+            None => {}
+            Some(Ok(m)) => {
+                state.down_since = None;
+                let p = m.partition();
+                match state.pass.get_mut(&p) {
+                    Some(part) if !part.done => {
+                        let stamp = m.timestamp().to_millis();
+                        if m.offset() >= part.end && stamp.is_none_or(|t| t >= started_ms) {
+                            // Written after the pass started: the next pass reads it.
+                            part.done = true;
+                        } else {
+                            pending.push_back(Event::Record(read_record(&m)));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                state.down_since = None;
+                if let Some(part) = state.pass.get_mut(&p) {
+                    part.done = true;
+                }
+            }
+            Some(Err(e)) => {
+                let code = e.rdkafka_error_code();
+                if matches!(
+                    code,
+                    Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
+                ) {
+                    pending.push_back(Event::Failed(AdapterError::Config(format!(
+                        "{}: {}",
+                        shared.url.describe(),
+                        explain(&e, &shared.url)
+                    ))));
+                    ended = true;
+                } else if state.down_since.is_none() {
+                    state.down_since = Some((Instant::now(), explain(&e, &shared.url)));
+                }
+            }
+        }
+        if !ended {
+            if let Some(reason) = state.fatal.take() {
+                pending.push_back(Event::Failed(AdapterError::Broker(format!(
+                    "{}: {reason}",
+                    shared.url.describe()
+                ))));
+                ended = true;
+            } else if let Some((since, why)) = &state.down_since
+                && since.elapsed() > shared.url.reconnect_for
+            {
+                pending.push_back(Event::Failed(AdapterError::Broker(format!(
+                    "{}: {why}; gave up after {}. Nothing is lost: the group's committed offsets never passed a \
+                     message that was not settled, and the same command resumes",
+                    shared.url.describe(),
+                    humantime::format_duration(shared.url.reconnect_for)
+                ))));
+                ended = true;
+            } else if state.assigned && !state.rebalancing && state.pass.values().all(|p| p.done) {
+                pending.push_back(Event::End);
+                state.ended = true;
+                ended = true;
+            } else if !state.assigned && Instant::now() > joined_by {
+                pending.push_back(Event::Failed(AdapterError::Broker(format!(
+                    "{}: no partitions were assigned to this worker within 60 s of joining group `{}`",
+                    shared.url.describe(),
+                    shared.url.group
+                ))));
+                ended = true;
+            }
+        }
+        drop(state);
+        if ended && pending.is_empty() {
+            // Keep serving rebalances and heartbeats until `finish`.
+            while !shared.closing.load(Ordering::SeqCst) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                    let _ = m; // past the pass: left for the next one
+                }
+            }
+            return;
+        }
+    }
+}
+
+fn read_record<M: Message>(m: &M) -> Record {
+    Record {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        value: m.payload().map(<[u8]>::to_vec),
+        timestamp_ms: m.timestamp().to_millis(),
+        headers: m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    fn pass_size(&self) -> PassSize {
+        self.pass_size.clone()
+    }
+
+    async fn next(&mut self) -> Result<Option<Received>, AdapterError> {
+        loop {
+            let record = match self.rx.recv().await {
+                None | Some(Event::End) => return Ok(None),
+                Some(Event::Failed(e)) => return Err(e),
+                Some(Event::Record(record)) => record,
+            };
+            while self.mode == SourceMode::Consume
+                && lock(&self.acker.shared().state).offsets.open_total() >= self.open_window
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            {
+                let mut state = lock(&self.acker.shared().state);
+                if !state.owned.contains(&record.partition) {
+                    // Revoked since it was read: its new owner reads it.
+                    continue;
+                }
+                state.offsets.partition(record.partition).handed_out(record.offset);
+            }
+            self.seq += 1;
+            let key = record_id(record.partition, record.offset);
+            return Ok(Some(Received::Message(Delivery {
+                envelope: to_envelope(record),
+                token: AckToken {
+                    seq: self.seq,
+                    key: Some(key),
+                },
+            })));
+        }
+    }
+
+    fn acker(&self) -> Arc<dyn Acker> {
+        self.acker.clone()
+    }
+
+    async fn finish(&mut self) -> Result<Vec<String>, AdapterError> {
+        let mut lines = Vec::new();
+        if self.mode == SourceMode::Consume {
+            let mut attempt = 0;
+            while let Err(e) = self.acker.commit_settled().await {
+                attempt += 1;
+                if attempt == 5 {
+                    lines.push(format!("offsets not committed: {e}"));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        self.acker.shared().closing.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let consumer = self.consumer.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = thread.join();
+                consumer.unsubscribe();
+            })
+            .await;
+        }
+        Ok(lines)
+    }
+}

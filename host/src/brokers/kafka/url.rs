@@ -1,0 +1,260 @@
+//! `kafka://[user:password@]host:port[,host:port]?topic=T&...`: the options redrive reads, and the rest
+//! handed to librdkafka as client properties.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+use crate::core::adapter::AdapterError;
+use crate::core::endpoint::is_secret_key;
+
+/// Where a pass starts on each partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The group's committed offsets; the beginning of a partition the group never committed on (default).
+    Committed,
+    /// The beginning of every partition, whatever the group committed (`from=earliest`).
+    Earliest,
+    /// This offset on every partition (`from=offset:N`).
+    Offset(i64),
+}
+
+/// Which partition a replayed message goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Partitioning {
+    /// By key, the way Java clients partition (murmur2), so keyed messages keep their order (default).
+    ByKey,
+    /// The partition the message was dead-lettered from (`partition=original`), when its headers say.
+    Original,
+}
+
+/// What a replay does with the dead-letter headers (`__connect.errors.*`, `kafka_dlt-*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeathHeaders {
+    /// Rename them `x-redrive-original-<name>` (default): consumers see a fresh record, the history stays.
+    Move,
+    /// Send them unchanged (`death=keep`).
+    Keep,
+}
+
+/// A parsed `kafka://` URL.
+#[derive(Clone, Debug)]
+pub struct KafkaUrl {
+    /// `host:port[,host:port]`.
+    pub brokers: String,
+    /// `kafka://hosts` without credentials, for messages and identities.
+    pub server: String,
+    /// The topic (`topic=`), required.
+    pub topic: String,
+    /// Source: the consumer group (`group=`, default `redrive-<topic>`: one group per dead-letter topic).
+    pub group: String,
+    /// Source: where the pass starts (`from=committed|earliest|offset:N`).
+    pub from: StartAt,
+    /// Sink: partition choice (`partition=key|original`).
+    pub partition: Partitioning,
+    /// Sink: dead-letter headers (`death=move|keep`).
+    pub death: DeathHeaders,
+    /// How long to keep trying after the broker went away (`reconnect=`, default 60 s).
+    pub reconnect_for: Duration,
+    /// Other keys: librdkafka properties (`security.protocol`, `sasl.mechanism`, ...), user and password
+    /// from the URL as `sasl.username` / `sasl.password`.
+    pub client: Vec<(String, String)>,
+}
+
+impl KafkaUrl {
+    /// Parse a `kafka://` URL as [`crate::core::Endpoint`] serialised it.
+    pub fn parse(text: &str) -> Result<Self, AdapterError> {
+        let Some(rest) = text.strip_prefix("kafka://") else {
+            return Err(AdapterError::Config("not a kafka:// URL".into()));
+        };
+        let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let base = base.trim_end_matches('/');
+        let (user_info, brokers) = match base.rsplit_once('@') {
+            Some((user, hosts)) => (Some(user), hosts),
+            None => (None, base),
+        };
+        if brokers.is_empty() {
+            return Err(AdapterError::Config(
+                "kafka:// needs the bootstrap servers, e.g. kafka://127.0.0.1:9092?topic=orders.DLT".into(),
+            ));
+        }
+        let server = format!("kafka://{brokers}");
+        let mut url = KafkaUrl {
+            brokers: brokers.to_owned(),
+            server,
+            topic: String::new(),
+            group: String::new(),
+            from: StartAt::Committed,
+            partition: Partitioning::ByKey,
+            death: DeathHeaders::Move,
+            reconnect_for: Duration::from_secs(60),
+            client: Vec::new(),
+        };
+        if let Some(user_info) = user_info {
+            let (user, password) = user_info.split_once(':').unwrap_or((user_info, ""));
+            let decode = |part: &str| {
+                percent_decode(part)
+                    .map_err(|e| AdapterError::Config(format!("{}: user name or password: {e}", url.server)))
+            };
+            url.client.push(("sasl.username".into(), decode(user)?));
+            if !password.is_empty() {
+                url.client.push(("sasl.password".into(), decode(password)?));
+            }
+        }
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            url.set(&key, &value)
+                .map_err(|e| AdapterError::Config(format!("{}: option `{key}`: {e}", url.server)))?;
+        }
+        if url.topic.is_empty() {
+            return Err(AdapterError::Config(format!(
+                "{}: name the topic, e.g. {}?topic=orders.DLT",
+                url.server, url.server
+            )));
+        }
+        if url.group.is_empty() {
+            url.group = format!("redrive-{}", url.topic);
+        }
+        Ok(url)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let non_empty = || {
+            if value.is_empty() {
+                Err("must not be empty".to_owned())
+            } else {
+                Ok(value.to_owned())
+            }
+        };
+        match key {
+            "topic" => self.topic = non_empty()?,
+            "group" | "group.id" => self.group = non_empty()?,
+            "from" => {
+                self.from = match value {
+                    "committed" => StartAt::Committed,
+                    "earliest" => StartAt::Earliest,
+                    _ => match value.strip_prefix("offset:").map(str::parse::<i64>) {
+                        Some(Ok(n)) if n >= 0 => StartAt::Offset(n),
+                        _ => {
+                            return Err(format!(
+                                "expected `committed`, `earliest` or `offset:N` (N ≥ 0), got {value:?}"
+                            ));
+                        }
+                    },
+                }
+            }
+            "partition" => {
+                self.partition = match value {
+                    "key" => Partitioning::ByKey,
+                    "original" => Partitioning::Original,
+                    _ => return Err(format!("expected `key` or `original`, got {value:?}")),
+                }
+            }
+            "death" => {
+                self.death = match value {
+                    "move" => DeathHeaders::Move,
+                    "keep" => DeathHeaders::Keep,
+                    _ => return Err(format!("expected `move` or `keep`, got {value:?}")),
+                }
+            }
+            "reconnect" => {
+                self.reconnect_for =
+                    humantime::parse_duration(value).map_err(|e| format!("{value:?} is not a duration: {e}"))?
+            }
+            "bootstrap.servers" | "enable.auto.commit" | "enable.auto.offset.store" | "transactional.id" => {
+                return Err("redrive sets this one itself".into());
+            }
+            // Everything else is a librdkafka property; librdkafka refuses the ones it does not know.
+            _ => self.client.push((key.to_owned(), value.to_owned())),
+        }
+        Ok(())
+    }
+
+    /// The client configuration: bootstrap servers, redrive's defaults, then the URL's properties.
+    pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        config.set("client.id", "redrive");
+        // Errors come back through the API; librdkafka's own log lines would repeat them on stderr.
+        config.set("log_level", "3");
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.client {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// The URL's librdkafka properties with secret values masked, for messages.
+    pub fn shown_properties(&self) -> String {
+        self.client
+            .iter()
+            .map(|(k, v)| {
+                if is_secret_key(k) {
+                    format!("{k}=***")
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `kafka://hosts` and the topic, for messages.
+    pub fn describe(&self) -> String {
+        format!("{}?topic={}", self.server, self.topic)
+    }
+}
+
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or("a `%` not followed by two hex digits")?;
+            let hex = std::str::from_utf8(hex).map_err(|_| "a `%` not followed by two hex digits")?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| "a `%` not followed by two hex digits")?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "not UTF-8 once decoded".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_and_properties() {
+        let url = KafkaUrl::parse(
+            "kafka://alice:p%40ss@b1:9092,b2:9092?topic=orders.DLT&group=g&from=offset:5&\
+             security.protocol=SASL_SSL&sasl.mechanism=SCRAM-SHA-256",
+        )
+        .unwrap();
+        assert_eq!(url.brokers, "b1:9092,b2:9092");
+        assert_eq!(url.server, "kafka://b1:9092,b2:9092");
+        assert_eq!(url.topic, "orders.DLT");
+        assert_eq!(url.group, "g");
+        assert_eq!(
+            KafkaUrl::parse("kafka://h:1?topic=t.DLT").unwrap().group,
+            "redrive-t.DLT"
+        );
+        assert_eq!(url.from, StartAt::Offset(5));
+        assert!(url.client.contains(&("sasl.password".into(), "p@ss".into())));
+        assert!(url.client.contains(&("sasl.mechanism".into(), "SCRAM-SHA-256".into())));
+        assert!(!url.shown_properties().contains("p@ss"));
+        assert!(url.shown_properties().contains("sasl.password=***"));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |text: &str| KafkaUrl::parse(text).unwrap_err().to_string();
+        assert!(err("kafka://h:9092").contains("name the topic"));
+        assert!(err("kafka://h:9092?topic=t&from=latest").contains("`from`"));
+        assert!(err("kafka://h:9092?topic=t&enable.auto.commit=true").contains("sets this one itself"));
+    }
+}

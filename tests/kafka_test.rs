@@ -1,0 +1,819 @@
+//! End-to-end tests against a real Kafka-compatible broker: tansu on 127.0.0.1:9092 (started by
+//! scripts/services.sh; REDRIVE_TEST_KAFKA overrides). Dead letters are produced the way the frameworks
+//! write them: Spring Kafka's `DeadLetterPublishingRecoverer` (`kafka_dlt-*` headers, binary partition and
+//! offset) and Kafka Connect's dead-letter queue reporter (`__connect.errors.*` text headers). Each test uses
+//! its own topics.
+
+mod common;
+mod kit;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{module, redrive, run};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const PARTITIONS: i32 = 3;
+
+fn server() -> String {
+    std::env::var("REDRIVE_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers).set("log_level", "3");
+    c
+}
+
+/// Fails loudly, with instructions, when no broker answers.
+fn check_server(brokers: &str) {
+    let consumer: BaseConsumer = config(brokers).create().unwrap();
+    if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(5)) {
+        panic!("no Kafka broker at {brokers}: {e}. Start it with scripts/services.sh, or set REDRIVE_TEST_KAFKA");
+    }
+}
+
+fn create_topics(brokers: &str, names: &[&str]) {
+    let admin: AdminClient<DefaultClientContext> = config(brokers).create().unwrap();
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for result in runtime
+        .block_on(admin.create_topics(&topics, &AdminOptions::new()))
+        .unwrap()
+    {
+        result.unwrap_or_else(|(name, e)| panic!("creating topic {name}: {e}"));
+    }
+}
+
+/// A record read back: partition, key, value, headers.
+#[derive(Clone, Debug)]
+struct Read {
+    partition: i32,
+    key: Option<String>,
+    value: String,
+    headers: BTreeMap<String, Vec<u8>>,
+}
+
+impl Read {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    fn order(&self) -> u64 {
+        kit::order_of_body(&self.value).unwrap_or_else(|| panic!("not a seeded body: {}", self.value))
+    }
+}
+
+/// Every record of `topic` from `start` (per partition) to its end.
+fn read_from(brokers: &str, topic: &str, start: &BTreeMap<i32, i64>) -> Vec<Read> {
+    let consumer: BaseConsumer = config(brokers)
+        .set("group.id", "redrive-test-reader")
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition_offset(topic, p, Offset::Offset(*start.get(&p).unwrap_or(&0)))
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut eof = BTreeSet::new();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while eof.len() < PARTITIONS as usize {
+        assert!(Instant::now() < deadline, "reading {topic} back did not reach its end");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(Read {
+                partition: m.partition(),
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+fn read_all(brokers: &str, topic: &str) -> Vec<Read> {
+    read_from(brokers, topic, &BTreeMap::new())
+}
+
+/// The group's committed offset per partition (0 where it never committed).
+fn committed(brokers: &str, topic: &str, group: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = config(brokers).set("group.id", group).create().unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
+    got.elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(n) => n,
+                _ => 0,
+            };
+            (e.partition(), offset)
+        })
+        .collect()
+}
+
+/// How the dead letters were written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Spring,
+    Connect,
+}
+
+/// One test's topics: the application's `orders`, its dead-letter topic, a staging topic.
+struct Topics {
+    brokers: String,
+    orders: String,
+    dlq: String,
+    staging: String,
+}
+
+impl Topics {
+    fn new(test: &str) -> Self {
+        Self::on(&server(), test)
+    }
+
+    fn on(brokers: &str, test: &str) -> Self {
+        check_server(brokers);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let base = format!("rdt-{test}-{}-{stamp}", std::process::id());
+        let t = Topics {
+            brokers: brokers.to_owned(),
+            orders: base.clone(),
+            dlq: format!("{base}.DLT"),
+            staging: format!("{base}-staging"),
+        };
+        create_topics(brokers, &[&t.orders, &t.dlq, &t.staging]);
+        t
+    }
+
+    fn url(&self, topic: &str, query: &str) -> String {
+        format!("kafka://{}?topic={topic}{query}", self.brokers)
+    }
+
+    /// Dead letters `0..n` as the framework writes them after the application failed them: the original
+    /// record's topic, partition and offset, and the exception, in headers; the order number as the key.
+    fn seed(&self, n: u64, dialect: Dialect) {
+        let producer: BaseProducer = config(&self.brokers).create().unwrap();
+        for order in 0..n {
+            let key = format!("order-{order}");
+            let original_partition = (order % PARTITIONS as u64) as i32;
+            let mut headers = OwnedHeaders::new();
+            let mut add = |name: &str, value: &[u8]| {
+                headers = std::mem::take(&mut headers).insert(Header {
+                    key: name,
+                    value: Some(value),
+                });
+            };
+            match dialect {
+                Dialect::Spring => {
+                    add("kafka_dlt-original-topic", self.orders.as_bytes());
+                    add("kafka_dlt-original-partition", &original_partition.to_be_bytes());
+                    add("kafka_dlt-original-offset", &(order as i64).to_be_bytes());
+                    add("kafka_dlt-original-timestamp", &1_700_000_000_000i64.to_be_bytes());
+                    add("kafka_dlt-original-consumer-group", b"orders-service");
+                    if let Some(error) = kit::error_of(order) {
+                        add(
+                            "kafka_dlt-exception-fqcn",
+                            b"org.springframework.kafka.listener.ListenerExecutionFailedException",
+                        );
+                        add("kafka_dlt-exception-cause-fqcn", b"java.lang.IllegalStateException");
+                        add("kafka_dlt-exception-message", error.as_bytes());
+                        add(
+                            "kafka_dlt-exception-stacktrace",
+                            b"java.lang.IllegalStateException: ...",
+                        );
+                    }
+                }
+                Dialect::Connect => {
+                    add("__connect.errors.topic", self.orders.as_bytes());
+                    add("__connect.errors.partition", original_partition.to_string().as_bytes());
+                    add("__connect.errors.offset", order.to_string().as_bytes());
+                    add("__connect.errors.connector.name", b"orders-sink");
+                    add("__connect.errors.task.id", b"0");
+                    add("__connect.errors.stage", b"TASK_PUT");
+                    if let Some(error) = kit::error_of(order) {
+                        add(
+                            "__connect.errors.exception.class.name",
+                            b"org.apache.kafka.connect.errors.ConnectException",
+                        );
+                        add("__connect.errors.exception.message", error.as_bytes());
+                    }
+                }
+            }
+            if kit::is_test_traffic(order) {
+                add("x-test", b"true");
+            }
+            let body = kit::body_of(order);
+            let record = BaseRecord::to(&self.dlq).key(&key).payload(&body).headers(headers);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// The group redrive uses by default for the DLQ.
+    fn group(&self) -> String {
+        format!("redrive-{}", self.dlq)
+    }
+
+    /// Orders in the DLQ past the group's committed offsets.
+    fn in_dlq(&self, group: &str) -> Vec<u64> {
+        let start = committed(&self.brokers, &self.dlq, group);
+        read_from(&self.brokers, &self.dlq, &start)
+            .iter()
+            .map(Read::order)
+            .collect()
+    }
+}
+
+fn replay(cmd: &mut Command, tmp: &Path, from: &str, to: &str) {
+    cmd.args(["run", "--no-progress", "--from", from, "--to", to])
+        .args(["-f", &module("route-by-error"), "-f", &module("drop-test-traffic")])
+        .arg("--audit-dir")
+        .arg(tmp.join("audit"))
+        .arg("--archive")
+        .arg(tmp.join("archive.jsonl"));
+}
+
+/// Counts a topic's records as they arrive, reading on from where it stopped (reading the whole topic for each
+/// count would be slower than the replays it counts).
+struct Tail {
+    consumer: BaseConsumer,
+    seen: usize,
+}
+
+impl Tail {
+    fn new(brokers: &str, topic: &str) -> Self {
+        let consumer: BaseConsumer = config(brokers)
+            .set("group.id", "redrive-test-tail")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            list.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&list).unwrap();
+        Tail { consumer, seen: 0 }
+    }
+
+    /// Records seen so far: reads until nothing new came for 100 ms.
+    fn count(&mut self) -> usize {
+        while let Some(result) = self.consumer.poll(Duration::from_millis(100)) {
+            if result.is_ok() {
+                self.seen += 1;
+            }
+        }
+        self.seen
+    }
+}
+
+/// Kafka under the adapter kit: a Spring-shaped dead-letter topic and a staging topic, 3 partitions each.
+struct KafkaKit {
+    t: Topics,
+    tail: Tail,
+}
+
+impl kit::Broker for KafkaKit {
+    fn new(test: &str) -> Self {
+        let t = Topics::new(&format!("kit-{test}"));
+        let tail = Tail::new(&t.brokers, &t.staging);
+        KafkaKit { t, tail }
+    }
+
+    fn seed(&mut self, n: u64) {
+        self.t.seed(n, Dialect::Spring);
+    }
+
+    fn source_url(&self) -> String {
+        self.t.url(&self.t.dlq, "")
+    }
+
+    fn destination_url(&self) -> String {
+        self.t.url(&self.t.staging, "")
+    }
+
+    fn destination_count(&mut self) -> usize {
+        self.tail.count()
+    }
+
+    fn at_destination(&mut self) -> Vec<kit::Arrived> {
+        read_all(&self.t.brokers, &self.t.staging)
+            .iter()
+            .map(|r| kit::Arrived {
+                order: r.order(),
+                replay_id: r.header("x-redrive-replay-id"),
+            })
+            .collect()
+    }
+
+    fn in_dlq(&mut self) -> Vec<u64> {
+        self.t.in_dlq(&self.t.group())
+    }
+
+    fn settled_stay_in_log(&self) -> bool {
+        true
+    }
+
+    fn at_origin(&mut self) -> Vec<u64> {
+        read_all(&self.t.brokers, &self.t.orders)
+            .iter()
+            .map(Read::order)
+            .collect()
+    }
+
+    fn drop_connections(&mut self, redrive_pid: u32) {
+        assert!(cut_connections_of(redrive_pid) > 0, "no connection of redrive found");
+    }
+
+    fn crash_copies(&self) -> kit::Copies {
+        kit::Copies::AtMostPerCrash(64)
+    }
+
+    fn mistakes(&self) -> Vec<kit::Mistake> {
+        vec![
+            kit::Mistake {
+                what: "an unknown topic",
+                url: self.t.url("no-such-topic-here", ""),
+                says: "does not exist",
+            },
+            kit::Mistake {
+                what: "a closed port",
+                url: "kafka://127.0.0.1:9?topic=x".into(),
+                says: "cannot reach the broker",
+            },
+            kit::Mistake {
+                what: "a SASL mechanism librdkafka does not know",
+                url: format!(
+                    "kafka://alice:Wr0ngSecret@{}?topic={}&security.protocol=SASL_PLAINTEXT&sasl.mechanism=NOPE",
+                    self.t.brokers, self.t.dlq
+                ),
+                says: "sasl.mechanism",
+            },
+            kit::Mistake {
+                what: "a librdkafka property that does not exist",
+                url: self.t.url(&self.t.dlq, "&fetch.colour=red"),
+                says: "fetch.colour",
+            },
+        ]
+    }
+
+    fn with_password(&mut self) -> (String, String) {
+        // tansu here runs without authentication: the password is sent nowhere, but must be shown nowhere.
+        let password = "Kit#/?@:%& =Secret".to_owned();
+        let encoded: String = form_urlencoded::byte_serialize(password.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        (
+            format!("kafka://redrive:{encoded}@{}?topic={}", self.t.brokers, self.t.dlq),
+            password,
+        )
+    }
+}
+
+/// Cut every TCP connection the process `pid` has (ss -K), as a broker failover or a network blip would.
+fn cut_connections_of(pid: u32) -> usize {
+    let out = Command::new("ss")
+        .args(["-tnpH", "state", "established"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut cut = 0;
+    for line in text.lines().filter(|l| l.contains(&format!("pid={pid},"))) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(peer)) = (fields.get(2), fields.get(3)) else {
+            continue;
+        };
+        let (Some((_, lport)), Some((_, pport))) = (local.rsplit_once(':'), peer.rsplit_once(':')) else {
+            continue;
+        };
+        let status = Command::new("ss")
+            .args(["-K", "state", "established", "sport", "=", &format!(":{lport}")])
+            .args(["dport", "=", &format!(":{pport}")])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "ss -K failed: the kernel must allow closing sockets (root, INET_DIAG_DESTROY)"
+        );
+        cut += 1;
+    }
+    cut
+}
+
+kit::suite!(KafkaKit:
+    reconciles,
+    plan_changes_nothing,
+    dropped_connection,
+    kill_9_then_resume,
+    to_origin,
+    mistakes_are_exit_2,
+    password_never_printed,
+);
+
+/// A Kafka Connect dead-letter queue back to its origin topic: the records arrive with their keys, the
+/// dead-letter headers moved aside, a replay id; the failure context came from the Connect headers.
+#[test]
+fn a_kafka_connect_dlq_goes_back_to_its_topic_with_keys_and_headers() {
+    let t = Topics::new("connect");
+    let n = 30;
+    t.seed(n, Dialect::Connect);
+    let tmp = tempfile::tempdir().unwrap();
+    let replay_all = format!("{}?default=replay&permanent=nothing-matches", module("route-by-error"));
+    let mut cmd = redrive(tmp.path());
+    cmd.args(["run", "--no-progress", "--from", &t.url(&t.dlq, ""), "--to", "origin"])
+        .args(["-f", &replay_all])
+        .arg("--audit-dir")
+        .arg(tmp.path().join("audit"));
+    let (code, stdout, stderr) = run(&mut cmd);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let back = read_all(&t.brokers, &t.orders);
+    assert_eq!(back.len(), n as usize, "each once");
+    for r in &back {
+        let order = r.order();
+        assert_eq!(
+            r.key.as_deref(),
+            Some(format!("order-{order}").as_str()),
+            "the key is kept"
+        );
+        assert!(r.header("x-redrive-replay-id").is_some());
+        assert_eq!(r.header("x-redrive-replay-count").as_deref(), Some("1"));
+        assert_eq!(
+            r.header("x-redrive-original-__connect.errors.connector.name")
+                .as_deref(),
+            Some("orders-sink"),
+            "dead-letter headers are moved aside"
+        );
+        assert!(r.header("__connect.errors.topic").is_none());
+    }
+    assert!(
+        t.in_dlq(&t.group()).is_empty(),
+        "the group committed past every replayed record"
+    );
+    let audit = std::fs::read_to_string(tmp.path().join("audit/route-by-error.jsonl")).unwrap();
+    let with_timeout = (0..n)
+        .filter(|o| kit::error_of(*o).is_some_and(|e| e.contains("timeout")))
+        .count();
+    assert_eq!(
+        audit.matches(r#"matched \"timeout\""#).count(),
+        with_timeout,
+        "the filter read the error text from __connect.errors.exception.message:\n{audit}"
+    );
+}
+
+/// Spring's binary headers survive a replay byte for byte (`death=keep`), and `partition=original` sends each
+/// record to the partition it was dead-lettered from.
+#[test]
+fn spring_headers_survive_and_partition_original_is_honoured() {
+    let t = Topics::new("spring");
+    let n = 30;
+    t.seed(n, Dialect::Spring);
+    let tmp = tempfile::tempdir().unwrap();
+    let replay_all = format!("{}?default=replay&permanent=nothing-matches", module("route-by-error"));
+    let mut cmd = redrive(tmp.path());
+    cmd.args([
+        "run",
+        "--no-progress",
+        "--from",
+        &t.url(&t.dlq, "&death=keep&partition=original"),
+    ])
+    .args(["--to", "origin", "-f", &replay_all])
+    .arg("--audit-dir")
+    .arg(tmp.path().join("audit"));
+    let (code, stdout, stderr) = run(&mut cmd);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let back = read_all(&t.brokers, &t.orders);
+    assert_eq!(back.len(), n as usize);
+    for r in &back {
+        let order = r.order();
+        assert_eq!(
+            r.partition,
+            (order % PARTITIONS as u64) as i32,
+            "order {order}: the original partition"
+        );
+        assert_eq!(
+            r.headers.get("kafka_dlt-original-offset").map(Vec::as_slice),
+            Some(&(order as i64).to_be_bytes()[..]),
+            "the binary header is sent as it was"
+        );
+    }
+}
+
+/// What stays in the DLQ (skipped) is read again by the next run of the group; what was settled is not
+/// forwarded again.
+#[test]
+fn skipped_messages_are_seen_again_by_the_next_run() {
+    let t = Topics::new("skipped");
+    let n = 100;
+    t.seed(n, Dialect::Spring);
+    let tmp = tempfile::tempdir().unwrap();
+    let (from, to) = (t.url(&t.dlq, ""), t.url(&t.staging, ""));
+    let mut first = redrive(tmp.path());
+    replay(&mut first, tmp.path(), &from, &to);
+    let (code, stdout, stderr) = run(&mut first);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let replays = (0..n).filter(|o| kit::fate(*o) == kit::Fate::Replay).count();
+    assert_eq!(read_all(&t.brokers, &t.staging).len(), replays);
+    let skipped: BTreeSet<u64> = (0..n).filter(|o| kit::fate(*o) == kit::Fate::Skip).collect();
+    let past_commit: BTreeSet<u64> = t.in_dlq(&t.group()).into_iter().collect();
+    assert!(
+        skipped.is_subset(&past_commit),
+        "the commit never passes a skipped message"
+    );
+
+    // The next run replays everything: the skipped ones now go, the settled ones do not go again.
+    let replay_all = format!("{}?default=replay&permanent=nothing-matches", module("route-by-error"));
+    let mut second = redrive(tmp.path());
+    second
+        .args(["run", "--no-progress", "--from", &from, "--to", &to, "-f", &replay_all])
+        .arg("--audit-dir")
+        .arg(tmp.path().join("audit"))
+        .args(["-o", "json"]);
+    let (code, stdout, stderr) = run(&mut second);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let arrived: Vec<u64> = read_all(&t.brokers, &t.staging).iter().map(Read::order).collect();
+    let unique: BTreeSet<u64> = arrived.iter().copied().collect();
+    assert_eq!(arrived.len(), unique.len(), "nothing forwarded twice");
+    let discarded = (0..n).filter(|o| kit::fate(*o) == kit::Fate::Discard).count();
+    assert_eq!(
+        unique.len(),
+        n as usize - discarded,
+        "every message not archived is replayed once"
+    );
+    assert!(t.in_dlq(&t.group()).is_empty(), "the group's offsets are at the end");
+}
+
+fn spawn(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Two workers in one group split the partitions and run to the end: each replay arrives once, and every
+/// skipped message is still past the group's commit (the next run of the group reads it again: see
+/// `skipped_messages_are_seen_again_by_the_next_run`).
+///
+/// (A worker stopped or joining mid-run, and a later run of the same group, are not tested here: when a member
+/// leaves while a rebalance is under way, tansu 0.6 never completes the rebalance and the group stays without an
+/// assignment. Kafka itself does complete it.)
+#[test]
+fn workers_in_one_group_split_the_topic_and_lose_and_double_nothing() {
+    let t = Topics::new("workers");
+    let n = 900;
+    t.seed(n, Dialect::Spring);
+    let (from, to) = (t.url(&t.dlq, ""), t.url(&t.staging, ""));
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let worker = |dir: &tempfile::TempDir| {
+        let mut cmd = redrive(dir.path());
+        replay(&mut cmd, dir.path(), &from, &to);
+        cmd.args(["--rate", "100/s", "-v"]);
+        spawn(&mut cmd)
+    };
+    let (a, b) = (worker(&dirs[0]), worker(&dirs[1]));
+    let mut shares = Vec::new();
+    for (name, child) in [("a", a), ("b", b)] {
+        let (code, out) = finish(child);
+        assert_eq!(code, 0, "worker {name}: {out}");
+        let line = out
+            .lines()
+            .find(|l| l.contains("reading partitions"))
+            .unwrap_or_default()
+            .to_owned();
+        shares.push(
+            line.rsplit_once("reading partitions ")
+                .map(|(_, p)| p.to_owned())
+                .unwrap_or_default(),
+        );
+    }
+    assert!(
+        shares.iter().all(|s| !s.is_empty() && s != "[0, 1, 2]"),
+        "the group split the partitions between the workers: {shares:?}"
+    );
+    let replayed: Vec<u64> = read_all(&t.brokers, &t.staging).iter().map(Read::order).collect();
+    let expected: BTreeSet<u64> = (0..n).filter(|o| kit::fate(*o) == kit::Fate::Replay).collect();
+    assert_eq!(replayed.len(), expected.len(), "each replay once");
+    assert_eq!(replayed.iter().copied().collect::<BTreeSet<u64>>(), expected);
+    let skipped: BTreeSet<u64> = (0..n).filter(|o| kit::fate(*o) == kit::Fate::Skip).collect();
+    let left: BTreeSet<u64> = t.in_dlq(&t.group()).into_iter().collect();
+    assert!(
+        skipped.is_subset(&left),
+        "every skipped message is still past the group's commit"
+    );
+}
+
+/// A broker of this test's own, keeping its data in S3 on the local moto_server so that it survives a
+/// restart.
+struct OwnBroker {
+    port: u16,
+    bucket: String,
+    child: Option<Child>,
+}
+
+fn tansu_binary() -> String {
+    let tools = std::env::var("REDRIVE_TOOLS_DIR").unwrap_or_else(|_| "/var/tmp/redrive-tools".into());
+    let path = format!("{tools}/tansu-0.6.0/tansu");
+    assert!(Path::new(&path).exists(), "no tansu at {path}: run scripts/services.sh");
+    path
+}
+
+fn moto_endpoint() -> String {
+    format!(
+        "http://127.0.0.1:{}",
+        std::env::var("REDRIVE_SQS_PORT").unwrap_or_else(|_| "9324".into())
+    )
+}
+
+impl OwnBroker {
+    fn start(bucket: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let status = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, urllib.request as u; u.urlopen(u.Request(sys.argv[1], method='PUT'))",
+            ])
+            .arg(format!("{}/{bucket}", moto_endpoint()))
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "creating bucket {bucket} on moto_server at {}: run scripts/services.sh",
+            moto_endpoint()
+        );
+        let mut b = OwnBroker {
+            port,
+            bucket: bucket.to_owned(),
+            child: None,
+        };
+        b.up();
+        b
+    }
+
+    fn up(&mut self) {
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &listener,
+                "--advertised-listener-url",
+                &listener,
+            ])
+            .args(["--storage-engine", &format!("s3://{}/", self.bucket)])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT", moto_endpoint())
+            .env("AWS_ALLOW_HTTP", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start on {}", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// The broker killed and restarted mid-run: the run rides it out (or stops with nothing lost), and a
+/// second run finishes the pass. Nothing lost; a copy only for sends the run reported as not confirmed.
+#[test]
+fn a_broker_restarted_mid_run_loses_nothing() {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let mut broker = OwnBroker::start(&format!("redrive-restart-{stamp}"));
+    let t = Topics::on(&broker.brokers(), "restart");
+    let n = 300;
+    t.seed(n, Dialect::Spring);
+    let tmp = tempfile::tempdir().unwrap();
+    let (from, to) = (t.url(&t.dlq, "&reconnect=30s"), t.url(&t.staging, "&reconnect=30s"));
+    let mut cmd = redrive(tmp.path());
+    replay(&mut cmd, tmp.path(), &from, &to);
+    cmd.args(["--rate", "50/s"]);
+    let child = spawn(&mut cmd);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_all(&t.brokers, &t.staging).len() < 20 {
+        assert!(Instant::now() < deadline, "the run did not get going");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker.down();
+    std::thread::sleep(Duration::from_secs(3));
+    broker.up();
+    let (code, out) = finish(child);
+    assert!(
+        matches!(code, 0..=2),
+        "the run recovers or stops cleanly: {code}\n{out}"
+    );
+    let in_doubt = out.matches("a later run tries again").count();
+    let mut again = redrive(tmp.path());
+    replay(&mut again, tmp.path(), &from, &to);
+    let (code, stdout, stderr) = run(&mut again);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let records = read_all(&t.brokers, &t.staging);
+    let arrived: Vec<u64> = records.iter().map(Read::order).collect();
+    let unique: BTreeSet<u64> = arrived.iter().copied().collect();
+    let expected: BTreeSet<u64> = (0..n).filter(|o| kit::fate(*o) == kit::Fate::Replay).collect();
+    let missing: Vec<u64> = expected.difference(&unique).copied().collect();
+    let in_dlq = t.in_dlq(&t.group());
+    let dlq_orders: BTreeSet<u64> = read_all(&t.brokers, &t.dlq).iter().map(Read::order).collect();
+    assert!(
+        missing.is_empty(),
+        "missing at the destination: {missing:?}; past the group's commit: {:?}; in the DLQ at all: {:?}\n{out}\n{stdout}\n{stderr}",
+        missing.iter().filter(|o| in_dlq.contains(o)).collect::<Vec<_>>(),
+        missing.iter().filter(|o| dlq_orders.contains(o)).collect::<Vec<_>>(),
+    );
+    // tansu 0.6 keeps no idempotent-producer state across a restart: a batch it wrote but did not acknowledge
+    // before it died is written again when librdkafka retries it (seen: 119 copies of 240, none of them a send
+    // redrive reported in doubt). Kafka keeps that state and drops the retry. What redrive answers for: every
+    // copy carries its message's one replay id, so a consumer drops it.
+    let mut ids: BTreeMap<u64, BTreeSet<Option<String>>> = BTreeMap::new();
+    for r in &records {
+        ids.entry(r.order())
+            .or_default()
+            .insert(r.header("x-redrive-replay-id"));
+    }
+    for (order, ids) in &ids {
+        assert!(
+            ids.len() == 1 && ids.iter().all(Option::is_some),
+            "order {order}: one replay id on every copy: {ids:?}"
+        );
+    }
+    eprintln!(
+        "{} copies after the restart; {in_doubt} sends reported in doubt",
+        arrived.len() - unique.len()
+    );
+}
