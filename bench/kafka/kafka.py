@@ -4,6 +4,7 @@ would write, and the check that every message arrived exactly once, unchanged.
     kafka.py topics BROKERS NAME...           create topics (3 partitions each)
     kafka.py fill BROKERS TOPIC N SIZE        N records of SIZE bytes, key and `error` header each
     kafka.py loop BROKERS FROM TO GROUP       the Python mover (see cmd_loop)
+    kafka.py pipe BROKERS FROM TO GROUP       the floor: consume and produce, no confirm per batch, no commit
     kafka.py check BROKERS TOPIC N SIZE       each of the N bodies exactly once, unchanged
 """
 
@@ -86,6 +87,39 @@ def cmd_loop(brokers, source, dest, group):
     c.close()
 
 
+def cmd_pipe(brokers, source, dest, group):
+    """What `kcat -C | kcat -P` does (Debian's kcat 1.7 cannot talk to tansu 0.6): read to the end, produce
+    each record (key, value, headers) without waiting for confirmations, flush once at the end, commit
+    nothing. No safety at all: the floor."""
+    c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest", "enable.partition.eof": True, "session.timeout.ms": 6000})
+    p = Producer({"bootstrap.servers": brokers, "linger.ms": 20})
+    c.subscribe([source])
+    eof = set()
+    assigned = None
+    while True:
+        for m in c.consume(1000, 1.0):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                    continue
+                sys.exit(f"pipe: {m.error()}")
+            while True:
+                try:
+                    p.produce(dest, key=m.key(), value=m.value(), headers=m.headers())
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            p.poll(0)
+        if assigned is None and c.assignment():
+            assigned = {tp.partition for tp in c.assignment()}
+        if assigned and eof >= assigned:
+            break
+    if p.flush(60):
+        sys.exit("pipe: records not delivered")
+    c.close()
+
+
 def cmd_check(brokers, topic, n, size):
     n, size = int(n), int(size)
     c = Consumer({"bootstrap.servers": brokers, "group.id": "bench-check", "enable.partition.eof": True,
@@ -113,4 +147,4 @@ def cmd_check(brokers, topic, n, size):
 
 
 if __name__ == "__main__":
-    {"topics": cmd_topics, "fill": cmd_fill, "loop": cmd_loop, "check": cmd_check}[sys.argv[1]](*sys.argv[2:])
+    {"topics": cmd_topics, "fill": cmd_fill, "loop": cmd_loop, "pipe": cmd_pipe, "check": cmd_check}[sys.argv[1]](*sys.argv[2:])

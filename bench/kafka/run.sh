@@ -5,25 +5,27 @@
 #   2. redrive run --no-filter
 #   3. the consume -> produce -> commit loop a team writes with confluent-kafka in Python (bench/kafka/kafka.py loop:
 #      batches of 500, idempotent producer, acks=all, flush, synchronous commit)
-#   4. `kcat -C ... -e | kcat -P ...`: a pipe of Debian's kafkacat; bodies only (keys and headers are lost), no
-#      commit, no confirmation: the floor
+#   4. the floor: what `kcat -C | kcat -P` does, in confluent-kafka (bench/kafka/kafka.py pipe: read to the end,
+#      produce without waiting for confirmations, flush once, commit nothing). Debian's kcat 1.7 (librdkafka
+#      2.0) cannot talk to tansu 0.6 (its ApiVersionRequest fails with "Read underflow"); with KCAT=1 the real
+#      kcat pipe is measured instead, for a broker it can talk to.
 # Every move is checked afterwards: each of the N bodies exactly once at the destination, unchanged.
 # Prints wall time, msg/s, CPU per message (the mover and everything it started, user + system), the broker's
-# CPU during the move, the mover's peak RSS, and redrive's ratios to the Python loop and to the kcat pipe.
+# CPU during the move, the mover's peak RSS, and redrive's ratios to the Python loop and to the floor.
 #
 #   bench/kafka/run.sh              # N=100000
 #   N=20000 bench/kafka/run.sh      # a quicker run
 #
 # The broker: a private tansu (in-memory storage) on 127.0.0.1:PORT (default 19192), from the venv
 # scripts/services.sh installs (/var/tmp/redrive-tools/tansu-0.6.0). Environment: N, SIZE (1024), PORT, MOVERS
-# (default "chain none python kcat"), BENCH_DIR (/var/tmp/redrive-bench-kafka: the venv with confluent-kafka and the
+# (default "chain none python floor"; KCAT=1 measures a real kcat pipe as the floor), BENCH_DIR (/var/tmp/redrive-bench-kafka: the venv with confluent-kafka and the
 # run's output), REDRIVE_BIN (default $CARGO_TARGET_DIR or target, /release/redrive).
 set -euo pipefail
 
 N="${N:-100000}"
 SIZE="${SIZE:-1024}"
 PORT="${PORT:-19192}"
-MOVERS="${MOVERS:-chain none python kcat}"
+MOVERS="${MOVERS:-chain none python floor}"
 case "$N" in '' | *[!0-9]* | 0) echo "run.sh: N must be a positive integer" >&2; exit 2 ;; esac
 confluent_version=2.16.1
 
@@ -37,13 +39,11 @@ die() { echo "run.sh: $*" >&2; exit 1; }
 [ -x "$redrive" ] || die "no redrive at $redrive: build it (cargo build --release -p redrive) or set REDRIVE_BIN"
 [ -x "$tansu" ] || "$repo/scripts/services.sh"
 [ -x "$tansu" ] || die "no tansu at $tansu"
-if ! command -v kcat >/dev/null && ! command -v kafkacat >/dev/null; then
-    [ "$(id -u)" = 0 ] || die "kcat is missing: sudo apt-get install kafkacat"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q kafkacat >/dev/null ||
-        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q kafkacat >/dev/null; } ||
-        die "could not install kafkacat"
+kcat=""
+if [ "${KCAT:-0}" = 1 ]; then
+    kcat="$(command -v kcat || command -v kafkacat || true)"
+    [ -n "$kcat" ] || die "KCAT=1 but kcat is missing: sudo apt-get install kafkacat"
 fi
-kcat="$(command -v kcat || command -v kafkacat)"
 venv="$bench_dir/venv-$confluent_version"
 if [ ! -e "$venv/.installed" ]; then
     rm -rf "$venv" && mkdir -p "$bench_dir"
@@ -88,17 +88,21 @@ redrive_common=(run --no-progress --audit-dir "$run_dir/audit-@DLQ@" --to "kafka
 want chain && move chain bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" --from "kafka://$brokers?topic=@DLQ@" "${chain_args[@]}") >/dev/null"
 want none && move none bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" --from "kafka://$brokers?topic=@DLQ@" --no-filter) >/dev/null"
 want python && move python "$py" "$here/kafka.py" loop "$brokers" @DLQ@ @STAGING@ bench-loop
-want kcat && move kcat bash -c "$kcat -C -b $brokers -t @DLQ@ -o beginning -e -q -f '%s\n' | $kcat -P -b $brokers -t @STAGING@"
+if [ -n "$kcat" ]; then
+    want floor && move floor bash -c "$kcat -C -b $brokers -t @DLQ@ -o beginning -e -q -f '%s\n' | $kcat -P -b $brokers -t @STAGING@"
+else
+    want floor && move floor "$py" "$here/kafka.py" pipe "$brokers" @DLQ@ @STAGING@ bench-pipe
+fi
 
 echo
 echo "Kafka: $N x $SIZE B records, 3 partitions, tansu 0.6.0 (memory) on 127.0.0.1; $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo
-printf '| mover | s | msg/s | CPU µs/msg | broker CPU s | peak RSS MiB | vs Python loop | vs kcat pipe |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
-for name in chain none python kcat; do
+printf '| mover | s | msg/s | CPU µs/msg | broker CPU s | peak RSS MiB | vs Python loop | vs floor |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
+for name in chain none python floor; do
     [ -n "${wall[$name]:-}" ] || continue
-    label=$(case $name in chain) echo "redrive, 3-module chain";; none) echo "redrive --no-filter";; python) echo "Python confluent-kafka loop";; kcat) echo "kcat -C \| kcat -P";; esac)
+    label=$(case $name in chain) echo "redrive, 3-module chain";; none) echo "redrive --no-filter";; python) echo "Python confluent-kafka loop";; floor) [ -n "$kcat" ] && echo "kcat -C \| kcat -P" || echo "floor: unconfirmed pipe (Python)";; esac)
     awk -v l="$label" -v n="$N" -v w="${wall[$name]}" -v c="${cpu[$name]}" -v b="${broker_cpu[$name]}" -v r="${rss[$name]}" \
-        -v py="${wall[python]:-0}" -v kc="${wall[kcat]:-0}" 'BEGIN {
+        -v py="${wall[python]:-0}" -v kc="${wall[floor]:-0}" 'BEGIN {
         vp = py > 0 ? sprintf("%.2f×", py / w) : "-"; vk = kc > 0 ? sprintf("%.2f×", kc / w) : "-";
         printf "| %s | %.2f | %.0f | %.1f | %.2f | %.0f | %s | %s |\n", l, w, n / w, c * 1e6 / n, b, r, vp, vk }'
 done

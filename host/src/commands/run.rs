@@ -70,6 +70,15 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         .clone()
         .or_else(|| file.remainder.as_deref().map(|p| loaded.path(p)));
     options.remainder.clone_from(&config.remainder);
+    // Two seconds of the forwarding rate (more open messages would only wait for the rate limiter), or
+    // enough to keep the in-flight window full.
+    options.open_window = Some(
+        config
+            .rate
+            .as_ref()
+            .map_or(config.max_in_flight * 4, |plan| (plan.rate.0 * 2.0).ceil() as usize)
+            .clamp(8, 65_536),
+    );
     config.preserve_order = !(args.allow_reorder || file.allow_reorder.unwrap_or(false));
     if let Some(path) = &args.plan {
         config.plan = Some(Plan::read(path)?.selection());
@@ -213,11 +222,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, B
             endpoint_url: args.aws.endpoint_url.clone().or_else(|| file.aws.endpoint_url.clone()),
         },
         where_clause: args.where_clause.clone(),
-        // Two seconds of the forwarding rate: more open messages would only wait for the rate limiter.
-        open_window: config
-            .rate
-            .as_ref()
-            .map(|plan| ((plan.rate.0 * 2.0).ceil() as usize).clamp(8, 1024)),
+        open_window: None,
     };
     Ok((config, options))
 }

@@ -42,10 +42,11 @@ use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Re
 const REVOKE_WAIT: Duration = Duration::from_secs(30);
 /// Records read ahead of the pipeline before the partitions are paused.
 const READ_AHEAD: usize = 1000;
-/// Most messages handed to the pipeline and not yet settled. A partition given to another worker waits for
-/// its open messages (a rate-limited run settles them slowly), and the whole group waits with it: the
-/// window keeps that wait short. The forwarder keeps at most `--max-in-flight` sends open anyway.
-const OPEN_WINDOW: usize = 128;
+/// Most messages handed to the pipeline and not yet settled, unless the run says otherwise (two seconds of
+/// its rate, or four times its in-flight window). A partition given to another worker waits for its open
+/// messages (a rate-limited run settles them slowly), and the whole group waits with it: the window keeps
+/// that wait short.
+const OPEN_WINDOW: usize = 256;
 
 /// Reads one pass over a Kafka topic.
 pub struct KafkaSource {
@@ -332,7 +333,7 @@ impl KafkaSource {
             thread: Some(thread),
             seq: 0,
             mode,
-            open_window: open_window.map_or(OPEN_WINDOW, |w| w.clamp(1, OPEN_WINDOW)),
+            open_window: open_window.unwrap_or(OPEN_WINDOW).max(1),
         })
     }
 }
