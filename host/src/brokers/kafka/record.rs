@@ -325,7 +325,8 @@ mod tests {
             ("empty", None),
             ("__connect.errors.offset", Some(b"nine".to_vec())),
         ]));
-        assert_eq!(env.notes.len(), 3, "{:?}", env.notes);
+        assert_eq!(env.notes.len(), 4, "{:?}", env.notes);
+        assert!(env.notes[2].contains("original partition"), "{:?}", env.notes);
         let (key, headers) = outgoing(&env, DeathHeaders::Move);
         assert_eq!(key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(
