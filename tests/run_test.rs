@@ -476,8 +476,8 @@ fn bad_run_flags_are_refused_with_a_clear_message() {
             "has no scheme",
         ),
         (
-            vec!["run", "--from", "kafka:x", "--filter", &m, "--to", "file:x.jsonl"],
-            "--from: unsupported scheme `kafka:`",
+            vec!["run", "--from", "nats:x", "--filter", &m, "--to", "file:x.jsonl"],
+            "--from: unsupported scheme `nats:`",
         ),
         (vec!["run", "--from", &from, "--to", "file:x.jsonl"], "no filters"),
     ];
