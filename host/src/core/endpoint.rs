@@ -221,6 +221,20 @@ pub fn is_secret_key(key: &str) -> bool {
     .any(|word| key.contains(word))
 }
 
+/// A URL option that must have a value (`stream=`, `topic=`, `group=`, ...).
+pub fn non_empty_option(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        Err("must not be empty".to_owned())
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// A URL option holding a duration (`reconnect=60s`, `claim=10m`).
+pub fn duration_option(value: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("{value:?} is not a duration: {e}"))
+}
+
 /// A `scheme://` URL, parsed and serialised again, and its redacted form rebuilt from its parsed parts.
 fn parse_url(scheme: &str, text: &str) -> Result<(String, String), EndpointError> {
     let unparseable = |problem: String| EndpointError::Unparseable {

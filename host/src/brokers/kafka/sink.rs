@@ -33,6 +33,18 @@ pub struct KafkaSink {
 impl KafkaSink {
     /// A destination topic; it must exist (a typo would otherwise create one where the broker allows it).
     pub async fn open(url: &str) -> Result<Self, AdapterError> {
+        Self::connect(url, true).await
+    }
+
+    /// `--to origin` for the Kafka source `source_url`: each message to the topic it was dead-lettered from,
+    /// on the source's cluster.
+    pub async fn origin(source_url: &str) -> Result<Self, AdapterError> {
+        Self::connect(source_url, false).await
+    }
+
+    /// Make the producer and check the URL's topic exists: the destination for `open`; for `origin`, the
+    /// source topic, which checks the cluster can be reached with these settings.
+    async fn connect(url: &str, to_url_topic: bool) -> Result<Self, AdapterError> {
         let url = KafkaUrl::parse(url)?;
         let producer = producer(&url)?;
         let client_url = url.clone();
@@ -41,25 +53,7 @@ impl KafkaSink {
             .await
             .map_err(|e| AdapterError::Broker(e.to_string()))??;
         Ok(Self {
-            topic: Some(url.topic.clone()),
-            url,
-            producer,
-        })
-    }
-
-    /// `--to origin` for the Kafka source `source_url`: each message to the topic it was dead-lettered from,
-    /// on the source's cluster.
-    pub async fn origin(source_url: &str) -> Result<Self, AdapterError> {
-        let url = KafkaUrl::parse(source_url)?;
-        let producer = producer(&url)?;
-        let client_url = url.clone();
-        let client = producer.clone();
-        // The source topic exists: this checks the cluster can be reached with these settings.
-        tokio::task::spawn_blocking(move || metadata_partitions(client.client(), &client_url))
-            .await
-            .map_err(|e| AdapterError::Broker(e.to_string()))??;
-        Ok(Self {
-            topic: None,
+            topic: to_url_topic.then(|| url.topic.clone()),
             url,
             producer,
         })

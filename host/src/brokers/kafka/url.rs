@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 
 use crate::core::adapter::AdapterError;
-use crate::core::endpoint::is_secret_key;
+use crate::core::endpoint::{duration_option, is_secret_key, non_empty_option};
 
 /// Where a pass starts on each partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,13 +118,7 @@ impl KafkaUrl {
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let non_empty = || {
-            if value.is_empty() {
-                Err("must not be empty".to_owned())
-            } else {
-                Ok(value.to_owned())
-            }
-        };
+        let non_empty = || non_empty_option(value);
         match key {
             "topic" => self.topic = non_empty()?,
             "group" | "group.id" => self.group = non_empty()?,
@@ -156,10 +150,7 @@ impl KafkaUrl {
                     _ => return Err(format!("expected `move` or `keep`, got {value:?}")),
                 }
             }
-            "reconnect" => {
-                self.reconnect_for =
-                    humantime::parse_duration(value).map_err(|e| format!("{value:?} is not a duration: {e}"))?
-            }
+            "reconnect" => self.reconnect_for = duration_option(value)?,
             "bootstrap.servers" | "enable.auto.commit" | "enable.auto.offset.store" | "transactional.id" => {
                 return Err("redrive sets this one itself".into());
             }

@@ -16,7 +16,10 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
 use crate::core::envelope::{Envelope, FailureContext, Native, Origin, REPLAY_COUNT_ATTRIBUTE};
-use crate::core::{adapter::AdapterError, endpoint::redact};
+use crate::core::{
+    adapter::AdapterError,
+    endpoint::{duration_option, non_empty_option, redact},
+};
 
 /// How acked entries leave the DLQ stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,14 +145,8 @@ impl RedisUrl {
     }
 
     fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let non_empty = || {
-            if value.is_empty() {
-                Err("must not be empty".to_owned())
-            } else {
-                Ok(value.to_owned())
-            }
-        };
-        let duration = || humantime::parse_duration(value).map_err(|e| format!("{value:?} is not a duration: {e}"));
+        let non_empty = || non_empty_option(value);
+        let duration = || duration_option(value);
         match key {
             "stream" => self.stream = non_empty()?,
             "group" => self.group = non_empty()?,
