@@ -302,6 +302,52 @@ fn two_workers_share_one_table_and_no_row_is_taken_twice() {
 }
 
 #[test]
+fn rows_that_arrive_during_a_pass_belong_to_the_next_pass() {
+    let t = Table::new("late");
+    let n = 60;
+    t.seed(n);
+    let tmp = tempfile::tempdir().unwrap();
+    let staging = tmp.path().join("staging.jsonl");
+    let child = audit(
+        redrive(tmp.path())
+            .args([
+                "run",
+                "--from",
+                &t.url("&page=10"),
+                "--no-filter",
+                "--rate",
+                "40/s",
+                "--to",
+            ])
+            .arg(format!("file:{}", staging.display())),
+        &tmp.path().join("audit"),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while staged(&staging).len() < 15 {
+        assert!(Instant::now() < deadline, "the run did not make progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A job that fails again while the pass runs: the failer writes a new row.
+    t.exec(&format!(
+        "INSERT INTO {} (uuid, connection, queue, payload, exception) VALUES \
+         ('late-1', 'redis', 'emails', '{{\"order\":1001}}', 'Timeout')",
+        t.name
+    ));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        sorted(staged(&staging)),
+        expected(n, |_| true),
+        "only the rows there at the start"
+    );
+    assert_eq!(t.remaining(), vec![1001], "the new row waits for the next pass");
+}
+
+#[test]
 fn pg_terminate_backend_mid_run_loses_nothing_and_doubles_nothing() {
     let t = Table::new("terminate");
     let n = 120;

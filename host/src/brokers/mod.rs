@@ -7,7 +7,9 @@
 pub mod amqp;
 pub mod file;
 pub mod kafka;
+pub mod mysql;
 pub mod postgres;
+pub mod pubsub;
 pub mod redis;
 pub mod sqs;
 
@@ -36,15 +38,16 @@ pub struct BrokerOptions {
 
 /// Open a source: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`,
 /// `sqs://orders-dlq` (or an SQS queue URL or ARN), `redis://host:6379/0?stream=orders:dlq`,
-/// `postgres://user@host/db?table=failed_jobs`, `kafka://host:9092?topic=orders.DLT`.
+/// `postgres://user@host/db?table=failed_jobs`, `mysql://user@host/db?table=failed_jobs`,
+/// `kafka://host:9092?topic=orders.DLT`, `pubsub://projects/P/subscriptions/S`.
 pub async fn open_source(
     endpoint: &Endpoint,
     mode: SourceMode,
     options: &BrokerOptions,
 ) -> Result<Box<dyn Source>, AdapterError> {
-    if options.where_clause.is_some() && endpoint.scheme() != Scheme::Postgres {
+    if options.where_clause.is_some() && !matches!(endpoint.scheme(), Scheme::Postgres | Scheme::MySql) {
         return Err(AdapterError::Config(
-            "--where selects rows of a database table (postgres://...); this source is not one".into(),
+            "--where selects rows of a database table (postgres://... or mysql://...); this source is not one".into(),
         ));
     }
     let url = endpoint.secret_text();
@@ -54,10 +57,12 @@ pub async fn open_source(
             Box::new(file::FileSource::open(path, mode, options.remainder.clone(), options.count_pass).await?)
         }
         Scheme::Postgres => Box::new(postgres::PgSource::open(url, mode, options.where_clause.as_deref()).await?),
+        Scheme::MySql => Box::new(mysql::MySqlSource::open(url, mode, options.where_clause.as_deref()).await?),
         Scheme::Amqp => Box::new(amqp::AmqpSource::open(url, mode).await?),
         Scheme::Sqs => Box::new(sqs::SqsSource::open(url, mode, &options.aws).await?),
         Scheme::Redis => Box::new(redis::RedisSource::open(url, mode).await?),
         Scheme::Kafka => Box::new(kafka::KafkaSource::open(url, mode, options.open_window).await?),
+        Scheme::PubSub => Box::new(pubsub::PubSubSource::open(url, mode).await?),
     })
 }
 
@@ -78,9 +83,10 @@ pub async fn open_sink(
                 Scheme::Sqs => Ok(Arc::new(sqs::SqsSink::origin(url, aws).await?)),
                 Scheme::Redis => Ok(Arc::new(redis::RedisSink::origin(url).await?)),
                 Scheme::Kafka => Ok(Arc::new(kafka::KafkaSink::origin(url).await?)),
-                Scheme::File | Scheme::Postgres => Err(AdapterError::Config(format!(
+                Scheme::PubSub => Ok(Arc::new(pubsub::PubSubSink::origin(url).await?)),
+                Scheme::File | Scheme::Postgres | Scheme::MySql => Err(AdapterError::Config(format!(
                     "--to origin needs a broker source that records where each message was dead-lettered from \
-                     (amqp://..., sqs://..., redis://... or kafka://...); {source} does not"
+                     (amqp://..., sqs://..., redis://..., kafka://... or pubsub://...); {source} does not"
                 ))),
             };
         }
@@ -95,8 +101,10 @@ pub async fn open_sink(
         Scheme::Sqs => Ok(Arc::new(sqs::SqsSink::open(url, aws).await?)),
         Scheme::Redis => Ok(Arc::new(redis::RedisSink::open(url).await?)),
         Scheme::Kafka => Ok(Arc::new(kafka::KafkaSink::open(url).await?)),
-        Scheme::Postgres => Err(AdapterError::Config(
-            "a postgres:// table is a source only; replay to a queue, a stream or a file".into(),
-        )),
+        Scheme::PubSub => Ok(Arc::new(pubsub::PubSubSink::open(url).await?)),
+        Scheme::Postgres | Scheme::MySql => Err(AdapterError::Config(format!(
+            "a {}:// table is a source only; replay to a queue, a stream or a file",
+            endpoint.scheme().name()
+        ))),
     }
 }

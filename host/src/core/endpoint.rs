@@ -22,6 +22,10 @@ pub enum Scheme {
     Postgres,
     /// `kafka://host:port[,host:port]?topic=T` (a dead-letter topic).
     Kafka,
+    /// `mysql://` or `mariadb://` (a `failed_jobs` table).
+    MySql,
+    /// `pubsub://projects/P/subscriptions/S` or `pubsub://projects/P/topics/T` (Google Cloud Pub/Sub).
+    PubSub,
 }
 
 impl Scheme {
@@ -34,6 +38,8 @@ impl Scheme {
             Scheme::Redis => "redis",
             Scheme::Postgres => "postgres",
             Scheme::Kafka => "kafka",
+            Scheme::MySql => "mysql",
+            Scheme::PubSub => "pubsub",
         }
     }
 }
@@ -41,7 +47,8 @@ impl Scheme {
 /// Every URL form redrive accepts, for error messages.
 pub const SUPPORTED: &str = "file:path/to/dlq.jsonl, amqp://host/vhost?queue=name, sqs://queue-name (or an SQS \
                              queue URL or ARN), redis://host/db?stream=name, postgres://user@host/db?table=failed_jobs, \
-                             kafka://host:9092?topic=name";
+                             mysql://user@host/db?table=failed_jobs, kafka://host:9092?topic=name, \
+                             pubsub://projects/P/subscriptions/S (or .../topics/T)";
 
 /// How to write a password that holds a character URLs give a meaning to.
 pub const PERCENT_ENCODE_HINT: &str = "if the user name or password contains # / ? @ % & = or a space, \
@@ -103,6 +110,8 @@ impl Endpoint {
             "redis" | "rediss" => Scheme::Redis,
             "postgres" | "postgresql" => Scheme::Postgres,
             "kafka" => Scheme::Kafka,
+            "mysql" | "mariadb" => Scheme::MySql,
+            "pubsub" => Scheme::PubSub,
             other => return Err(EndpointError::Unsupported(other.to_owned())),
         };
         let (text, redacted) = match scheme {

@@ -12,6 +12,15 @@ pub const REPLAY_ID_ATTRIBUTE: &str = "x-redrive-replay-id";
 /// Attribute carrying how many times redrive has replayed a message.
 pub const REPLAY_COUNT_ATTRIBUTE: &str = "x-redrive-replay-count";
 
+/// Prefix a replay gives the dead-letter headers / attributes of the message's broker (`x-death`,
+/// `kafka_dlt-*`, `CloudPubSubDeadLetterSource*`, ...), unless told to keep them: consumers see a fresh
+/// message, and the history stays with it.
+pub const MOVED_ATTRIBUTE_PREFIX: &str = "x-redrive-original-";
+
+/// Prefixes of the attributes sources add from a broker's own properties (`kafka.partition`,
+/// `pubsub.ordering_key`, ...): shown to filters, never sent on as attributes.
+pub const BROKER_ATTRIBUTE_PREFIXES: [&str; 4] = ["amqp.", "sqs.", "kafka.", "pubsub."];
+
 /// Headers / message attributes applications commonly use for the error that sent a message to the DLQ
 /// (Spring AMQP, MassTransit, hand-written consumers), first match wins.
 pub const ERROR_TEXT_ATTRIBUTES: [&str; 5] = [

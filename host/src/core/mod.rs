@@ -8,12 +8,14 @@
 //! - [`ids`]: journal keys, replay ids, digests.
 //! - [`jsonl`]: the JSONL message format of files and `redrive filter test`.
 //! - [`backoff`]: retrying for a bounded time.
+//! - [`failed_jobs`]: a database table of failed jobs as a DLQ (presets, rows, `--where`), for every database.
 //! - [`files`], [`lock`]: private directories, files opened without following symlinks, one run per DLQ.
 
 pub mod adapter;
 pub mod backoff;
 pub mod endpoint;
 pub mod envelope;
+pub mod failed_jobs;
 pub mod files;
 pub mod ids;
 pub mod jsonl;

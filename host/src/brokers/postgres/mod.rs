@@ -15,6 +15,5 @@
 mod rows;
 mod source;
 mod url;
-mod where_clause;
 
 pub use source::PgSource;

@@ -7,9 +7,9 @@ use tokio_postgres::Client;
 
 use super::rows::envelope;
 use super::url::{PgUrl, connection_lost, pg_error, quote};
-use super::where_clause::check_where;
 use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
 use crate::core::backoff::Backoff;
+use crate::core::failed_jobs::{SqlDialect, check_where};
 
 /// What the source and its acker share: the connection with its pass-long transaction.
 struct Shared {
@@ -124,6 +124,8 @@ pub struct PgSource {
     shared: Arc<Shared>,
     select: String,
     last_id: Option<String>,
+    /// The id of the last row of the pass (taken at the start).
+    last_of_pass: Option<String>,
     buffer: std::collections::VecDeque<Received>,
     done: bool,
     seq: u64,
@@ -190,7 +192,7 @@ impl PgSource {
             filter.push(format!("t.{} IS NULL", quote(mark)));
         }
         if let Some(w) = where_clause {
-            check_where(w).map_err(|problem| {
+            check_where(w, SqlDialect::Postgres).map_err(|problem| {
                 AdapterError::Config(format!(
                     "--where {problem}; write one predicate over the table's columns, e.g. \"queue = 'emails'\" \
                      (it goes into redrive's query in parentheses)"
@@ -211,6 +213,18 @@ impl PgSource {
                 ))
             })?
             .get(0);
+        // The pass ends at the last row there now: a job that fails again while the pass runs (a replay that
+        // did not help) gets a new row, for the next pass, never this one.
+        let last_sql = format!(
+            "SELECT max(t.{})::text FROM {} t WHERE true{filter_sql}",
+            quote(&c.id),
+            quote(&c.table)
+        );
+        let last_of_pass: Option<String> = client
+            .query_one(&last_sql, &[])
+            .await
+            .map_err(|e| AdapterError::Broker(format!("{}: {}", parsed.identity, pg_error(&e))))?
+            .get(0);
         let lock = if mode == SourceMode::Consume {
             " FOR UPDATE OF t SKIP LOCKED"
         } else {
@@ -218,7 +232,8 @@ impl PgSource {
         };
         let select = format!(
             "SELECT t.{id}::text, {body_expr}, row_to_json(t)::text FROM {table} t \
-             WHERE ($1::text IS NULL OR t.{id} > ($1::text)::{id_type}){filter_sql} ORDER BY t.{id} LIMIT $2{lock}",
+             WHERE ($1::text IS NULL OR t.{id} > ($1::text)::{id_type}) AND t.{id} <= ($3::text)::{id_type}{filter_sql} \
+             ORDER BY t.{id} LIMIT $2{lock}",
             id = quote(&c.id),
             table = quote(&c.table),
         );
@@ -238,8 +253,9 @@ impl PgSource {
             }),
             select,
             last_id: None,
+            done: last_of_pass.is_none(),
+            last_of_pass,
             buffer: Default::default(),
-            done: false,
             seq: 0,
             pass_size,
         })
@@ -251,7 +267,10 @@ impl PgSource {
         let mut backoff = Backoff::new(shared.url.reconnect_for);
         let rows = loop {
             let client = shared.client(&mut state).await?;
-            match client.query(&self.select, &[&self.last_id, &shared.url.page]).await {
+            match client
+                .query(&self.select, &[&self.last_id, &shared.url.page, &self.last_of_pass])
+                .await
+            {
                 Ok(rows) => break rows,
                 Err(e) if connection_lost(&e, &client) => {
                     state.client = None;

@@ -8,45 +8,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::core::adapter::AdapterError;
 use crate::core::endpoint::redact;
-
-/// Column names of a failed-jobs table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Columns {
-    pub(super) table: String,
-    pub(super) id: String,
-    pub(super) body: String,
-    pub(super) error: String,
-    pub(super) failed_at: String,
-    pub(super) queue: String,
-}
-
-/// Schemas of the common frameworks (`preset=`); each column can be overridden.
-pub(super) fn preset(name: &str) -> Option<Columns> {
-    let cols = |table: &str, id: &str, body: &str, error: &str, failed_at: &str, queue: &str| Columns {
-        table: table.into(),
-        id: id.into(),
-        body: body.into(),
-        error: error.into(),
-        failed_at: failed_at.into(),
-        queue: queue.into(),
-    };
-    match name {
-        // Laravel: id, uuid, connection, queue, payload, exception, failed_at.
-        "laravel" => Some(cols("failed_jobs", "id", "payload", "exception", "failed_at", "queue")),
-        // Rails GoodJob: finished jobs with an error; the job is serialized_params.
-        "good_job" => Some(cols(
-            "good_jobs",
-            "id",
-            "serialized_params",
-            "error",
-            "finished_at",
-            "queue_name",
-        )),
-        // django-q: failed tasks (success = false).
-        "django_q" => Some(cols("django_q_task", "id", "args", "result", "stopped", "group")),
-        _ => None,
-    }
-}
+use crate::core::failed_jobs::{self, Columns, SqlDialect};
 
 /// A parsed source URL.
 #[derive(Clone, Debug)]
@@ -66,7 +28,8 @@ pub(super) struct PgUrl {
 impl PgUrl {
     pub(super) fn parse(text: &str) -> Result<Self, AdapterError> {
         let (base, query) = text.split_once('?').unwrap_or((text, ""));
-        let mut columns = preset("laravel").unwrap_or_else(|| unreachable!("the laravel preset exists"));
+        let laravel = failed_jobs::preset("laravel", SqlDialect::Postgres).map_err(AdapterError::Config)?;
+        let mut columns = laravel.columns;
         let mut preset_where = None;
         let mut mark_column = None;
         let mut page = 500;
@@ -77,12 +40,9 @@ impl PgUrl {
             let bad = |why: String| AdapterError::Config(format!("{}: option `{key}`: {why}", redact(base)));
             match key.as_ref() {
                 "preset" => {
-                    columns = preset(&value).ok_or_else(|| bad("presets are laravel, good_job, django_q".into()))?;
-                    preset_where = match value.as_ref() {
-                        "good_job" => Some("\"error\" IS NOT NULL AND \"finished_at\" IS NOT NULL".to_owned()),
-                        "django_q" => Some("\"success\" = false".to_owned()),
-                        _ => None,
-                    };
+                    let preset = failed_jobs::preset(&value, SqlDialect::Postgres).map_err(bad)?;
+                    columns = preset.columns;
+                    preset_where = preset.predicate;
                 }
                 "table" | "id_column" | "body_column" | "error_column" | "failed_at_column" | "queue_column" => {
                     explicit.push((key.into_owned(), value.into_owned()));
@@ -205,5 +165,5 @@ pub(super) fn connection_lost(e: &tokio_postgres::Error, client: &Client) -> boo
 
 /// A quoted SQL identifier.
 pub(super) fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
+    SqlDialect::Postgres.quote(identifier)
 }
