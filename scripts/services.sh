@@ -3,7 +3,7 @@
 # RabbitMQ on 5672 (guest/guest) with the shovel plugin (for the benchmark's comparison), Redis on 6379,
 # PostgreSQL on 5432 (database test, trust auth), MariaDB on 3306 (root without a password, database test), a local SQS endpoint (moto_server) on 9324 (and one
 # that checks credentials on 9325), a Kafka-compatible broker (tansu) on 9092, and the Google Cloud Pub/Sub
-# emulator (from the Cloud SDK's Debian package) on 8085.
+# emulator (from the Cloud SDK's Debian package) on 8085, and a Prometheus Pushgateway on 9091.
 # Starts what is installed but stopped; installs from Debian's packages what is missing (needs root).
 # Idempotent and quick when everything is already up.
 #
@@ -167,4 +167,13 @@ if ! port_open "$pubsub_port"; then
     mkdir -p "$tools_dir"
     nohup java -jar "$jar" --host=127.0.0.1 --port="$pubsub_port" >"$tools_dir/pubsub-emulator.log" 2>&1 &
     wait_port "$pubsub_port" "the Pub/Sub emulator"
+fi
+
+# A Prometheus Pushgateway (Debian package prometheus-pushgateway) on 127.0.0.1:9091, for --metrics-push.
+if ! port_open 9091; then
+    command -v prometheus-pushgateway >/dev/null 2>&1 || apt_install prometheus-pushgateway
+    say "starting the Prometheus Pushgateway on 127.0.0.1:9091"
+    mkdir -p "$tools_dir"
+    nohup prometheus-pushgateway --web.listen-address=127.0.0.1:9091 >"$tools_dir/pushgateway.log" 2>&1 &
+    wait_port 9091 "the Pushgateway"
 fi

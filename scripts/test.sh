@@ -10,6 +10,8 @@ cd "$repo"
 
 scripts/setup.sh
 scripts/services.sh
+# Chromium (headless) for the report tests.
+scripts/browser.sh
 # Guest toolchains (C, Zig, Go, Python, JavaScript/TypeScript, AssemblyScript; pinned, cached under
 # /var/tmp/redrive-tools) and route-by-error built from source in each language, for the conformance tests.
 scripts/guest-toolchains.sh

@@ -104,7 +104,7 @@ fn the_pipeline_sees_no_broker_and_nothing_above_it() {
             return Vec::new();
         }
         used.iter()
-            .filter(|u| u.starts_with("brokers") || ["commands", "cli"].contains(&u.as_str()))
+            .filter(|u| u.starts_with("brokers") || ["commands", "cli", "observe"].contains(&u.as_str()))
             .map(|u| format!("uses crate::{u}"))
             .collect()
     });
@@ -131,6 +131,24 @@ fn filter_and_audit_stay_below_the_pipeline() {
             .collect()
     });
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn observers_read_the_pipeline_and_know_no_broker() {
+    let found = violations(|file, used| {
+        if !file.starts_with("observe/") {
+            return Vec::new();
+        }
+        used.iter()
+            .filter(|u| !["core", "filter", "pipeline", "observe"].contains(&u.as_str()))
+            .map(|u| format!("uses crate::{u}"))
+            .collect()
+    });
+    assert!(
+        found.is_empty(),
+        "metrics, reports and the live page read the pipeline's telemetry only:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]

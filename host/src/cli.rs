@@ -31,12 +31,77 @@ pub enum Command {
     /// Dry run: decide every message without changing anything, group the errors, and write a plan file that
     /// `redrive run --plan` replays exactly.
     Plan(PlanArgs),
+    /// Browse a dead-letter queue without changing it: list messages with their failure context, or show
+    /// one whole. No filters needed; every message is given back untouched.
+    ///
+    /// Example: redrive inspect --from amqp://guest:guest@localhost/%2f?queue=orders.dlq --grep timeout
+    Inspect(InspectArgs),
     /// Work with filter modules: try them on sample messages.
     #[command(subcommand)]
     Filter(FilterCommand),
+    /// Print a shell completion script: `redrive completions bash > /etc/bash_completion.d/redrive`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `redrive man > redrive.1 && man ./redrive.1`.
+    Man,
     /// Internal: compile one module read on stdin, within limits (redrive runs itself this way).
     #[command(name = "__compile", hide = true)]
     InternalCompile(InternalCompileArgs),
+}
+
+/// Arguments of `redrive inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The dead-letter queue (the same URLs as `redrive run --from`).
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// Only messages whose body, error, id or an attribute contains TEXT (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub grep: Option<String>,
+    /// Show the message with this id, whole: every attribute, the failure context, the full body.
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Only messages that failed at or after this time (RFC 3339, or a duration ago like 24h).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only messages that failed before this time (RFC 3339, or a duration ago like 1h).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Show at most N messages (the rest of the DLQ is not read).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: u64,
+    /// Database sources: only rows matching this SQL predicate.
+    #[arg(long = "where", value_name = "SQL")]
+    pub where_clause: Option<String>,
+    /// `table` for people; `json`: one message per line in the JSONL format `file:` sources read (so
+    /// `redrive inspect -o json --limit 1000000 > dlq.jsonl` exports a DLQ to a file).
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// AWS settings for SQS.
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Arguments of `redrive completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+/// Shells `redrive completions` writes a script for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
+    /// PowerShell.
+    Powershell,
+    /// Elvish.
+    Elvish,
 }
 
 /// Arguments of the internal `redrive __compile` (the bounded compiler process).
@@ -184,6 +249,18 @@ pub struct SelectArgs {
     /// No progress bar or progress lines.
     #[arg(long)]
     pub no_progress: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run lasts (e.g. 127.0.0.1:9464; port 0
+    /// picks a free one, printed at start).
+    #[arg(long, value_name = "ADDR", help_heading = "Observe")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Push the run's metrics once, at its end, to a Prometheus Pushgateway: http://HOST:9091 (job
+    /// `redrive`) or http://HOST:9091/metrics/job/NAME[/LABEL/VALUE...].
+    #[arg(long, value_name = "URL", help_heading = "Observe")]
+    pub metrics_push: Option<String>,
+    /// Write an HTML report of the plan or run to FILE at the end: totals, the flow through the chain, error
+    /// groups, repairs as diffs, per-module call times, the rate over time. One file; opens from disk.
+    #[arg(long, value_name = "FILE", help_heading = "Observe")]
+    pub report: Option<PathBuf>,
     /// Sandbox limits and engine options.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
@@ -218,6 +295,10 @@ pub struct RunArgs {
     /// each message was dead-lettered from, per its broker headers or attributes).
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
+    /// Serve a live page for this run: progress, canary, latest decisions, Pause / Resume / Stop. Loopback
+    /// only; the URL printed at start carries the access token [default address: 127.0.0.1:8686].
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8686", help_heading = "Observe")]
+    pub ui: Option<std::net::SocketAddr>,
     /// Forwarding rate limit, e.g. 50/s, 3000/m.
     #[arg(long, value_name = "RATE", help_heading = "Pace")]
     pub rate: Option<String>,

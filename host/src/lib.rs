@@ -24,4 +24,5 @@ pub mod cli;
 pub mod commands;
 pub mod core;
 pub mod filter;
+pub mod observe;
 pub mod pipeline;

@@ -117,3 +117,57 @@ pub fn jsonl_values(path: &Path) -> Vec<serde_json::Value> {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
+
+/// `redrive run --no-progress -o json` from the file DLQ `dlq` to `staging.jsonl` in `d` through the built
+/// filters `filters`, with the audit directory and the remainder in `d`.
+pub fn file_run(d: &Dirs, dlq: &Path, filters: &[&str]) -> Command {
+    let mut cmd = redrive(&d.p("cache"));
+    cmd.args(["run", "--no-progress", "-o", "json"])
+        .arg("--from")
+        .arg(format!("file:{}", dlq.display()))
+        .arg("--to")
+        .arg(format!("file:{}", d.s("staging.jsonl")))
+        .args(["--audit-dir", &d.s("audit"), "--remainder", &d.s("remainder.jsonl")]);
+    for f in filters {
+        cmd.args(["--filter", &module(f)]);
+    }
+    cmd
+}
+
+/// Start `cmd` with its output piped and wait (two minutes at most) for a stderr line starting with
+/// `prefix`. Returns the child, the rest of that line, and the thread collecting the whole of stderr.
+pub fn spawn_until_line(
+    cmd: &mut Command,
+    prefix: &str,
+) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot start redrive");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = prefix.to_owned();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(wanted.as_str()) {
+                tx.send(rest.to_owned()).ok();
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(rest) => (child, rest, reader),
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "redrive printed no line starting with {prefix:?}:\n{}",
+                reader.join().unwrap_or_default()
+            );
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //!
 //! - `reconciles`: a 500-message DLQ through the example chain; every message ends in exactly one place
 //!   (replayed at the destination, still in the DLQ, or in the discard archive), each where its fate says;
-//! - `plan_changes_nothing`: `redrive plan` leaves every message in the DLQ and sends nothing;
+//! - `plan_changes_nothing`: `redrive plan` and `redrive inspect` (every message listed, a `--grep` finding
+//!   exactly the matching ones) leave every message in the DLQ and send nothing;
 //! - `dropped_connection`: redrive's connections are cut mid-run; the run recovers (or a second run finishes
 //!   it): nothing lost, and no copy beyond what the broker's promise allows, each with the same replay id;
 //! - `kill_9_then_resume`: the same across a kill -9 and a resumed run;
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{jsonl_values, module, redrive, run};
+use crate::common::{json_lines, jsonl_values, module, redrive, run};
 
 /// What becomes of seeded dead letter `order` with the kit's chain (route-by-error, drop-test-traffic).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -311,7 +312,31 @@ pub fn reconciles<B: Broker>() {
     k.assert_reconciled(n, 0);
 }
 
-/// `redrive plan` takes nothing out of the DLQ and sends nothing.
+/// `redrive inspect` lists the orders of what it shows, as JSONL.
+fn inspect<B: Broker>(k: &Kit<B>, extra: &[&str]) -> Vec<u64> {
+    let mut cmd = k.broker.command(k.tmp.path());
+    cmd.args([
+        "inspect",
+        "-o",
+        "json",
+        "--limit",
+        "100000",
+        "--from",
+        &k.broker.source_url(),
+    ])
+    .args(extra);
+    let (code, stdout, stderr) = run(&mut cmd);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    let mut orders: Vec<u64> = json_lines(&stdout)
+        .iter()
+        .filter_map(|v| order_of_body(v["body"].as_str()?))
+        .collect();
+    orders.sort_unstable();
+    orders
+}
+
+/// `redrive plan` and `redrive inspect` take nothing out of the DLQ and send nothing.
 pub fn plan_changes_nothing<B: Broker>() {
     let _access = B::access(Access::Shared);
     let mut k = Kit::<B>::new("plan");
@@ -327,10 +352,30 @@ pub fn plan_changes_nothing<B: Broker>() {
     let (code, stdout, stderr) = run(&mut cmd);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(k.broker.destination_count(), 0, "a plan sends nothing");
+    assert!(k.archived().is_empty(), "a plan archives nothing");
+
+    // Looking at the DLQ may drain it (RabbitMQ): inspect first, then count what is left, once.
+    assert_eq!(
+        inspect(&k, &[]),
+        (0..n).collect::<Vec<_>>(),
+        "inspect lists every message"
+    );
+    let invalid: Vec<u64> = (0..n)
+        .filter(|o| error_of(*o).is_some_and(|e| e.starts_with("validation")))
+        .collect();
+    assert_eq!(
+        inspect(&k, &["--grep", "VALIDATION failed"]),
+        invalid,
+        "--grep finds exactly those"
+    );
+    assert_eq!(k.broker.destination_count(), 0, "inspect sends nothing");
     let mut left = k.broker.in_dlq();
     left.sort_unstable();
-    assert_eq!(left, (0..n).collect::<Vec<_>>(), "a plan takes nothing out of the DLQ");
-    assert!(k.archived().is_empty(), "a plan archives nothing");
+    assert_eq!(
+        left,
+        (0..n).collect::<Vec<_>>(),
+        "plan and inspect take nothing out of the DLQ"
+    );
 }
 
 /// Redrive's connections cut mid-run: nothing lost, no copy beyond the promise.

@@ -2,9 +2,11 @@
 //! command line, and [`exit`] holds the exit codes every command shares.
 
 pub mod compile;
+pub mod completions;
 pub mod config_file;
 pub mod filter_new;
 pub mod filter_test;
+pub mod inspect;
 pub mod run;
 pub mod sandbox;
 mod summary;
@@ -36,6 +38,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => run::plan(&args),
         Command::Filter(FilterCommand::Test(args)) => filter_test::run(&args),
         Command::Filter(FilterCommand::New(args)) => filter_new::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man => completions::man(),
         Command::InternalCompile(args) => compile::run(&args),
     };
     match result {
@@ -47,19 +52,4 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Shorten `text` to at most `width` characters, marking the cut with `…`.
-pub(crate) fn clip(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_owned();
-    }
-    text.chars().take(width.saturating_sub(1)).chain(['…']).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn clip_marks_the_cut() {
-        assert_eq!(super::clip("héllo wörld", 6), "héllo…");
-        assert_eq!(super::clip("short", 10), "short");
-    }
-}
+pub(crate) use crate::core::text::clip;

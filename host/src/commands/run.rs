@@ -1,7 +1,9 @@
 //! `redrive run` and `redrive plan`: turn flags and the config file into a [`RunConfig`], run the pipeline
 //! with Ctrl-C / SIGTERM handling, and print the summary.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
@@ -16,8 +18,22 @@ use crate::cli::{OutputFormat, PlanArgs, RunArgs, SelectArgs};
 use crate::core::adapter::SourceMode;
 use crate::core::{Destination, Endpoint};
 use crate::filter::ModuleSpec;
+use crate::observe::{Live, PushTarget, ReportKind, RunInfo, RunMetrics, Server, report, server};
 use crate::pipeline::plan::Plan;
-use crate::pipeline::{self, Gate, Journal, Opened, Rate, RatePlan, RunConfig, RunReport};
+use crate::pipeline::{self, Gate, Journal, Opened, Rate, RatePlan, RunConfig, RunControl, RunReport, Telemetry};
+
+/// What a run shows outside itself while it goes.
+#[derive(Clone, Debug, Default)]
+struct Observe {
+    /// `--metrics`: serve Prometheus metrics here.
+    metrics: Option<SocketAddr>,
+    /// `--ui`: serve the live page here.
+    ui: Option<SocketAddr>,
+    /// Keep what a report or the live page shows (error groups, repairs, latest decisions).
+    details: bool,
+    /// `--metrics-push`: push the metrics here at the end.
+    push: Option<PushTarget>,
+}
 
 /// Messages sent and not yet confirmed at any time, unless `--max-in-flight` says otherwise: at most this many
 /// can reach a destination twice after a crash (README, "What a crash can repeat").
@@ -84,7 +100,19 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         config.plan = Some(Plan::read(path)?.selection());
     }
     let output = args.select.output;
-    let report = execute(config, options)?;
+    check_report_path(args.select.report.as_deref())?;
+    let observe = Observe {
+        metrics: args.select.metrics,
+        ui: args.ui,
+        details: args.ui.is_some() || args.select.report.is_some(),
+        push: push_target(&args.select)?,
+    };
+    // The pass's size is shown as progress, and as the metrics' messages left.
+    options.count_pass |= observe.metrics.is_some() || observe.ui.is_some();
+    let (report, telemetry) = execute(config, options, observe)?;
+    if let Some(path) = &args.select.report {
+        write_report(path, &report, &telemetry, ReportKind::Run, None)?;
+    }
     print_summary(&report, output, false)?;
     Ok(exit_code(&report))
 }
@@ -92,7 +120,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
 /// Run `redrive plan`; returns the exit code.
 pub fn plan(args: &PlanArgs) -> Result<u8> {
     let loaded = load_config(&args.select)?;
-    let (mut config, brokers) = base_config(&args.select, &loaded)?;
+    check_report_path(args.select.report.as_deref())?;
+    let (mut config, mut brokers) = base_config(&args.select, &loaded)?;
     config.dry_run = true;
     let options = serde_json::json!({
         "max": config.max,
@@ -100,7 +129,17 @@ pub fn plan(args: &PlanArgs) -> Result<u8> {
         "until": config.until,
         "max_replays": config.max_replays,
     });
-    let mut report = execute(config, brokers)?;
+    let observe = Observe {
+        metrics: args.select.metrics,
+        ui: None,
+        details: args.select.report.is_some(),
+        push: push_target(&args.select)?,
+    };
+    brokers.count_pass |= observe.metrics.is_some();
+    let (mut report, telemetry) = execute(config, brokers, observe)?;
+    if let Some(path) = &args.select.report {
+        write_report(path, &report, &telemetry, ReportKind::Plan, Some(&args.plan_out))?;
+    }
     let collector = report.plan.take().unwrap_or_default();
     print_summary(&report, args.select.output, true)?;
     if args.select.output == OutputFormat::Table {
@@ -227,7 +266,8 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, B
     Ok((config, options))
 }
 
-fn time_arg(flag: &str, value: Option<&String>) -> Result<Option<DateTime<Utc>>> {
+/// A `--since` / `--until` value: an RFC 3339 time, or a duration ago.
+pub(super) fn time_arg(flag: &str, value: Option<&String>) -> Result<Option<DateTime<Utc>>> {
     let Some(text) = value else { return Ok(None) };
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(Some(t.with_timezone(&Utc)));
@@ -294,7 +334,7 @@ fn gate(args: &RunArgs, loaded: &LoadedConfig) -> Result<Gate> {
 }
 
 /// Run the pipeline on a Tokio runtime with the kill switch wired to Ctrl-C and SIGTERM.
-fn execute(config: RunConfig, options: BrokerOptions) -> Result<RunReport> {
+fn execute(config: RunConfig, options: BrokerOptions, observe: Observe) -> Result<(RunReport, Arc<Telemetry>)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -303,15 +343,34 @@ fn execute(config: RunConfig, options: BrokerOptions) -> Result<RunReport> {
     runtime.block_on(async move {
         let interrupt = CancellationToken::new();
         tokio::spawn(kill_switch(interrupt.clone()));
-        open_and_run(config, options, interrupt).await
+        open_and_run(config, options, observe, interrupt).await
     })
 }
 
 /// Everything that can be checked before a broker is touched first ([`pipeline::prepare`]); then the
 /// source, its journal (which holds the run lock, so it comes before any destination is opened), the
 /// destinations; then the run.
-async fn open_and_run(config: RunConfig, options: BrokerOptions, interrupt: CancellationToken) -> Result<RunReport> {
+async fn open_and_run(
+    config: RunConfig,
+    options: BrokerOptions,
+    observe: Observe,
+    interrupt: CancellationToken,
+) -> Result<(RunReport, Arc<Telemetry>)> {
     let prepared = pipeline::prepare(&config).await?;
+    let modules = prepared.modules().iter().map(|m| m.name.as_str());
+    let telemetry = match observe.details {
+        true => Telemetry::detailed(modules),
+        false => Telemetry::new(modules),
+    };
+    let metrics = match observe.metrics {
+        Some(addr) => Some(serve_metrics(&config, addr, telemetry.clone()).await?),
+        None => None,
+    };
+    let ended = CancellationToken::new();
+    let ui = match observe.ui {
+        Some(addr) => Some(serve_live(&config, addr, &telemetry, &interrupt, &ended).await?),
+        None => None,
+    };
     let mode = match config.dry_run {
         true => SourceMode::Peek,
         false => SourceMode::Consume,
@@ -342,7 +401,112 @@ async fn open_and_run(config: RunConfig, options: BrokerOptions, interrupt: Canc
         sink,
         park,
     };
-    pipeline::run(config, prepared, opened, interrupt).await
+    let info = run_info(&config);
+    let report = pipeline::run(config, prepared, opened, interrupt, telemetry.clone()).await;
+    ended.cancel();
+    if let Some(target) = &observe.push {
+        // The run's outcome stands whatever the Pushgateway says; a failed push is reported, not fatal.
+        match target.push(RunMetrics::new(telemetry.clone(), info).render()).await {
+            Ok(()) => tracing::debug!("metrics pushed"),
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+    for server in [metrics, ui].into_iter().flatten() {
+        server.stop().await;
+    }
+    Ok((report?, telemetry))
+}
+
+/// What the run is, for the metrics' `redrive_run_info`.
+fn run_info(config: &RunConfig) -> RunInfo {
+    RunInfo {
+        source: config.from.to_string(),
+        destination: config
+            .to
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), ToString::to_string),
+        command: if config.dry_run { "plan" } else { "run" },
+    }
+}
+
+/// `--metrics-push`, checked before anything runs.
+fn push_target(args: &SelectArgs) -> Result<Option<PushTarget>> {
+    Ok(args.metrics_push.as_deref().map(PushTarget::parse).transpose()?)
+}
+
+/// Start the `--ui` live page (before any broker is opened, like the metrics).
+async fn serve_live(
+    config: &RunConfig,
+    addr: SocketAddr,
+    telemetry: &Arc<Telemetry>,
+    interrupt: &CancellationToken,
+    ended: &CancellationToken,
+) -> Result<Server> {
+    let title = format!(
+        "{} → {}",
+        config.from,
+        config
+            .to
+            .as_ref()
+            .map_or_else(|| "(dry run)".to_owned(), ToString::to_string)
+    );
+    let control = RunControl::new(telemetry.clone(), interrupt.clone());
+    let mut live = Live::new(addr, telemetry.clone(), control, ended.clone(), title)?;
+    let mut url = String::new();
+    let server = Server::start("--ui", addr, |bound| {
+        live.bound(bound);
+        url = live.url();
+        live.router()
+    })
+    .await?;
+    eprintln!("live page: {url}");
+    Ok(server)
+}
+
+/// Write the `--report` HTML file.
+fn write_report(
+    path: &std::path::Path,
+    run: &RunReport,
+    telemetry: &Telemetry,
+    kind: ReportKind,
+    plan_file: Option<&std::path::Path>,
+) -> Result<()> {
+    let html = report::render(run, telemetry, kind, plan_file);
+    crate::core::files::write_private(path, html.as_bytes())
+        .with_context(|| format!("--report: cannot write {}", path.display()))?;
+    eprintln!("report: {}", path.display());
+    Ok(())
+}
+
+/// Refuse a `--report` path whose directory does not exist before anything runs, not after.
+fn check_report_path(path: Option<&std::path::Path>) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "--report {}: the directory {} does not exist; create it or write the report elsewhere",
+            path.display(),
+            dir.display()
+        );
+    }
+    if path.is_dir() {
+        bail!(
+            "--report {}: that is a directory; give a file name such as report.html",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Start the `--metrics` endpoint (before any broker is opened: a taken port stops the run first).
+async fn serve_metrics(config: &RunConfig, addr: SocketAddr, telemetry: Arc<Telemetry>) -> Result<Server> {
+    let metrics = Arc::new(RunMetrics::new(telemetry, run_info(config)));
+    let server = Server::start("--metrics", addr, |_| server::metrics_router(metrics)).await?;
+    eprintln!("metrics: http://{}/metrics", server.addr());
+    Ok(server)
 }
 
 /// First Ctrl-C / SIGTERM: stop taking messages and drain. Second: exit at once — nothing unconfirmed

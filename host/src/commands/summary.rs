@@ -30,11 +30,6 @@ pub(super) fn print_summary(report: &RunReport, output: OutputFormat, dry_run: b
         return Ok(());
     }
     let c = &report.counts;
-    let (replayed, discarded) = if dry_run {
-        ("would replay", "would discard")
-    } else {
-        ("replayed", "discarded")
-    };
     println!(
         "\nredrive {}  {} → {}   {:.1}s",
         if dry_run { "plan" } else { "run" },
@@ -46,73 +41,8 @@ pub(super) fn print_summary(report: &RunReport, output: OutputFormat, dry_run: b
         report.elapsed_secs
     );
     let row = |label: &str, n: u64, note: String| println!("  {label:<14}{n:>8}   {note}");
-    let archive = report
-        .archive
-        .as_deref()
-        .map_or_else(|| "the discard archive".to_owned(), show);
-    row(
-        replayed,
-        c.replayed,
-        if dry_run {
-            "the chain said replay".into()
-        } else {
-            "confirmed by the destination, removed from the DLQ".into()
-        },
-    );
-    row("skipped", c.skipped, "left in the DLQ (a filter said skip)".into());
-    row(
-        discarded,
-        c.discarded,
-        if dry_run {
-            "the chain said discard".into()
-        } else {
-            format!("archived to {archive}, removed from the DLQ")
-        },
-    );
-    row(
-        "failed",
-        c.failed,
-        "left in the DLQ (a filter failed: see the audit log)".into(),
-    );
-    let optional = [
-        (
-            "parked",
-            c.parked,
-            "loop guard: already replayed --max-replays times".to_owned(),
-        ),
-        ("malformed", c.malformed, "left in the DLQ (could not be read)".into()),
-        (
-            "resumed",
-            c.resumed,
-            "settled by an earlier run (journal): acked, not forwarded again".into(),
-        ),
-        ("not done", c.not_done, "left in the DLQ because the run stopped".into()),
-        (
-            "send failed",
-            c.send_failed,
-            "refused by the destination: left in the DLQ".into(),
-        ),
-        (
-            "out of window",
-            c.out_of_window,
-            "failed outside --since/--until: left in the DLQ".into(),
-        ),
-        ("not in plan", c.not_in_plan, "left in the DLQ".into()),
-        (
-            "plan drift",
-            c.plan_drift,
-            "decided differently than the plan: left in the DLQ".into(),
-        ),
-        (
-            "settle failed",
-            c.settle_failed,
-            "ack/release failed: still in the DLQ; a resumed run acks them".into(),
-        ),
-    ];
-    for (label, n, note) in optional {
-        if n > 0 {
-            row(label, n, note);
-        }
+    for r in report.outcome_rows(dry_run) {
+        row(r.label, r.count, r.note);
     }
     if let Some(canary) = &report.canary {
         row(

@@ -79,6 +79,21 @@ pub enum AdapterError {
     },
 }
 
+/// An error and its causes on one line (`a: b: c`), each cause once: driver errors often repeat their
+/// source's text in their own.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text = format!("{text}: {next}");
+        }
+        source = s.source();
+    }
+    text
+}
+
 impl AdapterError {
     /// An I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {

@@ -21,6 +21,12 @@ pub const MOVED_ATTRIBUTE_PREFIX: &str = "x-redrive-original-";
 /// `pubsub.ordering_key`, ...): shown to filters, never sent on as attributes.
 pub const BROKER_ATTRIBUTE_PREFIXES: [&str; 4] = ["amqp.", "sqs.", "kafka.", "pubsub."];
 
+/// True for an attribute a source added from a broker's own properties (`amqp.priority`, `kafka.partition`,
+/// ...): a sink maps its own broker's onto native properties and sends none of them as headers.
+pub fn is_broker_property(name: &str) -> bool {
+    BROKER_ATTRIBUTE_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// Headers / message attributes applications commonly use for the error that sent a message to the DLQ
 /// (Spring AMQP, MassTransit, hand-written consumers), first match wins.
 pub const ERROR_TEXT_ATTRIBUTES: [&str; 5] = [
@@ -102,6 +108,18 @@ impl fmt::Debug for Native {
 }
 
 impl Envelope {
+    /// True when the message's failure time (the last one, else the first) is in `[since, until)`. A message
+    /// whose failure time is unknown is outside any window asked for.
+    pub fn failed_within(&self, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> bool {
+        if since.is_none() && until.is_none() {
+            return true;
+        }
+        let Some(at) = self.failure.last_failed_at.or(self.failure.first_failed_at) else {
+            return false;
+        };
+        since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u)
+    }
+
     /// Value of the first attribute named `name`.
     pub fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -266,6 +284,21 @@ impl fmt::Display for Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_properties_are_the_prefixed_attributes_only() {
+        for name in [
+            "amqp.priority",
+            "sqs.SentTimestamp",
+            "kafka.partition",
+            "pubsub.ordering_key",
+        ] {
+            assert!(is_broker_property(name), "{name}");
+        }
+        for name in ["tenant", "x-redrive-replay-id", "kafka_dlt-original-topic", "amqp"] {
+            assert!(!is_broker_property(name), "{name}");
+        }
+    }
 
     #[test]
     fn attribute_changes_apply_in_order() {

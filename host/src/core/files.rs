@@ -115,6 +115,19 @@ pub fn open_append(path: &Path) -> Result<File, FileError> {
     open_nofollow(path, OpenOptions::new().create(true).append(true))
 }
 
+/// Write `bytes` to `path` (created with mode 0600, or truncated), for outputs people keep: plans, reports.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
 /// Open `path` for reading and writing, creating it with mode 0600, refusing a symlink.
 pub fn open_read_write(path: &Path) -> Result<File, FileError> {
     open_nofollow(

@@ -8,7 +8,9 @@
 //! - [`ids`]: journal keys, replay ids, digests.
 //! - [`jsonl`]: the JSONL message format of files and `redrive filter test`.
 //! - [`backoff`]: retrying for a bounded time.
-//! - [`failed_jobs`]: a database table of failed jobs as a DLQ (presets, rows, `--where`), for every database.
+//! - [`failed_jobs`]: a database table of failed jobs as a DLQ (presets, rows, `--where`), for every database;
+//!   [`table_options`]: the URL options every table source shares.
+//! - [`text`]: text clipped for people.
 //! - [`files`], [`lock`]: private directories, files opened without following symlinks, one run per DLQ.
 
 pub mod adapter;
@@ -20,6 +22,8 @@ pub mod files;
 pub mod ids;
 pub mod jsonl;
 pub mod lock;
+pub mod table_options;
+pub mod text;
 
 pub use adapter::{
     AckToken, Acker, AdapterError, Delivery, PassSize, Received, Redelivery, SendError, Sink, Source, SourceMode,

@@ -29,6 +29,39 @@ pub enum FailureKind {
     Interrupted,
 }
 
+impl FailureKind {
+    /// Every kind, in a fixed order (for counters indexed by kind).
+    pub const ALL: [FailureKind; 8] = [
+        FailureKind::Trap,
+        FailureKind::Timeout,
+        FailureKind::OutOfFuel,
+        FailureKind::MemoryRefused,
+        FailureKind::FilterError,
+        FailureKind::BadOutput,
+        FailureKind::CouldNotStart,
+        FailureKind::Interrupted,
+    ];
+
+    /// The name written in audit records and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Trap => "trap",
+            FailureKind::Timeout => "timeout",
+            FailureKind::OutOfFuel => "out_of_fuel",
+            FailureKind::MemoryRefused => "memory_refused",
+            FailureKind::FilterError => "filter_error",
+            FailureKind::BadOutput => "bad_output",
+            FailureKind::CouldNotStart => "could_not_start",
+            FailureKind::Interrupted => "interrupted",
+        }
+    }
+
+    /// Its place in [`FailureKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A failed module call: how, and why in words.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

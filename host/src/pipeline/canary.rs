@@ -7,6 +7,7 @@ use super::config::{CanaryReport, StopReason};
 use super::gate::{self, Gate};
 use super::report::Pauser;
 use super::stage::{GateState, Shared};
+use super::telemetry::CanaryPhase;
 
 /// The canary of one run, driven by the forwarder.
 pub(super) struct Canary {
@@ -63,8 +64,13 @@ impl Canary {
                 config.gate
             );
         }
+        shared.telemetry.set_canary(CanaryPhase::Verifying);
         let verdict = gate::verify(&config.gate, &self.ids, destination, &config.workdir).await;
         self.pauser.resume();
+        shared.telemetry.set_canary(match verdict {
+            Ok(()) => CanaryPhase::Passed,
+            Err(_) => CanaryPhase::Failed,
+        });
         if let Err(why) = &verdict {
             shared.stop_with(StopReason::GateFailed(why.clone()));
         }
@@ -93,14 +99,17 @@ impl Canary {
         });
         match self.report {
             Some(report) => Some(report),
-            None if !self.ids.is_empty() => Some(CanaryReport {
-                ids: self.ids,
-                gate: format!(
-                    "{} (not reached: fewer replays than the canary size)",
-                    shared.config.gate
-                ),
-                passed: true,
-            }),
+            None if !self.ids.is_empty() => {
+                shared.telemetry.set_canary(CanaryPhase::Passed);
+                Some(CanaryReport {
+                    ids: self.ids,
+                    gate: format!(
+                        "{} (not reached: fewer replays than the canary size)",
+                        shared.config.gate
+                    ),
+                    passed: true,
+                })
+            }
             None => None,
         }
     }

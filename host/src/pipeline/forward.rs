@@ -13,6 +13,7 @@ use super::journal::Event;
 use super::rate::Pacer;
 use super::report::{Pauser, Stats};
 use super::stage::{BATCH_LINGER, GateState, Replay, Settle, Shared, recv_batch};
+use super::telemetry::CanaryPhase;
 use crate::core::adapter::{AckToken, Redelivery, SendError, Sink};
 use crate::core::envelope::Envelope;
 use crate::core::ids::JournalKey;
@@ -42,7 +43,11 @@ pub(super) async fn forward_stage(
         return Ok(None);
     };
     let mut canary = Canary::new(config.canary, gate_tx, pauser);
+    if config.canary > 0 {
+        shared.telemetry.set_canary(CanaryPhase::Running);
+    }
     let mut pacer = config.rate.clone().map(Pacer::new);
+    let mut paused = shared.telemetry.pause_watch();
     // One batch is in flight at a time, so the batch size bounds what a crash can leave in doubt.
     let largest = sink.max_batch().min(config.max_in_flight).max(1);
     let max_batch = match &config.rate {
@@ -56,6 +61,16 @@ pub(super) async fn forward_stage(
         // Without a rate limit, linger briefly so one fsync covers many messages.
         let linger = if pacer.is_some() { Duration::ZERO } else { BATCH_LINGER };
         let mut batch = recv_batch(&mut replay_rx, vec![first], canary.limit(max_batch), linger).await;
+        // Paused (live page): this batch waits, nothing more goes out, until resumed or stopped.
+        while *paused.borrow_and_update() && !shared.stop.is_cancelled() {
+            tokio::select! {
+                () = shared.stop.cancelled() => {}
+                changed = paused.changed() => if changed.is_err() { break },
+            }
+        }
+        shared
+            .telemetry
+            .set_rate_limit(pacer.as_ref().map(|p| p.current_rate().0));
         // Pace: each message waits for its permit; a stop while waiting leaves the rest in the DLQ.
         let mut ready = 0;
         if let Some(pacer) = pacer.as_mut() {
@@ -90,7 +105,10 @@ pub(super) async fn forward_stage(
             });
             envelopes.push(replay.outgoing);
         }
-        let results = send_once(&shared, sink.as_ref(), &sending, envelopes, &in_doubt).await?;
+        shared.telemetry.set_in_flight(sending.len());
+        let results = send_once(&shared, sink.as_ref(), &sending, envelopes, &in_doubt).await;
+        shared.telemetry.set_in_flight(0);
+        let results = results?;
         let mut confirmed = Vec::with_capacity(sending.len());
         for (message, result) in sending.into_iter().zip(results) {
             match result {

@@ -1,5 +1,6 @@
 //! The verification gate after the canary batch: a command (exit 0 = go on) or an interactive prompt.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Stdio;
 
@@ -30,11 +31,16 @@ impl std::fmt::Display for Gate {
 /// `Err` says why it must stop.
 ///
 /// The command runs in `workdir`, gets the ids in `REDRIVE_CANARY_IDS` (comma-separated) and on stdin
-/// (one per line), and the destination URL in `REDRIVE_STAGING`. Its output goes to the terminal.
+/// (one per line), and the destination URL in `REDRIVE_STAGING`. Its output goes to redrive's stderr: stdout
+/// carries only the summary (one JSON object with `--output json`).
 pub async fn verify(gate: &Gate, ids: &[String], destination: &str, workdir: &Path) -> Result<(), String> {
     match gate {
         Gate::None => Ok(()),
         Gate::Command(command) => {
+            let to_stderr = std::io::stderr()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| format!("cannot give the verify command an output: {e}"))?;
             let mut child = tokio::process::Command::new("sh")
                 .arg("-c")
                 .arg(command)
@@ -42,7 +48,7 @@ pub async fn verify(gate: &Gate, ids: &[String], destination: &str, workdir: &Pa
                 .env("REDRIVE_CANARY_IDS", ids.join(","))
                 .env("REDRIVE_STAGING", destination)
                 .stdin(Stdio::piped())
-                .stdout(Stdio::inherit())
+                .stdout(Stdio::from(to_stderr))
                 .stderr(Stdio::inherit())
                 .spawn()
                 .map_err(|e| format!("cannot start the verify command `{command}`: {e}"))?;

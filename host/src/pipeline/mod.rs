@@ -19,7 +19,10 @@ mod discard;
 mod files;
 mod forward;
 pub mod gate;
+pub mod groups;
 pub mod journal;
+pub mod module_stats;
+mod outcome_rows;
 mod park;
 pub mod plan;
 mod rate;
@@ -28,6 +31,7 @@ mod report;
 mod route;
 mod settle;
 mod stage;
+pub mod telemetry;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -39,8 +43,10 @@ use tokio_util::sync::CancellationToken;
 pub use config::{CanaryReport, RunConfig, RunReport, StopReason};
 pub use gate::Gate;
 pub use journal::{Event, Journal, PastState};
+pub use outcome_rows::OutcomeRow;
 pub use rate::{Pacer, Rate, RatePlan};
 pub use report::{Counts, Progress, Stats};
+pub use telemetry::{RunControl, Telemetry};
 
 use crate::audit::{AuditLog, DiscardArchive};
 use crate::core::adapter::{Sink, Source};
@@ -118,12 +124,14 @@ pub struct Opened {
 }
 
 /// Run a replay (or a dry run) to the end of one pass, or until stopped. `interrupt` is cancelled by the
-/// caller on Ctrl-C / SIGTERM.
+/// caller on Ctrl-C / SIGTERM (or the live page's Stop); the run writes what it does into `telemetry`
+/// (made with [`Prepared::modules`]' names) as it goes.
 pub async fn run(
     config: RunConfig,
     prepared: Prepared,
     opened: Opened,
     interrupt: CancellationToken,
+    telemetry: Arc<Telemetry>,
 ) -> Result<RunReport> {
     let Prepared {
         chain,
@@ -142,8 +150,10 @@ pub async fn run(
         tracing::info!(journal = %j.path().display(), settled = j.resumed(), in_doubt = j.in_doubt(), "resuming: messages settled by earlier runs are not forwarded again");
     }
     let audit = Arc::new(Mutex::new(audit));
-    let stats = Arc::new(Stats::default());
+    let stats = telemetry.stats.clone();
+    telemetry.set_pass(source.pass_size());
     let shared = Arc::new(Shared {
+        telemetry: telemetry.clone(),
         source_identity: source.identity().to_owned(),
         stats: stats.clone(),
         stop: CancellationToken::new(),
@@ -163,6 +173,16 @@ pub async fn run(
             engine.interrupt();
         });
     }
+    let sampler = {
+        let telemetry = telemetry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                telemetry.sample();
+            }
+        })
+    };
     let label = if shared.config.dry_run { "plan" } else { "run" };
     let progress = Progress::start(stats.clone(), source.pass_size(), label, shared.config.progress);
 
@@ -223,6 +243,8 @@ pub async fn run(
         let _ = thread.join();
     }
     progress.finish();
+    sampler.abort();
+    telemetry.sample();
     shared.sync_journal()?;
     let audit_files: Vec<PathBuf> = {
         let mut audit = audit.lock().unwrap_or_else(PoisonError::into_inner);

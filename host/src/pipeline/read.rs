@@ -4,14 +4,12 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::journal::PastState;
 use super::report::Stats;
 use super::stage::{Park, Settle, Shared, Work};
 use crate::core::adapter::{Received, Source};
-use crate::core::envelope::Envelope;
 use crate::core::ids::JournalKey;
 
 /// The journal keys seen in a pass whose ids can repeat, so the n-th copy of a key is its own message.
@@ -83,7 +81,7 @@ pub(super) async fn read_stage(
             settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
             continue;
         }
-        if !in_window(env, config.since, config.until) {
+        if !env.failed_within(config.since, config.until) {
             Stats::add(&stats.out_of_window, 1);
             settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
             continue;
@@ -115,18 +113,6 @@ pub(super) async fn read_stage(
         seq += 1;
     }
     Ok(())
-}
-
-/// True when the message's failure time is in `[since, until)`; a message whose failure time is unknown is
-/// outside any window asked for (it is left alone).
-fn in_window(env: &Envelope, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> bool {
-    if since.is_none() && until.is_none() {
-        return true;
-    }
-    let Some(at) = env.failure.last_failed_at.or(env.failure.first_failed_at) else {
-        return false;
-    };
-    since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u)
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ impl Stats {
     }
 
     /// Messages whose fate in this pass is settled, whatever it is: the progress position.
-    fn done(&self) -> u64 {
+    pub fn done(&self) -> u64 {
         [
             &self.replayed,
             &self.skipped,

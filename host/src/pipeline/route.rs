@@ -75,6 +75,7 @@ async fn route_one(shared: &Shared, decided: Decided, routes: &Routes, plan: Opt
         settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
         return Ok(());
     }
+    shared.telemetry.decided(&delivery.envelope, &outcome);
     if let Some(plan) = plan {
         plan.add(&delivery.envelope, &outcome);
     }

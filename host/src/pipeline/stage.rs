@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{RunConfig, StopReason};
 use super::journal::{Event, Journal};
 use super::report::Stats;
+use super::telemetry::Telemetry;
 use crate::core::adapter::{AckToken, Delivery};
 use crate::core::envelope::Envelope;
 use crate::core::ids::JournalKey;
@@ -100,6 +101,7 @@ pub(super) async fn hold_until_gate<T>(
 
 /// State shared by the stages.
 pub(super) struct Shared {
+    pub telemetry: Arc<Telemetry>,
     pub config: RunConfig,
     pub source_identity: String,
     pub stats: Arc<Stats>,

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::core::envelope::{
     ERROR_CLASS_ATTRIBUTES, ERROR_TEXT_ATTRIBUTES, Envelope, FailureContext, Native, Origin, REPLAY_COUNT_ATTRIBUTE,
+    is_broker_property,
 };
 
 /// Prefix of the attributes that carry AMQP message properties (`amqp.content-type`, ...).
@@ -375,6 +376,9 @@ pub fn outgoing_properties(env: &Envelope, death: DeathHeaders, persistent: bool
             };
             continue;
         }
+        if is_broker_property(name) {
+            continue; // another broker's property (`kafka.partition`, `sqs.SentTimestamp`, ...): not a header
+        }
         let typed = match original.and_then(|o| o.get(name.as_str())) {
             Some(v) if render(v) == *value => v.clone(),
             _ if name == REPLAY_COUNT_ATTRIBUTE => value.parse::<i64>().map_or_else(
@@ -554,6 +558,18 @@ mod tests {
         let headers = kept.headers().as_ref().unwrap().inner();
         assert!(headers.contains_key("x-death") && !headers.contains_key(ORIGINAL_DEATH_HEADER));
         assert_eq!(kept.delivery_mode(), &None);
+    }
+
+    #[test]
+    fn other_brokers_properties_are_not_sent_as_headers() {
+        let mut env = make("dlq", &props(FieldTable::default()), b"x");
+        for name in ["kafka.partition", "sqs.SentTimestamp", "pubsub.ordering_key", "tenant"] {
+            env.attributes.push((name.into(), "1".into()));
+        }
+        let p = outgoing_properties(&env, DeathHeaders::Move, true).unwrap();
+        let headers = p.headers().as_ref().unwrap().inner();
+        let names: Vec<&str> = headers.keys().map(ShortString::as_str).collect();
+        assert_eq!(names, vec!["tenant"]);
     }
 
     #[test]

@@ -18,14 +18,14 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
 use super::url::DeathHeaders;
-use crate::core::envelope::{Envelope, FailureContext, Native, Origin, REPLAY_COUNT_ATTRIBUTE};
+use crate::core::envelope::{
+    Envelope, FailureContext, MOVED_ATTRIBUTE_PREFIX, Native, Origin, REPLAY_COUNT_ATTRIBUTE, is_broker_property,
+};
 
 /// Prefix of Kafka Connect's dead-letter headers.
 pub const CONNECT_PREFIX: &str = "__connect.errors.";
 /// Prefix of Spring Kafka's dead-letter headers.
 pub const SPRING_PREFIX: &str = "kafka_dlt-";
-/// Prefix dead-letter headers are renamed with on replay (`death=move`).
-pub const MOVED_PREFIX: &str = "x-redrive-original-";
 
 /// Spring headers holding big-endian numbers: (name, width in bytes).
 const SPRING_NUMBERS: [(&str, usize); 3] = [
@@ -214,7 +214,7 @@ pub fn outgoing(env: &Envelope, death: DeathHeaders) -> (Option<Vec<u8>>, Vec<Ou
     let mut headers = Vec::with_capacity(env.attributes.len());
     let mut used = vec![false; native.map_or(0, |n| n.headers.len())];
     for (name, value) in &env.attributes {
-        if name.starts_with("kafka.") || name.starts_with("amqp.") || name.starts_with("sqs.") {
+        if is_broker_property(name) {
             continue;
         }
         // The first unused original header of this name whose shown text is unchanged: its own bytes.
@@ -229,7 +229,7 @@ pub fn outgoing(env: &Envelope, death: DeathHeaders) -> (Option<Vec<u8>>, Vec<Ou
         });
         let bytes = original.unwrap_or_else(|| Some(value.as_bytes().to_vec()));
         let name = if death == DeathHeaders::Move && is_dead_letter_header(name) {
-            format!("{MOVED_PREFIX}{name}")
+            format!("{MOVED_ATTRIBUTE_PREFIX}{name}")
         } else {
             name.clone()
         };
@@ -352,5 +352,16 @@ mod tests {
         let (_, headers) = outgoing(&env, DeathHeaders::Keep);
         assert_eq!(headers[0], ("kafka_dlt-original-offset".into(), Some(b"78".to_vec())));
         assert_eq!(headers[1], ("x-redrive-replay-id".into(), Some(b"r-1".to_vec())));
+    }
+
+    #[test]
+    fn no_broker_property_is_sent_as_a_header() {
+        let mut env = to_envelope(record(vec![]));
+        for name in ["pubsub.ordering_key", "amqp.priority", "sqs.SentTimestamp", "tenant"] {
+            env.attributes.push((name.into(), "1".into()));
+        }
+        let (_, headers) = outgoing(&env, DeathHeaders::Move);
+        let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, vec!["tenant"]);
     }
 }

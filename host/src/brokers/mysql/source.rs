@@ -7,10 +7,11 @@ use mysql_async::{Conn, Row, Value};
 use tokio::sync::Mutex;
 
 use super::rows;
-use super::url::{AckMode, MySqlUrl, connection_lost, mysql_error};
+use super::url::{MySqlUrl, connection_lost, mysql_error};
 use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
 use crate::core::backoff::Backoff;
 use crate::core::failed_jobs::{self, SqlDialect, check_where};
+use crate::core::table_options::AckMode;
 
 /// What the source and its acker share: the session with its pass-long transaction.
 struct Shared {
@@ -35,7 +36,7 @@ impl Shared {
     /// The session, reconnecting (and restoring the transaction: locks and acks) when it was lost.
     async fn conn<'a>(&self, state: &'a mut State) -> Result<&'a mut Conn, AdapterError> {
         if state.conn.is_none() {
-            let mut backoff = Backoff::new(self.url.reconnect_for);
+            let mut backoff = Backoff::new(self.url.table.reconnect_for);
             loop {
                 match self.open_transaction(state).await {
                     Ok(conn) => {
@@ -47,7 +48,7 @@ impl Shared {
                         return Err(AdapterError::Broker(format!(
                             "{e}; gave up after {}. Nothing is lost: rows are deleted only when the pass commits, \
                              and the run journal lets the same command resume",
-                            humantime::format_duration(self.url.reconnect_for)
+                            humantime::format_duration(self.url.table.reconnect_for)
                         )));
                     }
                 }
@@ -69,8 +70,8 @@ impl Shared {
             let held: Vec<Value> = state.held.values().cloned().collect();
             let sql = format!(
                 "SELECT 1 FROM {} WHERE {} = ? FOR UPDATE SKIP LOCKED",
-                MySqlUrl::quote(&self.url.columns.table),
-                MySqlUrl::quote(&self.url.columns.id),
+                MySqlUrl::quote(&self.url.table.columns.table),
+                MySqlUrl::quote(&self.url.table.columns.id),
             );
             let mut locked = 0;
             for id in &held {
@@ -100,8 +101,8 @@ impl Shared {
         if ids.is_empty() {
             return Ok(());
         }
-        let c = &self.url.columns;
-        let sql = match &self.url.ack {
+        let c = &self.url.table.columns;
+        let sql = match &self.url.table.ack {
             AckMode::Delete => format!(
                 "DELETE FROM {} WHERE {} = ?",
                 MySqlUrl::quote(&c.table),
@@ -148,11 +149,11 @@ impl MySqlSource {
             .exec(
                 "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns \
                  WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position",
-                (parsed.columns.table.clone(),),
+                (parsed.table.columns.table.clone(),),
             )
             .await
             .map_err(db)?;
-        let c = &mut parsed.columns;
+        let c = &mut parsed.table.columns;
         if columns.is_empty() {
             return Err(AdapterError::Config(format!(
                 "{}: table `{}` does not exist in this database",
@@ -167,7 +168,7 @@ impl MySqlSource {
                 .map(|(n, _)| n.clone())
         };
         let mut required = vec![&mut c.id, &mut c.body];
-        let mut mark = match &mut parsed.ack {
+        let mut mark = match &mut parsed.table.ack {
             AckMode::Mark(mark) => Some(mark),
             AckMode::Delete => None,
         };
@@ -195,10 +196,10 @@ impl MySqlSource {
         }
         let q = MySqlUrl::quote;
         let mut filter = Vec::new();
-        if let Some(w) = &parsed.preset_where {
+        if let Some(w) = &parsed.table.preset_where {
             filter.push(w.clone());
         }
-        if let AckMode::Mark(mark) = &parsed.ack {
+        if let AckMode::Mark(mark) = &parsed.table.ack {
             filter.push(format!("t.{} IS NULL", q(mark)));
         }
         if let Some(w) = where_clause {
@@ -211,37 +212,30 @@ impl MySqlSource {
             filter.push(format!("({w})"));
         }
         let filter_sql = filter.iter().map(|f| format!(" AND {f}")).collect::<String>();
-        let table = q(&parsed.columns.table);
-        let count_sql = format!("SELECT COUNT(*) FROM {table} t WHERE true{filter_sql}");
-        let total: Option<u64> = conn.query_first(count_sql).await.map_err(|e| {
+        let table = q(&parsed.table.columns.table);
+        // How many rows the pass holds, and where it ends: at the last row there now, so a job that fails
+        // again while the pass runs (a replay that did not help) gets a new row, for the next pass, never this one.
+        let size_sql = format!(
+            "SELECT COUNT(*), MAX(t.{}) FROM {table} t WHERE true{filter_sql}",
+            q(&parsed.table.columns.id)
+        );
+        let mut size: Option<Row> = conn.exec_first(size_sql, ()).await.map_err(|e| {
             AdapterError::Config(format!(
                 "{}: the selection does not run: {} (check --where)",
                 parsed.identity,
                 mysql_error(&e)
             ))
         })?;
-        // The pass ends at the last row there now: a job that fails again while the pass runs (a replay that
-        // did not help) gets a new row, for the next pass, never this one.
-        let mut last: Vec<Row> = conn
-            .exec(
-                format!(
-                    "SELECT MAX(t.{}) FROM {table} t WHERE true{filter_sql}",
-                    q(&parsed.columns.id)
-                ),
-                (),
-            )
-            .await
-            .map_err(db)?;
-        let last_of_pass = last
-            .first_mut()
-            .and_then(|row| row.take::<Value, _>(0))
-            .unwrap_or(Value::NULL);
+        let (total, last_of_pass) = match size.as_mut() {
+            Some(row) => (row.take::<u64, _>(0), row.take::<Value, _>(1).unwrap_or(Value::NULL)),
+            None => (None, Value::NULL),
+        };
         let lock = if mode == SourceMode::Consume {
             " FOR UPDATE SKIP LOCKED"
         } else {
             ""
         };
-        let id = q(&parsed.columns.id);
+        let id = q(&parsed.table.columns.id);
         let select = format!(
             "SELECT t.* FROM {table} t WHERE (? IS NULL OR t.{id} > ?) AND t.{id} <= ?{filter_sql} \
              ORDER BY t.{id} LIMIT ?{lock}"
@@ -272,12 +266,12 @@ impl MySqlSource {
     async fn fill(&mut self) -> Result<(), AdapterError> {
         let shared = self.shared.clone();
         let mut state = shared.state.lock().await;
-        let mut backoff = Backoff::new(shared.url.reconnect_for);
+        let mut backoff = Backoff::new(shared.url.table.reconnect_for);
         let params = vec![
             self.last_id.clone(),
             self.last_id.clone(),
             self.last_of_pass.clone(),
-            Value::UInt(shared.url.page),
+            Value::UInt(u64::from(shared.url.table.page)),
         ];
         let rows: Vec<Row> = loop {
             let conn = shared.conn(&mut state).await?;
@@ -300,10 +294,10 @@ impl MySqlSource {
                 }
             }
         };
-        if (rows.len() as u64) < shared.url.page {
+        if rows.len() < shared.url.table.page as usize {
             self.done = true;
         }
-        let columns = &shared.url.columns;
+        let columns = &shared.url.table.columns;
         for row in rows {
             let position = |name: &str| row.columns_ref().iter().position(|c| c.name_str() == name);
             let Some(id_value) = position(&columns.id).and_then(|i| row.as_ref(i)).cloned() else {
@@ -399,7 +393,7 @@ impl Source for MySqlSource {
                     mysql_error(&e)
                 ))
             })?;
-            let verb = match shared.url.ack {
+            let verb = match shared.url.table.ack {
                 AckMode::Delete => "deleted",
                 AckMode::Mark(_) => "marked",
             };
@@ -439,7 +433,7 @@ impl Acker for MySqlAcker {
             .filter_map(|k| state.held.get(k).map(|v| (k.clone(), v.clone())))
             .collect();
         let values: Vec<Value> = ids.iter().map(|(_, v)| v.clone()).collect();
-        let mut backoff = Backoff::new(self.shared.url.reconnect_for);
+        let mut backoff = Backoff::new(self.shared.url.table.reconnect_for);
         loop {
             let conn = self.shared.conn(&mut state).await?;
             match self.shared.settle_rows(conn, &values).await {

@@ -5,18 +5,10 @@ use std::time::Duration;
 
 use mysql_async::{Conn, Opts, OptsBuilder};
 
-use crate::core::adapter::AdapterError;
-use crate::core::endpoint::{duration_option, redact};
-use crate::core::failed_jobs::{self, Columns, SqlDialect};
-
-/// How an acked row leaves the table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum AckMode {
-    /// `DELETE` the row (the default, as `php artisan queue:retry` does).
-    Delete,
-    /// Set this column to the current time and keep the row; rows already marked are not read again.
-    Mark(String),
-}
+use crate::core::adapter::{AdapterError, error_chain};
+use crate::core::endpoint::redact;
+use crate::core::failed_jobs::SqlDialect;
+use crate::core::table_options::{TABLE_OPTION_NAMES, TableOptions, with_query};
 
 /// A parsed source URL.
 #[derive(Clone, Debug)]
@@ -25,12 +17,8 @@ pub(super) struct MySqlUrl {
     opts: Opts,
     /// `mysql://host:port/db?table=t`, no credentials.
     pub(super) identity: String,
-    pub(super) columns: Columns,
-    /// Extra predicate from the preset (django-q: only failed tasks).
-    pub(super) preset_where: Option<String>,
-    pub(super) ack: AckMode,
-    pub(super) page: u64,
-    pub(super) reconnect_for: Duration,
+    /// The table, its columns, the ack mode, page size and reconnect time.
+    pub(super) table: TableOptions,
 }
 
 /// What a session of redrive sets first: UTC times, and no gap locks (READ COMMITTED), so a pass-long
@@ -50,72 +38,11 @@ impl MySqlUrl {
             None => base.to_owned(),
         };
         let shown = redact(&base);
-        let laravel = failed_jobs::preset("laravel", SqlDialect::MySql).map_err(AdapterError::Config)?;
-        let mut columns = laravel.columns;
-        let mut preset_where = None;
-        let mut mark = None;
-        let mut ack_mark = false;
-        let mut page = 500;
-        let mut reconnect_for = Duration::from_secs(60);
-        let mut passthrough = Vec::new();
-        let mut explicit = Vec::new();
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            let bad = |why: String| AdapterError::Config(format!("{shown}: option `{key}`: {why}"));
-            match key.as_ref() {
-                "preset" => {
-                    let preset = failed_jobs::preset(&value, SqlDialect::MySql).map_err(bad)?;
-                    columns = preset.columns;
-                    preset_where = preset.predicate;
-                }
-                "table" | "id_column" | "body_column" | "error_column" | "failed_at_column" | "queue_column" => {
-                    explicit.push((key.into_owned(), value.into_owned()));
-                }
-                "ack" => match value.as_ref() {
-                    "delete" => ack_mark = false,
-                    "mark" => ack_mark = true,
-                    _ => return Err(bad("expected `delete` or `mark`".into())),
-                },
-                "mark_column" => {
-                    mark = Some(value.into_owned());
-                    ack_mark = true;
-                }
-                "page" => {
-                    page = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=100_000).contains(n))
-                        .ok_or_else(|| bad("expected 1 to 100000".into()))?;
-                }
-                "reconnect" => reconnect_for = duration_option(&value).map_err(bad)?,
-                _ => passthrough.push((key.into_owned(), value.into_owned())),
-            }
-        }
-        // Explicit columns win over the preset, whatever their order in the URL.
-        for (key, value) in explicit {
-            let slot = match key.as_str() {
-                "table" => &mut columns.table,
-                "id_column" => &mut columns.id,
-                "body_column" => &mut columns.body,
-                "error_column" => &mut columns.error,
-                "failed_at_column" => &mut columns.failed_at,
-                _ => &mut columns.queue,
-            };
-            *slot = value;
-        }
-        let mut connect = base.clone();
-        if !passthrough.is_empty() {
-            connect.push('?');
-            connect.push_str(
-                &form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(&passthrough)
-                    .finish(),
-            );
-        }
+        let (table, passthrough) = TableOptions::parse(query, SqlDialect::MySql)
+            .map_err(|bad| AdapterError::Config(format!("{shown}: {bad}")))?;
+        let connect = with_query(&base, &passthrough);
         let opts = Opts::from_url(&connect).map_err(|e| {
-            AdapterError::Config(format!(
-                "{shown}: {e}; redrive's own options are table, preset, id_column, body_column, error_column, \
-                 failed_at_column, queue_column, ack, mark_column, page, reconnect"
-            ))
+            AdapterError::Config(format!("{shown}: {e}; redrive's own options are {TABLE_OPTION_NAMES}"))
         })?;
         let Some(db) = opts.db_name().map(str::to_owned) else {
             return Err(AdapterError::Config(format!(
@@ -126,22 +53,10 @@ impl MySqlUrl {
             "mysql://{}:{}/{db}?table={}",
             opts.ip_or_hostname(),
             opts.tcp_port(),
-            columns.table
+            table.columns.table
         );
         let opts = OptsBuilder::from_opts(opts).setup(SESSION_SETUP.to_vec()).into();
-        Ok(MySqlUrl {
-            opts,
-            identity,
-            columns,
-            preset_where,
-            ack: if ack_mark {
-                AckMode::Mark(mark.unwrap_or_else(|| "replayed_at".to_owned()))
-            } else {
-                AckMode::Delete
-            },
-            page,
-            reconnect_for,
-        })
+        Ok(MySqlUrl { opts, identity, table })
     }
 
     /// A new session, within five seconds.
@@ -170,18 +85,7 @@ impl MySqlUrl {
 pub(super) fn mysql_error(e: &mysql_async::Error) -> String {
     match e {
         mysql_async::Error::Server(s) => format!("{} ({} / SQLSTATE {})", s.message, s.code, s.state),
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                let next = s.to_string();
-                if !text.contains(&next) {
-                    text = format!("{text}: {next}");
-                }
-                source = s.source();
-            }
-            text
-        }
+        other => error_chain(other),
     }
 }
 
@@ -203,12 +107,15 @@ mod tests {
     fn options_presets_and_errors() {
         let u = MySqlUrl::parse("mariadb://root:pw@127.0.0.1:3306/test?table=jobs&ack=mark&page=50").unwrap();
         assert_eq!(u.identity, "mysql://127.0.0.1:3306/test?table=jobs");
-        assert_eq!(u.ack, AckMode::Mark("replayed_at".into()));
-        assert_eq!(u.page, 50);
+        assert_eq!(
+            u.table.ack,
+            crate::core::table_options::AckMode::Mark("replayed_at".into())
+        );
+        assert_eq!(u.table.page, 50);
         let u = MySqlUrl::parse("mysql://h/app?body_column=job&preset=django_q").unwrap();
-        assert_eq!(u.columns.table, "django_q_task");
-        assert_eq!(u.columns.body, "job", "explicit columns win over the preset");
-        assert_eq!(u.preset_where.as_deref(), Some("`success` = false"));
+        assert_eq!(u.table.columns.table, "django_q_task");
+        assert_eq!(u.table.columns.body, "job", "explicit columns win over the preset");
+        assert_eq!(u.table.preset_where.as_deref(), Some("`success` = false"));
         for (url, says) in [
             ("mysql://h/app?preset=good_job", "PostgreSQL only"),
             ("mysql://h/app?page=0", "1 to 100000"),

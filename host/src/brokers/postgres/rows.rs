@@ -19,5 +19,5 @@ pub(super) fn envelope(url: &PgUrl, id: String, body: Vec<u8>, row_json: &str) -
             (name, text)
         })
         .collect();
-    Ok(failed_jobs::envelope(&url.columns, id, body, row))
+    Ok(failed_jobs::envelope(&url.table.columns, id, body, row))
 }

@@ -10,6 +10,7 @@ use super::url::{PgUrl, connection_lost, pg_error, quote};
 use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
 use crate::core::backoff::Backoff;
 use crate::core::failed_jobs::{SqlDialect, check_where};
+use crate::core::table_options::AckMode;
 
 /// What the source and its acker share: the connection with its pass-long transaction.
 struct Shared {
@@ -41,7 +42,7 @@ impl Shared {
             );
         }
         state.client = None;
-        let mut backoff = Backoff::new(self.url.reconnect_for);
+        let mut backoff = Backoff::new(self.url.table.reconnect_for);
         loop {
             match self.open_transaction(state).await {
                 Ok(client) => {
@@ -53,7 +54,7 @@ impl Shared {
                     return Err(AdapterError::Broker(format!(
                         "{e}; gave up after {}. Nothing is lost: rows are deleted only when the pass commits, and the \
                          run journal lets the same command resume",
-                        humantime::format_duration(self.url.reconnect_for)
+                        humantime::format_duration(self.url.table.reconnect_for)
                     )));
                 }
             }
@@ -73,8 +74,8 @@ impl Shared {
             if !held.is_empty() {
                 let sql = format!(
                     "SELECT 1 FROM {} WHERE {} = ANY(($1::text[])::{}[]) FOR UPDATE SKIP LOCKED",
-                    quote(&self.url.columns.table),
-                    quote(&self.url.columns.id),
+                    quote(&self.url.table.columns.table),
+                    quote(&self.url.table.columns.id),
                     self.id_type
                 );
                 let locked = client.query(&sql, &[&held]).await.map_err(db)?.len();
@@ -95,15 +96,15 @@ impl Shared {
 
     /// Delete (or mark) rows in the current transaction.
     async fn settle_rows(&self, client: &Client, ids: &[String]) -> Result<(), AdapterError> {
-        let c = &self.url.columns;
-        let sql = match &self.url.mark_column {
-            None => format!(
+        let c = &self.url.table.columns;
+        let sql = match &self.url.table.ack {
+            AckMode::Delete => format!(
                 "DELETE FROM {} WHERE {} = ANY(($1::text[])::{}[])",
                 quote(&c.table),
                 quote(&c.id),
                 self.id_type
             ),
-            Some(mark) => format!(
+            AckMode::Mark(mark) => format!(
                 "UPDATE {} SET {} = now() WHERE {} = ANY(($1::text[])::{}[])",
                 quote(&c.table),
                 quote(mark),
@@ -137,7 +138,7 @@ impl PgSource {
     pub async fn open(url: &str, mode: SourceMode, where_clause: Option<&str>) -> Result<Self, AdapterError> {
         let parsed = PgUrl::parse(url)?;
         let client = parsed.connect().await?;
-        let c = &parsed.columns;
+        let c = &parsed.table.columns;
         let rows = client
             .query(
                 "SELECT column_name::text, data_type::text, udt_name::text FROM information_schema.columns \
@@ -160,7 +161,7 @@ impl PgSource {
                 .map(|(_, t, u)| (t.clone(), u.clone()))
         };
         let mut required = vec![&c.id, &c.body];
-        if let Some(mark) = &parsed.mark_column {
+        if let AckMode::Mark(mark) = &parsed.table.ack {
             required.push(mark);
         }
         for name in required {
@@ -185,10 +186,10 @@ impl PgSource {
             format!("convert_to(t.{}::text, 'UTF8')", quote(&c.body))
         };
         let mut filter = Vec::new();
-        if let Some(w) = &parsed.preset_where {
+        if let Some(w) = &parsed.table.preset_where {
             filter.push(w.clone());
         }
-        if let Some(mark) = &parsed.mark_column {
+        if let AckMode::Mark(mark) = &parsed.table.ack {
             filter.push(format!("t.{} IS NULL", quote(mark)));
         }
         if let Some(w) = where_clause {
@@ -201,30 +202,22 @@ impl PgSource {
             filter.push(format!("({w})"));
         }
         let filter_sql = filter.iter().map(|f| format!(" AND {f}")).collect::<String>();
-        let count_sql = format!("SELECT count(*) FROM {} t WHERE true{filter_sql}", quote(&c.table));
-        let total: i64 = client
-            .query_one(&count_sql, &[])
-            .await
-            .map_err(|e| {
-                AdapterError::Config(format!(
-                    "{}: the selection does not run: {} (check --where)",
-                    parsed.identity,
-                    pg_error(&e)
-                ))
-            })?
-            .get(0);
-        // The pass ends at the last row there now: a job that fails again while the pass runs (a replay that
-        // did not help) gets a new row, for the next pass, never this one.
-        let last_sql = format!(
-            "SELECT max(t.{})::text FROM {} t WHERE true{filter_sql}",
+        // How many rows the pass holds, and where it ends: at the last row there now, so a job that fails
+        // again while the pass runs (a replay that did not help) gets a new row, for the next pass, never this one.
+        let size_sql = format!(
+            "SELECT count(*), max(t.{})::text FROM {} t WHERE true{filter_sql}",
             quote(&c.id),
             quote(&c.table)
         );
-        let last_of_pass: Option<String> = client
-            .query_one(&last_sql, &[])
-            .await
-            .map_err(|e| AdapterError::Broker(format!("{}: {}", parsed.identity, pg_error(&e))))?
-            .get(0);
+        let size = client.query_one(&size_sql, &[]).await.map_err(|e| {
+            AdapterError::Config(format!(
+                "{}: the selection does not run: {} (check --where)",
+                parsed.identity,
+                pg_error(&e)
+            ))
+        })?;
+        let total: i64 = size.get(0);
+        let last_of_pass: Option<String> = size.get(1);
         let lock = if mode == SourceMode::Consume {
             " FOR UPDATE OF t SKIP LOCKED"
         } else {
@@ -264,11 +257,12 @@ impl PgSource {
     async fn fill(&mut self) -> Result<(), AdapterError> {
         let shared = self.shared.clone();
         let mut state = shared.state.lock().await;
-        let mut backoff = Backoff::new(shared.url.reconnect_for);
+        let mut backoff = Backoff::new(shared.url.table.reconnect_for);
+        let page = i64::from(shared.url.table.page);
         let rows = loop {
             let client = shared.client(&mut state).await?;
             match client
-                .query(&self.select, &[&self.last_id, &shared.url.page, &self.last_of_pass])
+                .query(&self.select, &[&self.last_id, &page, &self.last_of_pass])
                 .await
             {
                 Ok(rows) => break rows,
@@ -289,7 +283,7 @@ impl PgSource {
                 }
             }
         };
-        if rows.len() < shared.url.page as usize {
+        if rows.len() < shared.url.table.page as usize {
             self.done = true;
         }
         for row in rows {
@@ -355,10 +349,9 @@ impl Source for PgSource {
                     pg_error(&e)
                 ))
             })?;
-            let verb = if shared.url.mark_column.is_some() {
-                "marked"
-            } else {
-                "deleted"
+            let verb = match shared.url.table.ack {
+                AckMode::Mark(_) => "marked",
+                AckMode::Delete => "deleted",
             };
             notes.push(format!(
                 "{} rows {verb} (committed at the end of the pass)",
@@ -389,7 +382,7 @@ impl Acker for PgAcker {
         }
         let ids: Vec<String> = tokens.iter().filter_map(|t| t.key.clone()).collect();
         let mut state = self.shared.state.lock().await;
-        let mut backoff = Backoff::new(self.shared.url.reconnect_for);
+        let mut backoff = Backoff::new(self.shared.url.table.reconnect_for);
         loop {
             let client = self.shared.client(&mut state).await?;
             match self.shared.settle_rows(&client, &ids).await {

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-use crate::core::adapter::AdapterError;
+use crate::core::adapter::{AdapterError, error_chain};
 use crate::core::endpoint::redact;
-use crate::core::failed_jobs::{self, Columns, SqlDialect};
+use crate::core::failed_jobs::SqlDialect;
+use crate::core::table_options::{TableOptions, with_query};
 
 /// A parsed source URL.
 #[derive(Clone, Debug)]
@@ -17,78 +18,16 @@ pub(super) struct PgUrl {
     pub(super) connect: String,
     /// `postgres://host:port/db?table=t`, no credentials.
     pub(super) identity: String,
-    pub(super) columns: Columns,
-    /// Extra predicate from the preset (GoodJob: only failed jobs).
-    pub(super) preset_where: Option<String>,
-    pub(super) mark_column: Option<String>,
-    pub(super) page: i64,
-    pub(super) reconnect_for: Duration,
+    /// The table, its columns, the ack mode, page size and reconnect time.
+    pub(super) table: TableOptions,
 }
 
 impl PgUrl {
     pub(super) fn parse(text: &str) -> Result<Self, AdapterError> {
         let (base, query) = text.split_once('?').unwrap_or((text, ""));
-        let laravel = failed_jobs::preset("laravel", SqlDialect::Postgres).map_err(AdapterError::Config)?;
-        let mut columns = laravel.columns;
-        let mut preset_where = None;
-        let mut mark_column = None;
-        let mut page = 500;
-        let mut reconnect_for = Duration::from_secs(60);
-        let mut passthrough = Vec::new();
-        let mut explicit = Vec::new();
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            let bad = |why: String| AdapterError::Config(format!("{}: option `{key}`: {why}", redact(base)));
-            match key.as_ref() {
-                "preset" => {
-                    let preset = failed_jobs::preset(&value, SqlDialect::Postgres).map_err(bad)?;
-                    columns = preset.columns;
-                    preset_where = preset.predicate;
-                }
-                "table" | "id_column" | "body_column" | "error_column" | "failed_at_column" | "queue_column" => {
-                    explicit.push((key.into_owned(), value.into_owned()));
-                }
-                "ack" => match value.as_ref() {
-                    "delete" => mark_column = None,
-                    "mark" => {
-                        mark_column.get_or_insert_with(|| "replayed_at".to_owned());
-                    }
-                    _ => return Err(bad("expected `delete` or `mark`".into())),
-                },
-                "mark_column" => mark_column = Some(value.into_owned()),
-                "page" => {
-                    page = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=100_000).contains(n))
-                        .ok_or_else(|| bad("expected 1 to 100000".into()))?;
-                }
-                "reconnect" => {
-                    reconnect_for = humantime::parse_duration(&value).map_err(|e| bad(e.to_string()))?;
-                }
-                _ => passthrough.push((key.into_owned(), value.into_owned())),
-            }
-        }
-        // Explicit columns win over the preset, whatever their order in the URL.
-        for (key, value) in explicit {
-            let slot = match key.as_str() {
-                "table" => &mut columns.table,
-                "id_column" => &mut columns.id,
-                "body_column" => &mut columns.body,
-                "error_column" => &mut columns.error,
-                "failed_at_column" => &mut columns.failed_at,
-                _ => &mut columns.queue,
-            };
-            *slot = value;
-        }
-        let mut connect = base.to_owned();
-        if !passthrough.is_empty() {
-            connect.push('?');
-            connect.push_str(
-                &form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(&passthrough)
-                    .finish(),
-            );
-        }
+        let (table, passthrough) = TableOptions::parse(query, SqlDialect::Postgres)
+            .map_err(|bad| AdapterError::Config(format!("{}: {bad}", redact(base))))?;
+        let connect = with_query(base, &passthrough);
         let config = tokio_postgres::Config::from_str(&connect)
             .map_err(|e| AdapterError::Config(format!("{}: {e}", redact(text))))?;
         if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
@@ -109,13 +48,9 @@ impl PgUrl {
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
         Ok(PgUrl {
-            identity: format!("postgres://{host}:{port}/{db}?table={}", columns.table),
+            identity: format!("postgres://{host}:{port}/{db}?table={}", table.columns.table),
             connect,
-            columns,
-            preset_where,
-            mark_column,
-            page,
-            reconnect_for,
+            table,
         })
     }
 
@@ -143,15 +78,7 @@ impl PgUrl {
 pub(super) fn pg_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
-            }
-            text
-        }
+        None => error_chain(e),
     }
 }
 

@@ -6,8 +6,8 @@ use gcloud_googleapis::pubsub::v1::PubsubMessage;
 
 use super::url::DeathAttributes;
 use crate::core::envelope::{
-    BROKER_ATTRIBUTE_PREFIXES, ERROR_CLASS_ATTRIBUTES, ERROR_TEXT_ATTRIBUTES, Envelope, FailureContext,
-    MOVED_ATTRIBUTE_PREFIX, Origin, REPLAY_COUNT_ATTRIBUTE,
+    ERROR_CLASS_ATTRIBUTES, ERROR_TEXT_ATTRIBUTES, Envelope, FailureContext, MOVED_ATTRIBUTE_PREFIX, Origin,
+    REPLAY_COUNT_ATTRIBUTE, is_broker_property,
 };
 
 /// The subscription a message was dead-lettered from (its id, or on some clients its full path).
@@ -24,6 +24,12 @@ pub const ORDERING_KEY: &str = "pubsub.ordering_key";
 const PUBLISH_TIME: &str = "pubsub.publish_time";
 const DELIVERY_ATTEMPT: &str = "pubsub.delivery_attempt";
 
+/// When Pub/Sub accepted the message (for a message in a dead-letter topic: when it was dead-lettered).
+pub(super) fn publish_time(message: &PubsubMessage) -> Option<DateTime<Utc>> {
+    let t = message.publish_time.as_ref()?;
+    DateTime::<Utc>::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+}
+
 /// Pub/Sub's limits on a published message's attributes.
 const MAX_ATTRIBUTES: usize = 100;
 const MAX_KEY_BYTES: usize = 256;
@@ -34,6 +40,7 @@ const MAX_VALUE_BYTES: usize = 1024;
 /// become notes.
 pub fn envelope(subscription: &str, message: PubsubMessage, delivery_attempt: i32) -> Envelope {
     let mut notes = Vec::new();
+    let published = publish_time(&message);
     let mut attributes: Vec<(String, String)> = message.attributes.into_iter().collect();
     attributes.sort();
     let get = |name: &str| attributes.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -64,10 +71,6 @@ pub fn envelope(subscription: &str, message: PubsubMessage, delivery_attempt: i3
         }
         (None, _) => None,
     };
-    let published = message
-        .publish_time
-        .as_ref()
-        .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)));
     let first = |names: &[&str]| names.iter().find_map(|n| get(n));
     let failure = FailureContext {
         reason: receive_count.map(|_| "max-delivery-attempts".to_owned()),
@@ -122,7 +125,7 @@ pub fn outgoing(env: &Envelope, death: DeathAttributes) -> Result<PubsubMessage,
             message.ordering_key.clone_from(value);
             continue;
         }
-        if BROKER_ATTRIBUTE_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        if is_broker_property(name) {
             continue;
         }
         let name = if death == DeathAttributes::Move && is_dead_letter_attribute(name) {

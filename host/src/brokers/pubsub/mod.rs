@@ -27,7 +27,7 @@ pub use sink::PubSubSink;
 pub use source::PubSubSource;
 use url::PubSubUrl;
 
-use crate::core::adapter::AdapterError;
+use crate::core::adapter::{AdapterError, error_chain};
 
 /// A client for the URL's project: to the emulator when one is named, else to Google with application
 /// default credentials.
@@ -59,23 +59,13 @@ async fn connect(url: &PubSubUrl) -> Result<Client, AdapterError> {
         Some(host) => format!("the Pub/Sub emulator at {host}"),
         None => "Google Cloud Pub/Sub".to_owned(),
     };
-    Client::new(config)
-        .await
-        .map_err(|e| AdapterError::Broker(format!("{}: cannot connect to {whom}: {}", url.describe(), chain(&e))))
-}
-
-/// An error with its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text = format!("{text}: {next}");
-        }
-        source = s.source();
-    }
-    text
+    Client::new(config).await.map_err(|e| {
+        AdapterError::Broker(format!(
+            "{}: cannot connect to {whom}: {}",
+            url.describe(),
+            error_chain(&e)
+        ))
+    })
 }
 
 /// A gRPC status as an adapter error: what is missing or refused is a configuration mistake; the rest is the

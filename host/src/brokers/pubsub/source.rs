@@ -192,10 +192,7 @@ impl PubSubSource {
                 continue;
             }
             state.seen.insert(id.clone());
-            let published = msg
-                .publish_time
-                .as_ref()
-                .and_then(|t| DateTime::<Utc>::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)));
+            let published = message::publish_time(&msg);
             if published.is_some_and(|t| t > self.started) {
                 state.kept.insert(id, received.ack_id);
                 state.arrived_late += 1;

@@ -15,7 +15,9 @@ use ::redis::Value;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
-use crate::core::envelope::{Envelope, FailureContext, Native, Origin, REPLAY_COUNT_ATTRIBUTE};
+use crate::core::envelope::{
+    Envelope, FailureContext, MOVED_ATTRIBUTE_PREFIX, Native, Origin, REPLAY_COUNT_ATTRIBUTE, is_broker_property,
+};
 use crate::core::{
     adapter::AdapterError,
     endpoint::{duration_option, non_empty_option, redact},
@@ -435,19 +437,19 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// The fields to XADD for an envelope: the body first, then its attributes (dead-letter fields renamed
-/// unless `death=keep`; other brokers' `amqp.*` / `sqs.*` properties left out).
+/// unless `death=keep`; broker properties (`amqp.*`, `kafka.*`, ...) left out).
 pub fn outgoing_fields(env: &Envelope, death: DeathFields, default_body_field: &str) -> Vec<(String, Vec<u8>)> {
     let native = env.native.get::<RedisNative>();
     let body_field = native.map_or(default_body_field, |n| n.body_field.as_str());
     let mut fields = Vec::with_capacity(env.attributes.len() + 1);
     fields.push((body_field.to_owned(), env.body.clone()));
     for (name, value) in &env.attributes {
-        if name.starts_with("amqp.") || name.starts_with("sqs.") || name == body_field {
+        if is_broker_property(name) || name == body_field {
             continue;
         }
         let dead_letter = native.is_some_and(|n| n.dead_letter_fields.contains(name));
         let name = if dead_letter && death == DeathFields::Move {
-            format!("x-redrive-original-{name}")
+            format!("{MOVED_ATTRIBUTE_PREFIX}{name}")
         } else {
             name.clone()
         };
@@ -502,13 +504,16 @@ mod tests {
             ("original_stream", "orders"),
             (REPLAY_COUNT_ATTRIBUTE, "2"),
         ]);
-        let env = envelope(&e, "orders:dlq", &FieldNames::default()).unwrap();
+        let mut env = envelope(&e, "orders:dlq", &FieldNames::default()).unwrap();
         assert_eq!(env.body, br#"{"order":1}"#);
         assert_eq!(env.failure.error_text.as_deref(), Some("timeout"));
         assert_eq!(env.failure.receive_count, Some(3));
         assert_eq!(env.failure.last_failed_at.unwrap().timestamp(), 1_763_900_000);
         assert_eq!(env.origin.original_queue.as_deref(), Some("orders"));
         assert_eq!(env.replay_count, 2);
+        // Another broker's properties (a message that came from Kafka, say) are not written as fields.
+        env.attributes.push(("kafka.partition".into(), "2".into()));
+        env.attributes.push(("pubsub.ordering_key".into(), "k".into()));
         let out = outgoing_fields(&env, DeathFields::Move, "payload");
         let names: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::core::envelope::{
     ERROR_CLASS_ATTRIBUTES, ERROR_TEXT_ATTRIBUTES, Envelope, FailureContext, Native, Origin, REPLAY_COUNT_ATTRIBUTE,
-    REPLAY_ID_ATTRIBUTE,
+    REPLAY_ID_ATTRIBUTE, is_broker_property,
 };
 
 /// The one attribute carrying both replay id and count when a message has room for only one more:
@@ -176,7 +176,7 @@ pub fn outgoing(env: &Envelope) -> Result<Outgoing, String> {
     let mut replay_id = None;
     let mut replay_count = None;
     for (name, value) in &env.attributes {
-        if name.starts_with(SYSTEM_PREFIX) || name.starts_with("amqp.") {
+        if is_broker_property(name) {
             continue; // broker properties of the source, not message attributes
         }
         if name == REPLAY_ID_ATTRIBUTE {
@@ -387,7 +387,10 @@ mod tests {
             crate::core::envelope::AttributeChange::Set(REPLAY_ID_ATTRIBUTE.into(), "abc".into()),
             crate::core::envelope::AttributeChange::Set(REPLAY_COUNT_ATTRIBUTE.into(), "1".into()),
         ]);
+        env.attributes.push(("kafka.partition".into(), "2".into()));
+        env.attributes.push(("pubsub.ordering_key".into(), "k".into()));
         let out = outgoing(&env).unwrap();
+        assert_eq!(out.attributes.len(), 5, "{:?}", out.attributes.keys());
         assert_eq!(out.attributes["attempt"].data_type, "Number");
         assert_eq!(
             out.attributes["sig"].binary_value.as_ref().unwrap().as_ref(),
