@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use super::adapter::AdapterError;
 use super::endpoint::duration_option;
-use super::failed_jobs::{self, Columns, SqlDialect};
+use super::failed_jobs::{self, Columns, SqlDialect, check_where};
 
 /// redrive's own options on a table source URL, for error messages.
 pub const TABLE_OPTION_NAMES: &str = "table, preset, id_column, body_column, error_column, failed_at_column, queue_column, ack, mark_column, page, \
@@ -128,6 +129,58 @@ impl TableOptions {
     }
 }
 
+impl TableOptions {
+    /// The rows of the pass as SQL conditions to append to `WHERE true`: the preset's predicate, unmarked
+    /// rows (`ack=mark`), and the operator's `--where` (checked for `dialect`, in parentheses). Each is
+    /// ` AND …`; empty when there is none.
+    pub fn selection_sql(&self, dialect: SqlDialect, where_clause: Option<&str>) -> Result<String, AdapterError> {
+        let mut filter = Vec::new();
+        if let Some(w) = &self.preset_where {
+            filter.push(w.clone());
+        }
+        if let AckMode::Mark(mark) = &self.ack {
+            filter.push(format!("t.{} IS NULL", dialect.quote(mark)));
+        }
+        if let Some(w) = where_clause {
+            check_where(w, dialect).map_err(|problem| {
+                AdapterError::Config(format!(
+                    "--where {problem}; write one predicate over the table's columns, e.g. \"queue = 'emails'\" \
+                     (it goes into redrive's query in parentheses)"
+                ))
+            })?;
+            filter.push(format!("({w})"));
+        }
+        Ok(filter.iter().map(|f| format!(" AND {f}")).collect())
+    }
+
+    /// The summary lines of a pass that ends: how many rows its commit removed (or marked), when it
+    /// committed, and how many it left.
+    pub fn pass_notes(&self, committed: Option<usize>, left: usize) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(acked) = committed {
+            let verb = match self.ack {
+                AckMode::Delete => "deleted",
+                AckMode::Mark(_) => "marked",
+            };
+            notes.push(format!("{acked} rows {verb} (committed at the end of the pass)"));
+        }
+        if left > 0 {
+            notes.push(format!(
+                "{left} rows left untouched (skipped, failed, parked or not done)"
+            ));
+        }
+        notes
+    }
+}
+
+/// The error of a pass whose closing COMMIT failed on the table `identity`.
+pub fn commit_failed(identity: &str, why: &str) -> AdapterError {
+    AdapterError::Broker(format!(
+        "{identity}: COMMIT failed ({why}): the pass's deletes did not happen; the run journal makes the same \
+         command remove them without forwarding again"
+    ))
+}
+
 /// `base` with `pairs` as its query string (none when empty).
 pub fn with_query(base: &str, pairs: &[(String, String)]) -> String {
     if pairs.is_empty() {
@@ -178,6 +231,35 @@ mod tests {
         assert!(TableOptions::parse("ack=maybe", SqlDialect::MySql).is_err());
         assert!(TableOptions::parse("reconnect=soon", SqlDialect::MySql).is_err());
         assert!(TableOptions::parse("preset=good_job", SqlDialect::MySql).is_err());
+    }
+
+    #[test]
+    fn the_selection_joins_preset_mark_and_where_and_refuses_a_bad_where() {
+        let (o, _) = TableOptions::parse("preset=django_q&ack=mark", SqlDialect::MySql).unwrap();
+        let sql = o.selection_sql(SqlDialect::MySql, Some("queue = 'emails'")).unwrap();
+        assert_eq!(
+            sql,
+            " AND `success` = false AND t.`replayed_at` IS NULL AND (queue = 'emails')"
+        );
+        let (plain, _) = TableOptions::parse("", SqlDialect::Postgres).unwrap();
+        assert_eq!(plain.selection_sql(SqlDialect::Postgres, None).unwrap(), "");
+        let e = plain
+            .selection_sql(SqlDialect::Postgres, Some("1=1) OR (1=1"))
+            .unwrap_err();
+        assert!(e.to_string().starts_with("--where "), "{e}");
+    }
+
+    #[test]
+    fn pass_notes_say_what_the_commit_did_and_what_is_left() {
+        let (o, _) = TableOptions::parse("ack=mark", SqlDialect::MySql).unwrap();
+        assert_eq!(
+            o.pass_notes(Some(3), 2),
+            vec![
+                "3 rows marked (committed at the end of the pass)".to_owned(),
+                "2 rows left untouched (skipped, failed, parked or not done)".to_owned()
+            ]
+        );
+        assert!(o.pass_notes(None, 0).is_empty());
     }
 
     #[test]

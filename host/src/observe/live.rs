@@ -131,11 +131,7 @@ impl Live {
     /// What the page shows now, as JSON.
     fn state(&self) -> String {
         let s = self.telemetry.snapshot();
-        let samples = self.telemetry.samples();
-        let rate = match samples.as_slice() {
-            [.., a, b] if b.secs > a.secs => (b.replayed.saturating_sub(a.replayed)) as f64 / (b.secs - a.secs),
-            _ => 0.0,
-        };
+        let rate = self.telemetry.replay_rate();
         let modules: Vec<serde_json::Value> = s
             .modules
             .iter()

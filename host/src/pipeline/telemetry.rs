@@ -362,6 +362,15 @@ impl Telemetry {
         self.samples.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Confirmed replays per second between the last two samples (0 before there are two).
+    pub fn replay_rate(&self) -> f64 {
+        let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        match samples.as_slice() {
+            [.., a, b] if b.secs > a.secs => b.replayed.saturating_sub(a.replayed) as f64 / (b.secs - a.secs),
+            _ => 0.0,
+        }
+    }
+
     /// The chart marks so far.
     pub fn marks(&self) -> Vec<Mark> {
         self.marks.lock().unwrap_or_else(PoisonError::into_inner).clone()

@@ -10,8 +10,8 @@ use super::rows;
 use super::url::{MySqlUrl, connection_lost, mysql_error};
 use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
 use crate::core::backoff::Backoff;
-use crate::core::failed_jobs::{self, SqlDialect, check_where};
-use crate::core::table_options::AckMode;
+use crate::core::failed_jobs::{self, SqlDialect};
+use crate::core::table_options::{AckMode, commit_failed};
 
 /// What the source and its acker share: the session with its pass-long transaction.
 struct Shared {
@@ -195,23 +195,7 @@ impl MySqlSource {
             }
         }
         let q = MySqlUrl::quote;
-        let mut filter = Vec::new();
-        if let Some(w) = &parsed.table.preset_where {
-            filter.push(w.clone());
-        }
-        if let AckMode::Mark(mark) = &parsed.table.ack {
-            filter.push(format!("t.{} IS NULL", q(mark)));
-        }
-        if let Some(w) = where_clause {
-            check_where(w, SqlDialect::MySql).map_err(|problem| {
-                AdapterError::Config(format!(
-                    "--where {problem}; write one predicate over the table's columns, e.g. \"queue = 'emails'\" \
-                     (it goes into redrive's query in parentheses)"
-                ))
-            })?;
-            filter.push(format!("({w})"));
-        }
-        let filter_sql = filter.iter().map(|f| format!(" AND {f}")).collect::<String>();
+        let filter_sql = parsed.table.selection_sql(SqlDialect::MySql, where_clause)?;
         let table = q(&parsed.table.columns.table);
         // How many rows the pass holds, and where it ends: at the last row there now, so a job that fails
         // again while the pass runs (a replay that did not help) gets a new row, for the next pass, never this one.
@@ -382,32 +366,15 @@ impl Source for MySqlSource {
     async fn finish(&mut self) -> Result<Vec<String>, AdapterError> {
         let shared = &self.shared;
         let mut state = shared.state.lock().await;
-        let mut notes = Vec::new();
+        let mut committed = None;
         if shared.mode == SourceMode::Consume && (state.conn.is_some() || !state.acked.is_empty()) {
             let conn = shared.conn(&mut state).await?;
-            conn.query_drop("COMMIT").await.map_err(|e| {
-                AdapterError::Broker(format!(
-                    "{}: COMMIT failed ({}): the pass's deletes did not happen; the run journal makes the same \
-                     command remove them without forwarding again",
-                    shared.url.identity,
-                    mysql_error(&e)
-                ))
-            })?;
-            let verb = match shared.url.table.ack {
-                AckMode::Delete => "deleted",
-                AckMode::Mark(_) => "marked",
-            };
-            notes.push(format!(
-                "{} rows {verb} (committed at the end of the pass)",
-                state.acked.len()
-            ));
+            conn.query_drop("COMMIT")
+                .await
+                .map_err(|e| commit_failed(&shared.url.identity, &mysql_error(&e)))?;
+            committed = Some(state.acked.len());
         }
-        if !state.held.is_empty() {
-            notes.push(format!(
-                "{} rows left untouched (skipped, failed, parked or not done)",
-                state.held.len()
-            ));
-        }
+        let notes = shared.url.table.pass_notes(committed, state.held.len());
         if let Some(conn) = state.conn.take() {
             drop(conn.disconnect().await);
         }

@@ -9,8 +9,8 @@ use super::rows::envelope;
 use super::url::{PgUrl, connection_lost, pg_error, quote};
 use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
 use crate::core::backoff::Backoff;
-use crate::core::failed_jobs::{SqlDialect, check_where};
-use crate::core::table_options::AckMode;
+use crate::core::failed_jobs::SqlDialect;
+use crate::core::table_options::{AckMode, commit_failed};
 
 /// What the source and its acker share: the connection with its pass-long transaction.
 struct Shared {
@@ -185,23 +185,7 @@ impl PgSource {
         } else {
             format!("convert_to(t.{}::text, 'UTF8')", quote(&c.body))
         };
-        let mut filter = Vec::new();
-        if let Some(w) = &parsed.table.preset_where {
-            filter.push(w.clone());
-        }
-        if let AckMode::Mark(mark) = &parsed.table.ack {
-            filter.push(format!("t.{} IS NULL", quote(mark)));
-        }
-        if let Some(w) = where_clause {
-            check_where(w, SqlDialect::Postgres).map_err(|problem| {
-                AdapterError::Config(format!(
-                    "--where {problem}; write one predicate over the table's columns, e.g. \"queue = 'emails'\" \
-                     (it goes into redrive's query in parentheses)"
-                ))
-            })?;
-            filter.push(format!("({w})"));
-        }
-        let filter_sql = filter.iter().map(|f| format!(" AND {f}")).collect::<String>();
+        let filter_sql = parsed.table.selection_sql(SqlDialect::Postgres, where_clause)?;
         // How many rows the pass holds, and where it ends: at the last row there now, so a job that fails
         // again while the pass runs (a replay that did not help) gets a new row, for the next pass, never this one.
         let size_sql = format!(
@@ -338,32 +322,16 @@ impl Source for PgSource {
     async fn finish(&mut self) -> Result<Vec<String>, AdapterError> {
         let shared = &self.shared;
         let mut state = shared.state.lock().await;
-        let mut notes = Vec::new();
+        let mut committed = None;
         if shared.mode == SourceMode::Consume && (state.client.is_some() || !state.acked.is_empty()) {
             let client = shared.client(&mut state).await?;
-            client.batch_execute("COMMIT").await.map_err(|e| {
-                AdapterError::Broker(format!(
-                    "{}: COMMIT failed ({}): the pass's deletes did not happen; the run journal makes the same \
-                     command remove them without forwarding again",
-                    shared.url.identity,
-                    pg_error(&e)
-                ))
-            })?;
-            let verb = match shared.url.table.ack {
-                AckMode::Mark(_) => "marked",
-                AckMode::Delete => "deleted",
-            };
-            notes.push(format!(
-                "{} rows {verb} (committed at the end of the pass)",
-                state.acked.len()
-            ));
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| commit_failed(&shared.url.identity, &pg_error(&e)))?;
+            committed = Some(state.acked.len());
         }
-        if !state.held.is_empty() {
-            notes.push(format!(
-                "{} rows left untouched (skipped, failed, parked or not done)",
-                state.held.len()
-            ));
-        }
+        let notes = shared.url.table.pass_notes(committed, state.held.len());
         state.client = None;
         Ok(notes)
     }
