@@ -974,6 +974,7 @@ kit::suite!(AmqpKit:
     plan_changes_nothing,
     dropped_connection,
     kill_9_then_resume,
+    kill_9_at_random_points,
     to_origin,
     mistakes_are_exit_2,
     password_never_printed,

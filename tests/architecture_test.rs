@@ -152,6 +152,21 @@ fn observers_read_the_pipeline_and_know_no_broker() {
 }
 
 #[test]
+fn nothing_builds_on_the_fuzzing_entry_points() {
+    let found = violations(|_, used| {
+        used.iter()
+            .filter(|u| *u == "decoders")
+            .map(|u| format!("uses crate::{u}"))
+            .collect()
+    });
+    assert!(
+        found.is_empty(),
+        "decoders.rs is for fuzz targets and property tests; the program reaches the decoders directly:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
 fn only_commands_know_the_command_line() {
     let found = violations(|file, used| {
         if file.starts_with("commands/") || file == "main.rs" || file == "cli.rs" {

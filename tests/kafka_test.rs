@@ -64,6 +64,7 @@ fn create_topics(brokers: &str, names: &[&str]) {
 #[derive(Clone, Debug)]
 struct Read {
     partition: i32,
+    offset: i64,
     key: Option<String>,
     value: String,
     headers: BTreeMap<String, Vec<u8>>,
@@ -101,6 +102,7 @@ fn read_from(brokers: &str, topic: &str, start: &BTreeMap<i32, i64>) -> Vec<Read
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => out.push(Read {
                 partition: m.partition(),
+                offset: m.offset(),
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 value: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
                 headers: m
@@ -747,6 +749,29 @@ impl Drop for OwnBroker {
     }
 }
 
+/// The message ids (without their journal key's suffix) the journals under `dir` record as confirmed by
+/// the destination.
+fn confirmed_in_journal(dir: &Path) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for entry in std::fs::read_dir(dir.join("audit")).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("journal-") && name.ends_with(".jsonl")) {
+            continue;
+        }
+        for line in std::fs::read_to_string(entry.path()).unwrap_or_default().lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if v["event"] == "confirmed"
+                && let Some(id) = v["id"].as_str()
+            {
+                ids.insert(id.split('#').next().unwrap_or(id).to_owned());
+            }
+        }
+    }
+    ids
+}
+
 /// The broker killed and restarted mid-run: the run rides it out (or stops with nothing lost), and a
 /// second run finishes the pass. Nothing lost; a copy only for sends the run reported as not confirmed.
 #[test]
@@ -789,7 +814,26 @@ fn a_broker_restarted_mid_run_loses_nothing() {
     let expected: BTreeSet<u64> = (0..n).filter(|o| kit::fate(*o) == kit::Fate::Replay).collect();
     let missing: Vec<u64> = expected.difference(&unique).copied().collect();
     let in_dlq = t.in_dlq(&t.group());
-    let dlq_orders: BTreeSet<u64> = read_all(&t.brokers, &t.dlq).iter().map(Read::order).collect();
+    let dlq = read_all(&t.brokers, &t.dlq);
+    let dlq_orders: BTreeSet<u64> = dlq.iter().map(Read::order).collect();
+    // tansu 0.6's S3 engine can acknowledge a produce (acks=all) and lose it when killed: seen in CI, 2 of
+    // 120 records confirmed before the kill were gone after it. What redrive answers for is that it never
+    // settles a message the destination did not confirm: a message missing at the destination must have a
+    // `confirmed` line in the journal (the broker's loss), never be settled without one (redrive's).
+    let confirmed = confirmed_in_journal(tmp.path());
+    let lost_by_broker: Vec<u64> = missing
+        .iter()
+        .copied()
+        .filter(|o| {
+            dlq.iter()
+                .filter(|r| r.order() == *o)
+                .any(|r| confirmed.contains(&redrive::brokers::kafka::record::record_id(r.partition, r.offset)))
+        })
+        .collect();
+    if !lost_by_broker.is_empty() {
+        eprintln!("tansu lost {lost_by_broker:?} after confirming them (journal: confirmed)");
+    }
+    let missing: Vec<u64> = missing.into_iter().filter(|o| !lost_by_broker.contains(o)).collect();
     assert!(
         missing.is_empty(),
         "missing at the destination: {missing:?}; past the group's commit: {:?}; in the DLQ at all: {:?}\n{out}\n{stdout}\n{stderr}",

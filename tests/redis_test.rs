@@ -623,6 +623,43 @@ impl kit::Broker for RedisKit {
         );
     }
 
+    fn random_kills(&self) -> usize {
+        50
+    }
+
+    fn fail_again(&mut self) -> Vec<u64> {
+        // The staging stream's consumers read each replay, fail it and move it to the DLQ with its fields.
+        let (staging, dlq) = (self.s.key("staging"), self.s.key("dlq"));
+        let read: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("consumers")
+            .arg("worker")
+            .arg("COUNT")
+            .arg(500)
+            .arg("STREAMS")
+            .arg(&staging)
+            .arg(">")
+            .query(&mut self.s.con)
+            .unwrap();
+        let mut back = Vec::new();
+        for e in redrive::brokers::redis::entries_of_read(&read) {
+            let mut fields: Vec<(String, String)> = e
+                .fields
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+                .filter(|(k, _)| k != "error")
+                .collect();
+            let payload = &fields.iter().find(|(k, _)| k == "payload").unwrap().1;
+            let order = kit::order_of_body(payload).unwrap();
+            fields.push(("error".into(), format!("still failing: sku {order} unknown")));
+            let _: String = self.s.con.xadd(&dlq, "*", &fields).unwrap();
+            let _: i64 = self.s.con.xack(&staging, "consumers", &[&e.id]).unwrap();
+            back.push(order);
+        }
+        back
+    }
+
     fn crash_copies(&self) -> kit::Copies {
         kit::Copies::None
     }
@@ -679,6 +716,8 @@ kit::suite!(RedisKit:
     plan_changes_nothing,
     dropped_connection,
     kill_9_then_resume,
+    kill_9_at_random_points,
+    returning_replays_trip_the_breaker,
     to_origin,
     mistakes_are_exit_2,
     password_never_printed,

@@ -494,11 +494,16 @@ fn bad_run_flags_are_refused_with_a_clear_message() {
 /// `to_origin` (a file records no origin to send back to), `password_never_printed` (a path has none).
 struct FileKit {
     dirs: Dirs,
+    /// Staging lines already sent back by `fail_again`.
+    failed_again: usize,
 }
 
 impl kit::Broker for FileKit {
     fn new(_test: &str) -> Self {
-        FileKit { dirs: Dirs::new() }
+        FileKit {
+            dirs: Dirs::new(),
+            failed_again: 0,
+        }
     }
 
     fn seed(&mut self, n: u64) {
@@ -551,6 +556,30 @@ impl kit::Broker for FileKit {
             .collect()
     }
 
+    fn random_kills(&self) -> usize {
+        80
+    }
+
+    fn fail_again(&mut self) -> Vec<u64> {
+        use std::io::Write;
+        let staged = jsonl_values(&self.dirs.p("staging.jsonl"));
+        let mut back = Vec::new();
+        let mut text = String::new();
+        for mut line in staged.into_iter().skip(self.failed_again) {
+            let order = kit::order_of_body(line["body"].as_str().unwrap()).unwrap();
+            line["failure"] = serde_json::json!({ "error_text": format!("still failing: sku {order} unknown") });
+            text.push_str(&format!("{line}\n"));
+            back.push(order);
+        }
+        self.failed_again += back.len();
+        let mut dlq = fs::OpenOptions::new()
+            .append(true)
+            .open(self.dirs.p("dlq.jsonl"))
+            .unwrap();
+        dlq.write_all(text.as_bytes()).unwrap();
+        back
+    }
+
     fn crash_copies(&self) -> kit::Copies {
         kit::Copies::None
     }
@@ -572,4 +601,11 @@ impl kit::Broker for FileKit {
     }
 }
 
-kit::suite!(FileKit: reconciles, plan_changes_nothing, kill_9_then_resume, mistakes_are_exit_2);
+kit::suite!(FileKit:
+    reconciles,
+    plan_changes_nothing,
+    kill_9_then_resume,
+    kill_9_at_random_points,
+    returning_replays_trip_the_breaker,
+    mistakes_are_exit_2,
+);

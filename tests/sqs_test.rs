@@ -878,6 +878,61 @@ impl kit::Broker for SqsKit {
         self.proxy.cut();
     }
 
+    fn stall_connections(&mut self) {
+        assert!(self.proxy.stall() > 0, "redrive has no connection through the proxy");
+    }
+
+    fn random_kills(&self) -> usize {
+        30
+    }
+
+    fn fail_again(&mut self) -> Vec<u64> {
+        // The staging queue's consumer fails each replay and sends it to the DLQ, attributes kept (as an
+        // application that dead-letters by hand does; a RedrivePolicy move keeps them too).
+        let out = self
+            .q
+            .rt
+            .block_on(
+                self.q
+                    .client
+                    .receive_message()
+                    .queue_url(&self.staging)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(60)
+                    .message_attribute_names("All")
+                    .send(),
+            )
+            .unwrap();
+        let mut back = Vec::new();
+        for m in out.messages.unwrap_or_default() {
+            let order = order_of(&m);
+            let mut attributes: Vec<(String, MessageAttributeValue)> = m
+                .message_attributes
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| k != "error")
+                .collect();
+            attributes.push(("error".into(), string(&format!("still failing: sku {order} unknown"))));
+            let borrowed: Vec<(&str, MessageAttributeValue)> =
+                attributes.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            self.q.send(&self.dlq, m.body.as_deref().unwrap(), &borrowed, None);
+            self.q
+                .rt
+                .block_on(
+                    self.q
+                        .client
+                        .delete_message()
+                        .queue_url(&self.staging)
+                        .receipt_handle(m.receipt_handle.clone().unwrap())
+                        .send(),
+                )
+                .unwrap();
+            back.push(order);
+        }
+        back
+    }
+
     fn crash_copies(&self) -> kit::Copies {
         kit::Copies::AtMostPerCrash(DEFAULT_IN_FLIGHT)
     }
@@ -922,7 +977,10 @@ kit::suite!(SqsKit:
     reconciles,
     plan_changes_nothing,
     dropped_connection,
+    stalled_connection,
     kill_9_then_resume,
+    kill_9_at_random_points,
+    returning_replays_trip_the_breaker,
     to_origin,
     mistakes_are_exit_2,
 );

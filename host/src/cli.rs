@@ -321,6 +321,15 @@ pub struct RunArgs {
     /// Gate kind without a command: `prompt` (ask y/N on the terminal) or `none`.
     #[arg(long, value_name = "KIND", help_heading = "Canary")]
     pub verify: Option<String>,
+    /// Re-poison breaker: stop forwarding when more than this share of the replays come back to the DLQ
+    /// within --returning-window (they failed again: the fix did not work). Exit code 5. `off` turns it off
+    /// [default: 5%].
+    #[arg(long, value_name = "PCT", help_heading = "Canary")]
+    pub abort_if_returning: Option<String>,
+    /// How long after its confirmation a replay that comes back counts for --abort-if-returning
+    /// [default: 10m].
+    #[arg(long, value_name = "DURATION", help_heading = "Canary")]
+    pub returning_window: Option<String>,
     /// Most messages sent and not yet confirmed at once [default: 64]. A crash (kill -9, power loss) can
     /// forward at most this many a second time to a destination that cannot be read back (RabbitMQ, SQS),
     /// each with the same x-redrive-replay-id.

@@ -23,6 +23,7 @@ pub mod brokers;
 pub mod cli;
 pub mod commands;
 pub mod core;
+pub mod decoders;
 pub mod filter;
 pub mod observe;
 pub mod pipeline;

@@ -1,4 +1,5 @@
-//! A TCP proxy on 127.0.0.1 between redrive and a server, whose connections a test can cut mid-run.
+//! A TCP proxy on 127.0.0.1 between redrive and a server, whose connections a test can cut or stall
+//! mid-run.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -6,10 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-/// Forwards every connection to `target`; [`Proxy::cut`] closes all of them (new ones are still taken).
+/// One proxied connection: both sockets, and whether it is stalled.
+struct Link {
+    streams: [TcpStream; 2],
+    stalled: Arc<AtomicBool>,
+}
+
+/// Forwards every connection to `target`; [`Proxy::cut`] closes all of them, [`Proxy::stall`] lets
+/// them hang (new ones are still taken and forwarded).
 pub struct Proxy {
     port: u16,
-    open: Arc<Mutex<Vec<TcpStream>>>,
+    open: Arc<Mutex<Vec<Link>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -19,7 +27,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
-        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let open: Arc<Mutex<Vec<Link>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (target, tracked, stopping) = (target.to_owned(), open.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -35,13 +43,19 @@ impl Proxy {
                     continue; // the client sees its connection closed
                 };
                 client.set_nonblocking(false).ok();
-                for stream in [&client, &server] {
-                    if let Ok(clone) = stream.try_clone() {
-                        tracked.lock().unwrap_or_else(PoisonError::into_inner).push(clone);
-                    }
+                let stalled = Arc::new(AtomicBool::new(false));
+                if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
+                    tracked.lock().unwrap_or_else(PoisonError::into_inner).push(Link {
+                        streams: [c, s],
+                        stalled: stalled.clone(),
+                    });
                 }
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(server, client);
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    stalled.clone(),
+                );
+                pipe(server, client, stalled);
             }
         });
         Self { port, open, stop }
@@ -54,9 +68,21 @@ impl Proxy {
 
     /// Close every connection going through the proxy now.
     pub fn cut(&self) {
-        for stream in self.open.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
-            let _ = stream.shutdown(Shutdown::Both);
+        for link in self.open.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            for stream in &link.streams {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
         }
+    }
+
+    /// Make every connection open now hang for good: bytes are taken and dropped, nothing is closed (a
+    /// half-open connection, a server that froze, a silent network partition). New connections work.
+    pub fn stall(&self) -> usize {
+        let links = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        for link in links.iter() {
+            link.stalled.store(true, Ordering::Relaxed);
+        }
+        links.len()
     }
 }
 
@@ -67,12 +93,13 @@ impl Drop for Proxy {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, stalled: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
+                Ok(_) if stalled.load(Ordering::Relaxed) => {}
                 Ok(n) => {
                     if to.write_all(&buf[..n]).is_err() {
                         break;
@@ -80,6 +107,8 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
                 }
             }
         }
-        let _ = to.shutdown(Shutdown::Write);
+        if !stalled.load(Ordering::Relaxed) {
+            let _ = to.shutdown(Shutdown::Write);
+        }
     });
 }

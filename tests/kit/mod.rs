@@ -9,10 +9,16 @@
 //!   exactly the matching ones) leave every message in the DLQ and send nothing;
 //! - `dropped_connection`: redrive's connections are cut mid-run; the run recovers (or a second run finishes
 //!   it): nothing lost, and no copy beyond what the broker's promise allows, each with the same replay id;
+//! - `stalled_connection`: the same when redrive's connections hang (half-open) instead of closing: the
+//!   run notices within its timeouts instead of hanging;
 //! - `kill_9_then_resume`: the same across a kill -9 and a resumed run;
+//! - `kill_9_at_random_points`: the same across dozens of kill -9s at random moments of a 2 000-message
+//!   replay (200 across the file, RabbitMQ, SQS and Redis suites);
 //! - `to_origin`: `--to origin` puts every message back where it was dead-lettered from;
 //! - `mistakes_are_exit_2`: a missing queue/stream/table/file, wrong credentials, a closed port: exit 2
 //!   with a message that says so, and the password never printed;
+//! - `returning_replays_trip_the_breaker`: the destination's consumer fails every replay again; the
+//!   re-poison breaker stops the run (exit 5) and nothing is lost;
 //! - `password_never_printed`: a successful run with a password in the URL; no output, journal or audit
 //!   file shows it.
 //!
@@ -148,8 +154,23 @@ pub trait Broker: Sized {
         let _ = redrive_pid;
         panic!("this broker has no connection to cut; do not list `dropped_connection` for it")
     }
+    /// The destination's consumer fails again: dead-letter what arrived at the destination since the last
+    /// call back into the DLQ, the way this broker's applications do (headers kept, so each carries its
+    /// replay id, with a new error `still failing: sku <n> unknown`). Returns the orders sent back.
+    fn fail_again(&mut self) -> Vec<u64> {
+        panic!("this broker cannot send replays back; do not list `returning_replays_trip_the_breaker` for it")
+    }
+    /// Make every connection redrive has to the server hang (no reply, no close: half-open); new
+    /// connections work.
+    fn stall_connections(&mut self) {
+        panic!("this broker's connections cannot be stalled; do not list `stalled_connection` for it")
+    }
     /// What a crash can repeat at the destination.
     fn crash_copies(&self) -> Copies;
+    /// How many kill -9s `kill_9_at_random_points` lands (the suite's 200 are shared out among the brokers).
+    fn random_kills(&self) -> usize {
+        40
+    }
     /// True for a log (Kafka): a settled message after one that stays is still in the log, past the
     /// group's committed offset, and [`Broker::in_dlq`] lists it; the kit then counts as "in the DLQ" only
     /// what is not settled elsewhere, and still requires every message that stays to be past the commit.
@@ -408,6 +429,40 @@ pub fn dropped_connection<B: Broker>() {
     k.assert_reconciled(n, in_doubt);
 }
 
+/// Redrive's connections hang mid-run (half-open: nothing answers, nothing closes; new connections
+/// work): the run notices within its timeouts and recovers, or stops with nothing lost, instead of hanging;
+/// a second run finishes.
+pub fn stalled_connection<B: Broker>() {
+    let _access = B::access(Access::Exclusive);
+    let mut k = Kit::<B>::new("stalled");
+    let n = 300;
+    k.broker.seed(n);
+    let child = k.spawn(&["--rate", "25/s"]);
+    k.wait_for_destination(20);
+    k.broker.stall_connections();
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    let stalled_at = Instant::now();
+    while !waiter.is_finished() {
+        if stalled_at.elapsed() > Duration::from_secs(240) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("the run hung on its stalled connections for 4 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = waiter.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "the run recovers or ends cleanly: {:?}\n{stderr}",
+        out.status.code()
+    );
+    let in_doubt = stderr.matches("a later run tries again").count();
+    let (code, stdout, stderr) = run(&mut k.replay());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    k.assert_reconciled(n, in_doubt);
+}
+
 /// kill -9 mid-run, three times, each time resuming with the same command; then a run to the end: nothing
 /// lost, no copy beyond the promise. No rate limit: the forwarder is always sending, so a kill lands
 /// between a send and its journaled confirmation as often as anywhere.
@@ -426,6 +481,100 @@ pub fn kill_9_then_resume<B: Broker>() {
     }
     let (code, stdout, stderr) = run(&mut k.replay());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let allowance = crash_allowance(&k.broker, kills);
+    k.assert_reconciled(n, allowance);
+}
+
+/// The re-poison breaker: the destination's consumer fails every replay again and it comes back to the
+/// DLQ; the run stops forwarding soon after (exit 5), names the error they came back with, and loses
+/// nothing: every seeded message is at the destination, back in the DLQ, still there, or archived.
+pub fn returning_replays_trip_the_breaker<B: Broker>() {
+    let _access = B::access(Access::Shared);
+    let mut k = Kit::<B>::new("returning");
+    let n = 400;
+    k.broker.seed(n);
+    // 160 replays at 20/s: eight seconds, while returns are seen within about a second.
+    let mut child = k.spawn(&["--rate", "20/s"]);
+    let mut returned = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the breaker did not stop the run");
+        returned.extend(k.broker.fail_again());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "exit 5: the breaker\n{stdout}\n{stderr}");
+    assert!(stdout.contains("came back to the DLQ"), "{stdout}");
+    assert!(
+        stdout.contains("still failing: sku <n> unknown"),
+        "the error they came back with is named: {stdout}"
+    );
+    let replays: BTreeSet<u64> = (0..n).filter(|o| fate(*o) == Fate::Replay).collect();
+    let arrived = k.broker.at_destination();
+    let mut forwarded: BTreeSet<u64> = arrived.iter().map(|a| a.order).collect();
+    forwarded.extend(&returned);
+    assert!(
+        returned.len() >= 5 && forwarded.len() < replays.len() / 2,
+        "it stopped early: {} of {} replays forwarded, {} came back",
+        forwarded.len(),
+        replays.len(),
+        returned.len()
+    );
+    assert!(forwarded.is_subset(&replays), "only replays were forwarded");
+    let in_dlq: BTreeSet<u64> = k.broker.in_dlq().into_iter().collect();
+    let archived: BTreeSet<u64> = k.archived().into_iter().collect();
+    for order in 0..n {
+        assert!(
+            forwarded.contains(&order) || in_dlq.contains(&order) || archived.contains(&order),
+            "order {order} is nowhere"
+        );
+    }
+    let mut ids: BTreeMap<u64, BTreeSet<Option<String>>> = BTreeMap::new();
+    for a in &arrived {
+        ids.entry(a.order).or_default().insert(a.replay_id.clone());
+    }
+    assert!(
+        ids.values().all(|ids| ids.len() == 1),
+        "one replay id per message: {ids:?}"
+    );
+    assert_eq!(arrived.len(), ids.len(), "nothing forwarded twice");
+}
+
+/// kill -9 at random moments of a 2 000-message replay, each run resumed by the next: while it starts (the
+/// lock, the journal), reads, decides, sends, journals and settles. Then a run to the end: nothing lost, no
+/// copy beyond the promise. The seed is printed; `REDRIVE_KILL_SEED=N` repeats a sequence.
+pub fn kill_9_at_random_points<B: Broker>() {
+    let _access = B::access(Access::Shared);
+    let mut k = Kit::<B>::new("randomkill");
+    let n = 2000;
+    k.broker.seed(n);
+    let seed = std::env::var("REDRIVE_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("kill_9_at_random_points: REDRIVE_KILL_SEED={seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let kills = k.broker.random_kills();
+    // Paced, so the 800 replays spread over many runs and most kills land mid-send.
+    let mut finished_early = 0;
+    for _ in 0..kills {
+        let mut child = k.spawn(&["--rate", "100/s"]);
+        std::thread::sleep(Duration::from_millis(rng.u64(0..400)));
+        if child.try_wait().unwrap().is_some() {
+            finished_early += 1;
+        }
+        child.kill().ok();
+        child.wait().unwrap();
+        k.broker.after_crash();
+    }
+    let (code, stdout, stderr) = run(&mut k.replay());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        finished_early * 2 < kills,
+        "{finished_early} of {kills} runs ended before their kill: the kills did not land mid-run"
+    );
     let allowance = crash_allowance(&k.broker, kills);
     k.assert_reconciled(n, allowance);
 }

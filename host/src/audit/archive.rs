@@ -64,16 +64,24 @@ impl DiscardArchive {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let existing = match files::open_read_nofollow(path)? {
+            // Bytes, not text: a line torn inside a character must not hide the lines after it.
             Some(f) => BufReader::new(f)
-                .lines()
+                .split(b'\n')
                 .map_while(Result::ok)
-                .filter_map(|l| serde_json::from_str::<KeyOnly>(&l).ok())
+                .filter_map(|l| serde_json::from_slice::<KeyOnly>(&l).ok())
                 .filter_map(|line| line.attributes.get(ARCHIVE_KEY_ATTRIBUTE)?.as_str().map(id_digest))
                 .collect(),
             None => HashSet::new(),
         };
-        let file =
+        let mut file =
             files::open_append(path).with_context(|| format!("cannot open the discard archive {}", path.display()))?;
+        // Runs of other sources may share the archive: they write under this lock.
+        file.lock()
+            .with_context(|| format!("cannot lock the discard archive {}", path.display()))?;
+        let ended = files::end_torn_line(path, &mut file);
+        file.unlock()
+            .with_context(|| format!("cannot unlock the discard archive {}", path.display()))?;
+        ended?;
         Ok(Self {
             path: path.to_owned(),
             file,

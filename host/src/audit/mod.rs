@@ -45,12 +45,10 @@ impl AuditLog {
         let path = self.path_for(module);
         Ok(match self.files.entry(module.to_owned()) {
             Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                entry
-                    .insert(BufWriter::new(files::open_append(&path).with_context(|| {
-                        format!("cannot open the audit file {}", path.display())
-                    })?))
-            }
+            Entry::Vacant(entry) => entry
+                .insert(BufWriter::new(files::open_append_lines(&path).with_context(|| {
+                    format!("cannot open the audit file {}", path.display())
+                })?)),
         })
     }
 

@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub max_replays: Option<u32>,
     pub park: Option<String>,
     pub max_in_flight: Option<usize>,
+    pub abort_if_returning: Option<String>,
+    pub returning_window: Option<String>,
     pub audit_dir: Option<PathBuf>,
     pub archive: Option<PathBuf>,
     pub remainder: Option<PathBuf>,

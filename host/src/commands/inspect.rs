@@ -97,7 +97,7 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
         }
     );
     match args.output {
-        OutputFormat::Table => println!("{summary}"),
+        OutputFormat::Table => out!("{summary}"),
         OutputFormat::Json => eprintln!("{summary}"),
     }
     if let (Some(id), 0) = (&args.id, tally.shown) {

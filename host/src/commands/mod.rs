@@ -1,6 +1,16 @@
 //! One module per command; each exposes `run(args) -> Result<exit code>`. [`run`] dispatches a parsed
 //! command line, and [`exit`] holds the exit codes every command shares.
 
+/// `println!` for a run's summary lines: a closed stdout (`redrive run … | head -1`) must not panic after the
+/// run did its work, nor change its exit code. What could not be written is lost to the reader only; the run's
+/// state is in its journal, audit files and exit code.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod compile;
 pub mod completions;
 pub mod config_file;
@@ -27,6 +37,8 @@ pub mod exit {
     pub const MODULE_DISABLED: u8 = 3;
     /// The canary gate said no: nothing after the canary was forwarded.
     pub const GATE_FAILED: u8 = 4;
+    /// The re-poison breaker stopped the run: too many replays came back to the DLQ.
+    pub const RETURNING: u8 = 5;
     /// Stopped by Ctrl-C or SIGTERM (in-flight confirms finished, the rest left in the DLQ).
     pub const INTERRUPTED: u8 = 130;
 }

@@ -19,6 +19,7 @@ use crate::core::adapter::SourceMode;
 use crate::core::{Destination, Endpoint};
 use crate::filter::ModuleSpec;
 use crate::observe::{Live, PushTarget, ReportKind, RunInfo, RunMetrics, Server, report, server};
+use crate::pipeline::breaker::{ReturnGuard, Threshold};
 use crate::pipeline::plan::Plan;
 use crate::pipeline::{self, Gate, Journal, Opened, Rate, RatePlan, RunConfig, RunControl, RunReport, Telemetry};
 
@@ -70,6 +71,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             "no destination: give --to file:staging.jsonl (or `to` in the config file), or use --dry-run / `redrive plan`"
         );
     }
+    config.returning = return_guard(args, &loaded)?;
     config.rate = rate_plan(args, &loaded)?;
     config.canary = args.canary.or(file.canary).unwrap_or(0);
     config.gate = gate(args, &loaded)?;
@@ -148,7 +150,7 @@ pub fn plan(args: &PlanArgs) -> Result<u8> {
     let plan = collector.into_plan(&report.source, std::mem::take(&mut report.modules), options);
     plan.write(&args.plan_out)?;
     if args.select.output == OutputFormat::Table {
-        println!(
+        out!(
             "plan: {} messages written to {}; replay exactly this selection with `redrive run --plan {}`",
             plan.messages.len(),
             args.plan_out.display(),
@@ -236,6 +238,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, B
         since: time_arg("--since", args.since.as_ref().or(file.since.as_ref()))?,
         until: time_arg("--until", args.until.as_ref().or(file.until.as_ref()))?,
         max_replays: args.max_replays.or(file.max_replays),
+        returning: None,
         park: None,
         max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         audit_dir: args
@@ -264,6 +267,28 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, B
         open_window: None,
     };
     Ok((config, options))
+}
+
+/// The re-poison breaker's settings (`--abort-if-returning`, `--returning-window`); `None` when off.
+fn return_guard(args: &RunArgs, loaded: &LoadedConfig) -> Result<Option<ReturnGuard>> {
+    let file = &loaded.file;
+    let threshold = match args.abort_if_returning.as_ref().or(file.abort_if_returning.as_ref()) {
+        Some(text) => text
+            .parse::<Threshold>()
+            .map_err(|e| anyhow::anyhow!("--abort-if-returning {e}"))?,
+        None => Threshold::Percent(ReturnGuard::DEFAULT.percent),
+    };
+    let window = match args.returning_window.as_ref().or(file.returning_window.as_ref()) {
+        Some(text) => humantime::parse_duration(text)
+            .ok()
+            .filter(|w| !w.is_zero())
+            .with_context(|| format!("--returning-window {text:?}: expected a duration such as 10m or 90s"))?,
+        None => ReturnGuard::DEFAULT.window,
+    };
+    Ok(match threshold {
+        Threshold::Off => None,
+        Threshold::Percent(percent) => Some(ReturnGuard { percent, window }),
+    })
 }
 
 /// A `--since` / `--until` value: an RFC 3339 time, or a duration ago.
@@ -509,13 +534,14 @@ async fn serve_metrics(config: &RunConfig, addr: SocketAddr, telemetry: Arc<Tele
     Ok(server)
 }
 
-/// First Ctrl-C / SIGTERM: stop taking messages and drain. Second: exit at once — nothing unconfirmed
-/// was acked, so nothing is lost.
+/// First Ctrl-C / SIGTERM / SIGHUP (the terminal closed): stop taking messages and drain. Second: exit at
+/// once — nothing unconfirmed was acked, so nothing is lost.
 async fn kill_switch(interrupt: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot watch SIGTERM: {e}");
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut term, mut hangup) = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+        (Ok(term), Ok(hangup)) => (term, hangup),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!("cannot watch SIGTERM / SIGHUP: {e}");
             return;
         }
     };
@@ -524,6 +550,7 @@ async fn kill_switch(interrupt: CancellationToken) {
         tokio::select! {
             r = tokio::signal::ctrl_c() => if r.is_err() { return },
             _ = term.recv() => {},
+            _ = hangup.recv() => {},
         }
         signals += 1;
         if signals == 1 {

@@ -17,6 +17,7 @@ pub(super) fn exit_code(report: &RunReport) -> u8 {
         Some(StopReason::Interrupted) => exit::INTERRUPTED,
         Some(StopReason::GateFailed(_)) => exit::GATE_FAILED,
         Some(StopReason::ModuleDisabled(_)) => exit::MODULE_DISABLED,
+        Some(StopReason::Returning(_)) => exit::RETURNING,
         Some(StopReason::Error(_)) => exit::PROBLEMS,
         None if report.counts.send_failed > 0 || report.counts.settle_failed > 0 => exit::PROBLEMS,
         None => exit::OK,
@@ -26,11 +27,11 @@ pub(super) fn exit_code(report: &RunReport) -> u8 {
 /// Print the summary, in `output`'s form.
 pub(super) fn print_summary(report: &RunReport, output: OutputFormat, dry_run: bool) -> Result<()> {
     if output == OutputFormat::Json {
-        println!("{}", serde_json::to_string(report)?);
+        out!("{}", serde_json::to_string(report)?);
         return Ok(());
     }
     let c = &report.counts;
-    println!(
+    out!(
         "\nredrive {}  {} → {}   {:.1}s",
         if dry_run { "plan" } else { "run" },
         report.source,
@@ -40,7 +41,7 @@ pub(super) fn print_summary(report: &RunReport, output: OutputFormat, dry_run: b
             .unwrap_or("(dry run: nothing forwarded, nothing removed)"),
         report.elapsed_secs
     );
-    let row = |label: &str, n: u64, note: String| println!("  {label:<14}{n:>8}   {note}");
+    let row = |label: &str, n: u64, note: String| out!("  {label:<14}{n:>8}   {note}");
     for r in report.outcome_rows(dry_run) {
         row(r.label, r.count, r.note);
     }
@@ -57,38 +58,68 @@ pub(super) fn print_summary(report: &RunReport, output: OutputFormat, dry_run: b
     }
     match &report.stopped {
         Some(StopReason::Interrupted) => {
-            println!("  stopped       interrupted: in-flight confirms finished, the rest is still in the DLQ")
+            out!("  stopped       interrupted: in-flight confirms finished, the rest is still in the DLQ")
         }
         Some(StopReason::GateFailed(why)) => {
-            println!("  stopped       after the canary: {why}; nothing more was forwarded")
+            out!("  stopped       after the canary: {why}; nothing more was forwarded")
         }
-        Some(StopReason::ModuleDisabled(why)) => println!("  stopped       {why}"),
-        Some(StopReason::Error(why)) => println!("  stopped       error: {why}"),
+        Some(StopReason::ModuleDisabled(why)) => out!("  stopped       {why}"),
+        Some(StopReason::Returning(why)) => {
+            out!("  stopped       {why}; nothing more was forwarded, the rest is still in the DLQ")
+        }
+        Some(StopReason::Error(why)) => out!("  stopped       error: {why}"),
         None => {}
     }
+    print_returns(report);
     let files: Vec<String> = report
         .audit_files
         .iter()
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
-    println!("  audit         {} ({})", show(&report.audit_dir), files.join(", "));
+    out!("  audit         {} ({})", show(&report.audit_dir), files.join(", "));
     if let Some(journal) = &report.journal {
-        println!("  journal       {} (re-run the same command to resume)", show(journal));
+        out!("  journal       {} (re-run the same command to resume)", show(journal));
     }
     for note in &report.source_notes {
-        println!("  source        {note}");
+        out!("  source        {note}");
     }
     if let Some(first) = report.first_replay_secs
         && !dry_run
     {
         let secs = report.elapsed_secs.max(1e-3);
-        println!(
+        out!(
             "  throughput    {:.0} msg/s; first replay confirmed after {}",
             (c.replayed + c.skipped + c.discarded + c.failed + c.parked) as f64 / secs,
             humantime::format_duration(Duration::from_millis((first * 1000.0) as u64))
         );
     }
     Ok(())
+}
+
+/// What the re-poison breaker saw: the replays that came back and their errors.
+fn print_returns(report: &RunReport) {
+    use crate::pipeline::breaker::Watch;
+    let Some(returns) = &report.returns else { return };
+    match &returns.watched {
+        Watch::Unavailable(why) => out!("  came back     not watched: {why}"),
+        Watch::Watched if returns.came_back == 0 => {}
+        Watch::Watched => {
+            out!(
+                "  came back{:>8}   replayed, failed again and back in the DLQ (breaker: {})",
+                returns.came_back,
+                returns.guard
+            );
+            for e in returns.errors.iter().take(5) {
+                out!(
+                    "  {:>14}{:>8}   {} (e.g. {})",
+                    "",
+                    e.count,
+                    clip(&e.pattern, 60),
+                    e.sample_id
+                );
+            }
+        }
+    }
 }
 
 /// Print a plan's error groups, largest first.
@@ -98,14 +129,18 @@ pub(super) fn print_groups(collector: &crate::pipeline::plan::PlanCollector) {
     if groups.is_empty() {
         return;
     }
-    println!("\nerror groups (values replaced by placeholders), largest first:");
-    println!(
+    out!("\nerror groups (values replaced by placeholders), largest first:");
+    out!(
         "  {:>6}  {:>6} {:>6} {:>7} {:>6}  pattern",
-        "count", "replay", "skip", "discard", "failed"
+        "count",
+        "replay",
+        "skip",
+        "discard",
+        "failed"
     );
     for group in groups.iter().take(15) {
         let v = |o: Outcome| group.verdicts.get(&o).copied().unwrap_or(0);
-        println!(
+        out!(
             "  {:>6}  {:>6} {:>6} {:>7} {:>6}  {}",
             group.count,
             v(Outcome::Replay),
@@ -115,7 +150,7 @@ pub(super) fn print_groups(collector: &crate::pipeline::plan::PlanCollector) {
             clip(&group.pattern, 70)
         );
         for sample in &group.samples {
-            println!(
+            out!(
                 "  {:>31}  e.g. {} → {}: {}",
                 "",
                 sample.id,
@@ -125,7 +160,7 @@ pub(super) fn print_groups(collector: &crate::pipeline::plan::PlanCollector) {
         }
     }
     if groups.len() > 15 {
-        println!("  … {} more groups in the plan file", groups.len() - 15);
+        out!("  … {} more groups in the plan file", groups.len() - 15);
     }
 }
 

@@ -153,6 +153,22 @@ pub trait Source: Send {
 
     /// End the pass: give back whatever is still held, write remainders. Returns lines for the summary.
     async fn finish(&mut self) -> Result<Vec<String>, AdapterError>;
+
+    /// A watch on what arrives in the DLQ after the pass started, for the re-poison breaker (replays that
+    /// fail again and come back). `None` where the broker cannot show new messages without taking them.
+    /// Called once, after the source is opened.
+    fn arrivals(&self) -> Option<Box<dyn Arrivals>> {
+        None
+    }
+}
+
+/// Messages that arrived in the DLQ after the pass started, seen without taking them, hiding them or
+/// changing them: how a run notices its own replays coming back.
+#[async_trait]
+pub trait Arrivals: Send {
+    /// What arrived since the last call, each message once. Called about once a second while the run
+    /// lasts; an error is reported and the next call tries again.
+    async fn poll(&mut self) -> Result<Vec<Envelope>, AdapterError>;
 }
 
 /// Settles received messages. Both calls are idempotent.

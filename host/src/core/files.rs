@@ -109,10 +109,39 @@ pub fn check_private_dir(dir: &Path) -> Result<(), FileError> {
     Ok(())
 }
 
-/// Open `path` for appending, creating it with mode 0600. Refuses a symlink (`O_NOFOLLOW`) and anything
-/// that is not a regular file.
+/// Open `path` for appending (and reading, to look at its last line), creating it with mode 0600. Refuses a
+/// symlink (`O_NOFOLLOW`) and anything that is not a regular file.
 pub fn open_append(path: &Path) -> Result<File, FileError> {
-    open_nofollow(path, OpenOptions::new().create(true).append(true))
+    open_nofollow(path, OpenOptions::new().create(true).read(true).append(true))
+}
+
+/// Open `path` for appending lines ([`open_append`]) and end a torn last line first: a write cut short (a
+/// kill -9 between two writes of a buffer, a full disk) leaves a line without its newline, and whatever is
+/// appended next would merge into it and be unreadable with it. The torn line stays (unreadable, as it was);
+/// the next line starts on its own.
+pub fn open_append_lines(path: &Path) -> Result<File, FileError> {
+    let mut file = open_append(path)?;
+    end_torn_line(path, &mut file)?;
+    Ok(file)
+}
+
+/// End the torn last line of `file` (open for reading and appending, as [`open_append`] opens), if it has
+/// one: see [`open_append_lines`]. `path` is for the error. A file other processes append to must be locked
+/// around this.
+pub fn end_torn_line(path: &Path, file: &mut File) -> Result<(), FileError> {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let io = |source: io::Error| FileError::io(format!("cannot end the torn last line of {}", path.display()), source);
+    let len = file.metadata().map_err(io)?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1).map_err(io)?;
+    if last[0] != b'\n' {
+        file.write_all(b"\n").and_then(|()| file.sync_data()).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Write `bytes` to `path` (created with mode 0600, or truncated), for outputs people keep: plans, reports.
@@ -257,6 +286,25 @@ mod tests {
         assert!(open_read_nofollow(&tmp.path().join("none")).unwrap().is_none());
         let f = open_append(&tmp.path().join("new")).unwrap();
         assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ended_so_the_next_line_stands_alone() {
+        use std::io::Write;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("journal.jsonl");
+        std::fs::write(&path, "{\"id\":\"a\"}\n{\"id\":\"b").unwrap();
+        let mut f = open_append_lines(&path).unwrap();
+        f.write_all(b"{\"id\":\"c\"}\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines, ["{\"id\":\"a\"}", "{\"id\":\"b", "{\"id\":\"c\"}"]);
+        // A whole file, or an empty one, is left as it is.
+        drop(open_append_lines(&path).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        let empty = tmp.path().join("empty.jsonl");
+        drop(open_append_lines(&empty).unwrap());
+        assert_eq!(std::fs::read(&empty).unwrap(), b"");
     }
 
     #[test]

@@ -24,6 +24,13 @@ mod sandbox;
 mod spec;
 
 pub use blocking::HostWaitCut;
+
+/// Decode one answer line of a command filter, as an answer to `init` and as a decision, throwing the
+/// result away: for the fuzz targets and property tests (`decoders.rs`).
+pub fn decode_command_answer(line: &str) {
+    let _ = command::parse_init_answer(line);
+    let _ = command::parse_decision(line);
+}
 pub use cache::{ArtifactCache, CacheUse};
 pub use chain::{AuditRecord, ChainOutcome, ChainRunner, FilterChain, ModuleDisabled};
 pub use compile::{

@@ -73,6 +73,7 @@ pub fn render(report: &RunReport, telemetry: &Telemetry, kind: ReportKind, plan_
             }
             StopReason::GateFailed(why) => format!("after the canary: {why}; nothing more was forwarded"),
             StopReason::ModuleDisabled(why) => why.clone(),
+            StopReason::Returning(why) => format!("{why}; nothing more was forwarded"),
             StopReason::Error(why) => format!("error: {why}"),
         };
         let _ = write!(
@@ -102,6 +103,26 @@ pub fn render(report: &RunReport, telemetry: &Telemetry, kind: ReportKind, plan_
              <span class=\"swatch\" style=\"background:{REPLAY}\"></span>replayed (confirmed); dashed lines mark the canary gate, pauses and stops.</p>{}",
             charts::rate(&telemetry.samples(), &telemetry.marks())
         );
+    }
+    if let Some(returns) = report.returns.as_ref().filter(|r| r.came_back > 0) {
+        let _ = write!(
+            h,
+            "<h2>Came back</h2><p id=\"returns\">{} replays failed again and came back to the DLQ during the run \
+             (breaker: {}{}).</p><table><tr><th>count</th><th>error</th><th>e.g.</th></tr>",
+            returns.came_back,
+            esc(&returns.guard),
+            if returns.tripped { ", tripped" } else { "" }
+        );
+        for e in &returns.errors {
+            let _ = write!(
+                h,
+                "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                e.count,
+                esc(&clip(&e.pattern, 200)),
+                esc(&clip(&e.sample_id, 80))
+            );
+        }
+        h.push_str("</table>");
     }
     if let Some(canary) = &report.canary {
         let _ = write!(

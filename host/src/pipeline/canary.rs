@@ -65,7 +65,7 @@ impl Canary {
             );
         }
         shared.telemetry.set_canary(CanaryPhase::Verifying);
-        let verdict = gate::verify(&config.gate, &self.ids, destination, &config.workdir).await;
+        let verdict = gate::verify(&config.gate, &self.ids, destination, &config.workdir, &shared.stop).await;
         self.pauser.resume();
         shared.telemetry.set_canary(match verdict {
             Ok(()) => CanaryPhase::Passed,

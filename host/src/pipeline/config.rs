@@ -6,6 +6,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::breaker::{ReturnGuard, ReturnsReport};
 use super::gate::Gate;
 use super::plan::{PlanCollector, PlanSelection, PlannedModule};
 use super::rate::RatePlan;
@@ -41,6 +42,8 @@ pub struct RunConfig {
     pub until: Option<DateTime<Utc>>,
     /// Loop guard: messages replayed this many times already are parked.
     pub max_replays: Option<u32>,
+    /// The re-poison breaker: stop when too many replays come back to the DLQ; `None`: off.
+    pub returning: Option<ReturnGuard>,
     /// Where parked messages go; `None` leaves them in the DLQ.
     pub park: Option<Destination>,
     /// Most messages sent and not yet confirmed at any time: what a crash can repeat, at most, on a
@@ -76,6 +79,8 @@ pub enum StopReason {
     GateFailed(String),
     /// A module failed too many messages in a row.
     ModuleDisabled(String),
+    /// The re-poison breaker: too many of the run's replays came back to the DLQ.
+    Returning(String),
     /// A stage hit an error it cannot work around (archive or journal not writable, source unreadable).
     Error(String),
 }
@@ -107,6 +112,8 @@ pub struct RunReport {
     pub journal: Option<PathBuf>,
     /// The discard archive, when anything was discarded.
     pub archive: Option<PathBuf>,
+    /// What the re-poison breaker saw; `None` when it was off (or a dry run).
+    pub returns: Option<ReturnsReport>,
     /// Lines from the source about what is left (remainder file, ...).
     pub source_notes: Vec<String>,
     /// What the dry run decided, for plans.

@@ -15,14 +15,16 @@ use super::report::{Pauser, Stats};
 use super::stage::{BATCH_LINGER, GateState, Replay, Settle, Shared, recv_batch};
 use super::telemetry::CanaryPhase;
 use crate::core::adapter::{AckToken, Redelivery, SendError, Sink};
-use crate::core::envelope::Envelope;
-use crate::core::ids::JournalKey;
+use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
+use crate::core::ids::{JournalKey, replay_digest};
 
 /// One message of a batch being sent: how to settle it, its journal key, its id (for messages and the canary).
 struct Sending {
     token: AckToken,
     key: JournalKey,
     id: String,
+    /// Its replay id's digest, when the re-poison breaker watches for it.
+    replay: Option<u64>,
 }
 
 /// Forward replays until the router is done; returns the canary's report.
@@ -98,10 +100,16 @@ pub(super) async fn forward_stage(
             if replay.in_doubt {
                 in_doubt.push(index);
             }
+            let digest = shared
+                .replays
+                .as_ref()
+                .and_then(|_| replay.outgoing.attribute(REPLAY_ID_ATTRIBUTE))
+                .and_then(replay_digest);
             sending.push(Sending {
                 token: replay.token,
                 key: replay.key,
                 id: replay.outgoing.id.clone(),
+                replay: digest,
             });
             envelopes.push(replay.outgoing);
         }
@@ -135,6 +143,9 @@ pub(super) async fn forward_stage(
             shared.first_replay_confirmed();
         }
         Stats::add(&stats.replayed, confirmed.len() as u64);
+        if let Some(replays) = &shared.replays {
+            replays.confirmed(confirmed.iter().filter_map(|m| m.replay));
+        }
         let mut ids = Vec::with_capacity(confirmed.len());
         for message in confirmed {
             ids.push(message.id);

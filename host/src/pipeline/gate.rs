@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
 /// What decides whether the run goes on after the canary.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +34,13 @@ impl std::fmt::Display for Gate {
 /// The command runs in `workdir`, gets the ids in `REDRIVE_CANARY_IDS` (comma-separated) and on stdin
 /// (one per line), and the destination URL in `REDRIVE_STAGING`. Its output goes to redrive's stderr: stdout
 /// carries only the summary (one JSON object with `--output json`).
-pub async fn verify(gate: &Gate, ids: &[String], destination: &str, workdir: &Path) -> Result<(), String> {
+pub async fn verify(
+    gate: &Gate,
+    ids: &[String],
+    destination: &str,
+    workdir: &Path,
+    stop: &CancellationToken,
+) -> Result<(), String> {
     match gate {
         Gate::None => Ok(()),
         Gate::Command(command) => {
@@ -50,16 +57,26 @@ pub async fn verify(gate: &Gate, ids: &[String], destination: &str, workdir: &Pa
                 .stdin(Stdio::piped())
                 .stdout(Stdio::from(to_stderr))
                 .stderr(Stdio::inherit())
+                // Its own process group: a stop ends the command and whatever it started.
+                .process_group(0)
                 .spawn()
                 .map_err(|e| format!("cannot start the verify command `{command}`: {e}"))?;
             if let Some(mut stdin) = child.stdin.take() {
                 // A command that does not read stdin closes it early: not an error.
                 let _ = stdin.write_all((ids.join("\n") + "\n").as_bytes()).await;
             }
-            let status = child
-                .wait()
-                .await
-                .map_err(|e| format!("verify command `{command}` could not be waited for: {e}"))?;
+            let status = tokio::select! {
+                status = child.wait() => status,
+                () = stop.cancelled() => {
+                    // Stopping (Ctrl-C, SIGTERM): the verdict no longer matters; do not wait for it.
+                    if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+                        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+                    }
+                    let _ = child.wait().await;
+                    return Err(format!("the run was stopped while the verify command `{command}` ran; it was ended"));
+                }
+            }
+            .map_err(|e| format!("verify command `{command}` could not be waited for: {e}"))?;
             if status.success() {
                 Ok(())
             } else {

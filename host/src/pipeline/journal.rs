@@ -80,8 +80,8 @@ impl Journal {
         let path = Self::path_for(dir, source_identity);
         let lock = RunLock::acquire(&path.with_extension("lock"), source_identity)?;
         let past = read_past(&path)?;
-        let file =
-            files::open_append(&path).with_context(|| format!("cannot open the run journal {}", path.display()))?;
+        let file = files::open_append_lines(&path)
+            .with_context(|| format!("cannot open the run journal {}", path.display()))?;
         Ok(Self {
             path,
             out: Mutex::new(BufWriter::with_capacity(256 * 1024, file)),
@@ -137,14 +137,20 @@ impl Journal {
 }
 
 fn read_past(path: &Path) -> Result<HashMap<u128, PastState>> {
-    let mut past = HashMap::new();
     let Some(file) = files::open_read_nofollow(path)? else {
-        return Ok(past);
+        return Ok(HashMap::new());
     };
-    for line in BufReader::new(file).lines() {
-        let line = line.with_context(|| format!("cannot read the run journal {}", path.display()))?;
-        // A torn last line (crash mid-write) is ignored: its event was not durable.
-        let Ok(Line { id, event }) = serde_json::from_str::<Line>(&line) else {
+    read_lines(BufReader::new(file)).with_context(|| format!("cannot read the run journal {}", path.display()))
+}
+
+/// What a journal's lines say about each message (by [`id_digest`] of its key).
+pub fn read_lines(reader: impl BufRead) -> std::io::Result<HashMap<u128, PastState>> {
+    let mut past = HashMap::new();
+    // Bytes, not text: a line torn inside a multi-byte character must not make the whole journal unreadable.
+    for line in reader.split(b'\n') {
+        let line = line?;
+        // A torn line (crash or full disk mid-write) is ignored: its event was not durable.
+        let Ok(Line { id, event }) = serde_json::from_slice::<Line>(&line) else {
             continue;
         };
         let key = id_digest(&id);

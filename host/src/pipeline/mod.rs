@@ -12,6 +12,7 @@
 //! `core` traits: `commands` opens them ([`prepare`] first, then the source, its [`Journal`] (the run
 //! lock), the destinations) and hands them to [`run`].
 
+pub mod breaker;
 mod canary;
 mod config;
 mod decide;
@@ -123,6 +124,22 @@ pub struct Opened {
     pub park: Option<Arc<dyn Sink>>,
 }
 
+/// What a stage task returned; a failed stage stops the run with its error (the first error is the one
+/// reported) and counts as having produced nothing.
+fn ended<T: Default>(shared: &Shared, joined: Result<Result<T>, tokio::task::JoinError>, stage: &str) -> T {
+    match joined {
+        Ok(Ok(value)) => value,
+        Ok(Err(e)) => {
+            shared.stop_with(StopReason::Error(format!("{e:#}")));
+            T::default()
+        }
+        Err(e) => {
+            shared.stop_with(StopReason::Error(format!("the {stage} task failed: {e}")));
+            T::default()
+        }
+    }
+}
+
 /// Run a replay (or a dry run) to the end of one pass, or until stopped. `interrupt` is cancelled by the
 /// caller on Ctrl-C / SIGTERM (or the live page's Stop); the run writes what it does into `telemetry`
 /// (made with [`Prepared::modules`]' names) as it goes.
@@ -161,8 +178,37 @@ pub async fn run(
         journal,
         started: config.started,
         first_replay: Mutex::new(None),
+        replays: config
+            .returning
+            .filter(|_| !config.dry_run)
+            .map(|guard| breaker::Replays::new(guard.window)),
         config,
     });
+    let breaker_done = CancellationToken::new();
+    let breaker = match (shared.config.returning, shared.replays.is_some()) {
+        (Some(guard), true) => Some(match source.arrivals() {
+            Some(arrivals) => tokio::spawn(breaker::breaker_stage(
+                shared.clone(),
+                guard,
+                arrivals,
+                breaker_done.clone(),
+            )),
+            None => {
+                let why = format!(
+                    "{} cannot show new messages without taking them; replays that come back wait for the next run",
+                    shared.source_identity
+                );
+                tracing::info!("the re-poison breaker is off for this source: {why}");
+                let report = breaker::ReturnsReport {
+                    watched: breaker::Watch::Unavailable(why),
+                    guard: breaker::describe(&guard),
+                    ..Default::default()
+                };
+                tokio::spawn(async move { report })
+            }
+        }),
+        _ => None,
+    };
     {
         let shared = shared.clone();
         let engine = chain.engine().clone();
@@ -234,21 +280,28 @@ pub async fn run(
     if let Err(e) = &read_result {
         shared.stop_with(StopReason::Error(format!("{e:#}")));
     }
-    let plan = router.await.context("router task")??;
-    let canary = forwarder.await.context("forwarder task")??;
-    archiver.await.context("archive task")??;
-    parker.await.context("park task")??;
-    settler.await.context("settle task")??;
+    // A stage that fails (a full disk under the journal, an archive that cannot be written) stops the run
+    // with its error; the others drain, the source is finished and the summary says what happened.
+    let plan = ended(&shared, router.await, "router");
+    let canary = ended(&shared, forwarder.await, "forwarder");
+    ended(&shared, archiver.await, "archive");
+    ended(&shared, parker.await, "park");
+    ended(&shared, settler.await, "settle");
+    breaker_done.cancel();
+    let returns = match breaker {
+        Some(task) => Some(task.await.context("breaker task")?),
+        None => None,
+    };
     for thread in decide_threads {
         let _ = thread.join();
     }
     progress.finish();
     sampler.abort();
     telemetry.sample();
-    shared.sync_journal()?;
+    ended(&shared, Ok(shared.sync_journal()), "journal");
     let audit_files: Vec<PathBuf> = {
         let mut audit = audit.lock().unwrap_or_else(PoisonError::into_inner);
-        audit.sync()?;
+        ended(&shared, Ok(audit.sync()), "audit");
         chain.modules().iter().map(|m| audit.path_for(&m.name)).collect()
     };
     let source_notes = source.finish().await.context("finishing the source")?;
@@ -276,6 +329,7 @@ pub async fn run(
         journal: shared.journal.as_ref().map(|j| j.path().to_owned()),
         archive: (counts.discarded > 0).then(|| config.archive.clone()),
         counts,
+        returns,
         source_notes,
         plan,
     })

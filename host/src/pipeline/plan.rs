@@ -116,12 +116,15 @@ impl Plan {
     /// Read a plan file.
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read(path).with_context(|| format!("cannot read the plan {}", path.display()))?;
-        let plan: Plan =
-            serde_json::from_slice(&text).with_context(|| format!("{} is not a redrive plan file", path.display()))?;
+        Self::from_bytes(&text).with_context(|| format!("{} is not a plan this redrive can use", path.display()))
+    }
+
+    /// A plan from the bytes of a plan file.
+    pub fn from_bytes(text: &[u8]) -> Result<Self> {
+        let plan: Plan = serde_json::from_slice(text).context("not a redrive plan file")?;
         if plan.version != PLAN_VERSION {
             bail!(
-                "{} is a version {} plan; this redrive reads version {PLAN_VERSION}",
-                path.display(),
+                "a version {} plan; this redrive reads version {PLAN_VERSION}",
                 plan.version
             );
         }

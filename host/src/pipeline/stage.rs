@@ -110,6 +110,8 @@ pub(super) struct Shared {
     pub journal: Option<Journal>,
     pub started: Instant,
     pub first_replay: Mutex<Option<Duration>>,
+    /// The replays confirmed in this run, for the re-poison breaker (when it is on).
+    pub replays: Option<super::breaker::Replays>,
 }
 
 impl Shared {

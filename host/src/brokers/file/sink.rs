@@ -43,8 +43,10 @@ impl FileSink {
                     .map_err(|e| AdapterError::io(format!("cannot create the directory of {}", p.display()), e))?;
             }
             let existing = existing_replay_ids(&p)?;
-            let file = append_private(&p)
+            let mut file = append_private(&p)
                 .map_err(|e| AdapterError::io(format!("cannot open {} for appending", p.display()), e))?;
+            // A line a crash or a full disk cut short must not swallow the next one.
+            crate::core::files::end_torn_line(&p, &mut file).map_err(|e| AdapterError::Config(e.to_string()))?;
             Ok(State { file, existing })
         })
         .await
@@ -62,6 +64,7 @@ fn append_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .mode(0o600)
         .open(path)
@@ -81,9 +84,10 @@ fn existing_replay_ids(path: &std::path::Path) -> Result<HashSet<u128>, AdapterE
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
         Err(e) => return Err(AdapterError::io(format!("cannot read {}", path.display()), e)),
     };
-    for line in std::io::BufReader::new(file).lines() {
+    // Bytes, not text: a line a crash cut inside a character must not make the file unreadable.
+    for line in std::io::BufReader::new(file).split(b'\n') {
         let line = line.map_err(|e| AdapterError::io(format!("cannot read {}", path.display()), e))?;
-        let Ok(parsed) = serde_json::from_str::<AttributesOnly>(&line) else {
+        let Ok(parsed) = serde_json::from_slice::<AttributesOnly>(&line) else {
             continue;
         };
         if let Some(id) = parsed.attributes.get(REPLAY_ID_ATTRIBUTE).and_then(|v| v.as_str()) {

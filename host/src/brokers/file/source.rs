@@ -13,8 +13,9 @@ use std::os::unix::fs::MetadataExt;
 use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::arrivals::FileArrivals;
 use crate::core::RunLock;
-use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
+use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, Delivery, PassSize, Received, Source, SourceMode};
 use crate::core::envelope::Origin;
 use crate::core::files::{self, file_kind};
 use crate::core::jsonl::{line_text, parse_message};
@@ -224,6 +225,15 @@ impl Source for FileSource {
 
     fn acker(&self) -> Arc<dyn Acker> {
         self.removed.clone()
+    }
+
+    fn arrivals(&self) -> Option<Box<dyn Arrivals>> {
+        Some(Box::new(FileArrivals::new(
+            self.path.clone(),
+            self.file_id,
+            self.origin.clone(),
+            self.pass_bytes,
+        )))
     }
 
     async fn finish(&mut self) -> Result<Vec<String>, AdapterError> {

@@ -16,6 +16,7 @@ pub mod message;
 mod sink;
 mod source;
 pub mod url;
+pub use url::PubSubUrl;
 
 use std::time::Duration;
 
@@ -25,7 +26,6 @@ use gcloud_pubsub::client::{Client, ClientConfig};
 
 pub use sink::PubSubSink;
 pub use source::PubSubSource;
-use url::PubSubUrl;
 
 use crate::core::adapter::{AdapterError, error_chain};
 

@@ -3,6 +3,7 @@
 //!
 //! `redis://[user:password@]host:port/db?stream=orders:dlq[&group=redrive&consumer=redrive&...]`
 
+mod arrivals;
 mod sink;
 mod source;
 

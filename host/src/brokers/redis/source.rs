@@ -27,8 +27,9 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
+use super::arrivals::RedisArrivals;
 use super::{self as redis, AckMode, Entry, RedisUrl, entries_of_read, entry_list, id_le, is_connection_error, text};
-use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
+use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, Delivery, PassSize, Received, Source, SourceMode};
 use crate::core::backoff::Backoff;
 use crate::core::lock;
 
@@ -392,6 +393,13 @@ impl Source for RedisSource {
         Arc::new(RedisAcker {
             link: self.link.clone(),
         })
+    }
+
+    fn arrivals(&self) -> Option<Box<dyn Arrivals>> {
+        Some(Box::new(RedisArrivals::new(
+            self.link.url.clone(),
+            self.boundary.clone(),
+        )))
     }
 
     async fn finish(&mut self) -> Result<Vec<String>, AdapterError> {

@@ -30,9 +30,27 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{self as sqs, AwsSettings, QueueInfo, ReleaseAt, SqsClient, SqsUrl};
-use crate::core::adapter::{AckToken, Acker, AdapterError, PassSize, Received, Source, SourceMode};
+use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, PassSize, Received, Source, SourceMode};
+use crate::core::envelope::Envelope;
 use held::{change_visibility, delete};
 use receive::{heartbeat_loop, receive_loop};
+
+/// Most messages that came back kept between two looks of the re-poison breaker.
+const MOST_RETURNED_KEPT: usize = 10_000;
+
+/// The messages the receivers recognised as this run's replays coming back (they cannot be looked at
+/// without receiving them, so the pass's receivers do it; they are held for the next pass).
+struct SqsArrivals {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl Arrivals for SqsArrivals {
+    async fn poll(&mut self) -> Result<Vec<Envelope>, AdapterError> {
+        let mut state = self.shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(std::mem::take(&mut state.returned))
+    }
+}
 
 /// Reads one pass over an SQS queue.
 pub struct SqsSource {
@@ -75,6 +93,8 @@ struct State {
     /// Empty receives (no new message) since the last new message, across receivers.
     empty_streak: usize,
     came_back: u64,
+    /// Messages that came back, not yet shown to the re-poison breaker.
+    returned: Vec<Envelope>,
     received_again: u64,
     heartbeat_failures: u64,
     over_limit: bool,
@@ -192,6 +212,12 @@ impl Source for SqsSource {
         Arc::new(SqsAcker {
             shared: self.shared.clone(),
         })
+    }
+
+    fn arrivals(&self) -> Option<Box<dyn Arrivals>> {
+        Some(Box::new(SqsArrivals {
+            shared: self.shared.clone(),
+        }))
     }
 
     async fn finish(&mut self) -> Result<Vec<String>, AdapterError> {

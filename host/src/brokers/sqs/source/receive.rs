@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::held::{change_visibility, delete};
-use super::{Held, Shared};
+use super::{Held, MOST_RETURNED_KEPT, Shared};
 use crate::brokers::sqs::{self, attributes, explain};
 use crate::core::adapter::{AckToken, AdapterError, Delivery, Received, SourceMode};
 use crate::core::backoff::Backoff;
@@ -105,6 +105,9 @@ pub(super) async fn receive_loop(
 
 /// Record what a receive brought: new messages become deliveries; copies of held ones refresh their
 /// receipt handle; copies of deleted ones are returned to be deleted again.
+///
+/// Messages that came back (replayed in this run, failed again) are held for the next pass and shown to the
+/// re-poison breaker through [`super::SqsArrivals`].
 fn sort_received(
     shared: &Shared,
     messages: Vec<aws_sdk_sqs::types::Message>,
@@ -160,6 +163,9 @@ fn sort_received(
                 },
             );
             state.came_back += 1;
+            if state.returned.len() < MOST_RETURNED_KEPT {
+                state.returned.push(envelope);
+            }
             continue;
         }
         state.seq += 1;

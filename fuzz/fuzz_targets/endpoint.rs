@@ -1,0 +1,4 @@
+//! Fuzz `redrive::decoders::endpoint` (see host/src/decoders.rs): it must return for any input.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| redrive::decoders::endpoint(data));
