@@ -920,6 +920,19 @@ impl kit::Broker for AmqpKit {
         });
     }
 
+    fn restart_server(&mut self) {
+        // Durable queues and persistent messages survive it. This case runs alone (`access`).
+        Self::rabbitmqctl(&["stop_app"]);
+        std::thread::sleep(Duration::from_secs(3));
+        Self::rabbitmqctl(&["start_app"]);
+        Self::rabbitmqctl(&["await_startup"]);
+        self.inspector = self.rt.block_on(async {
+            let conn = connect().await;
+            let ch = conn.create_channel().await.unwrap();
+            Inspector { _conn: conn, ch }
+        });
+    }
+
     fn crash_copies(&self) -> kit::Copies {
         kit::Copies::AtMostPerCrash(DEFAULT_IN_FLIGHT)
     }
@@ -973,6 +986,7 @@ kit::suite!(AmqpKit:
     reconciles,
     plan_changes_nothing,
     dropped_connection,
+    broker_restarted,
     kill_9_then_resume,
     kill_9_at_random_points,
     to_origin,

@@ -878,6 +878,10 @@ impl kit::Broker for SqsKit {
         self.proxy.cut();
     }
 
+    fn delay_connections(&mut self, by: Duration) {
+        self.proxy.delay(by);
+    }
+
     fn stall_connections(&mut self) {
         assert!(self.proxy.stall() > 0, "redrive has no connection through the proxy");
     }
@@ -978,6 +982,7 @@ kit::suite!(SqsKit:
     plan_changes_nothing,
     dropped_connection,
     stalled_connection,
+    slow_connection,
     kill_9_then_resume,
     kill_9_at_random_points,
     returning_replays_trip_the_breaker,

@@ -1,9 +1,9 @@
-//! A TCP proxy on 127.0.0.1 between redrive and a server, whose connections a test can cut or stall
-//! mid-run.
+//! A TCP proxy on 127.0.0.1 between redrive and a server, whose connections a test can cut, slow down or
+//! stall mid-run.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ pub struct Proxy {
     port: u16,
     open: Arc<Mutex<Vec<Link>>>,
     stop: Arc<AtomicBool>,
+    /// Milliseconds every chunk waits before it is passed on, both ways ([`Proxy::delay`]).
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -29,7 +31,8 @@ impl Proxy {
         listener.set_nonblocking(true).unwrap();
         let open: Arc<Mutex<Vec<Link>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (target, tracked, stopping) = (target.to_owned(), open.clone(), stop.clone());
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (target, tracked, stopping, delay) = (target.to_owned(), open.clone(), stop.clone(), delay_ms.clone());
         std::thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
                 let client = match listener.accept() {
@@ -54,11 +57,17 @@ impl Proxy {
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
                     stalled.clone(),
+                    delay.clone(),
                 );
-                pipe(server, client, stalled);
+                pipe(server, client, stalled, delay.clone());
             }
         });
-        Self { port, open, stop }
+        Self {
+            port,
+            open,
+            stop,
+            delay_ms,
+        }
     }
 
     /// The proxy's port.
@@ -73,6 +82,11 @@ impl Proxy {
                 let _ = stream.shutdown(Shutdown::Both);
             }
         }
+    }
+
+    /// Make every chunk, on every connection, wait this long before it is passed on (a slow, far network).
+    pub fn delay(&self, by: Duration) {
+        self.delay_ms.store(by.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Make every connection open now hang for good: bytes are taken and dropped, nothing is closed (a
@@ -93,7 +107,7 @@ impl Drop for Proxy {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, stalled: Arc<AtomicBool>) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, stalled: Arc<AtomicBool>, delay_ms: Arc<AtomicU64>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         loop {
@@ -101,6 +115,10 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, stalled: Arc<AtomicBool>) {
                 Ok(0) | Err(_) => break,
                 Ok(_) if stalled.load(Ordering::Relaxed) => {}
                 Ok(n) => {
+                    let wait = delay_ms.load(Ordering::Relaxed);
+                    if wait > 0 {
+                        std::thread::sleep(Duration::from_millis(wait));
+                    }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }

@@ -11,6 +11,8 @@
 //!   it): nothing lost, and no copy beyond what the broker's promise allows, each with the same replay id;
 //! - `stalled_connection`: the same when redrive's connections hang (half-open) instead of closing: the
 //!   run notices within its timeouts instead of hanging;
+//! - `broker_restarted`: the same when the server itself restarts mid-run;
+//! - `slow_connection`: a slow network (latency on every chunk): slower, nothing lost or doubled;
 //! - `kill_9_then_resume`: the same across a kill -9 and a resumed run;
 //! - `kill_9_at_random_points`: the same across dozens of kill -9s at random moments of a 2 000-message
 //!   replay (200 across the file, RabbitMQ, SQS and Redis suites);
@@ -159,6 +161,16 @@ pub trait Broker: Sized {
     /// replay id, with a new error `still failing: sku <n> unknown`). Returns the orders sent back.
     fn fail_again(&mut self) -> Vec<u64> {
         panic!("this broker cannot send replays back; do not list `returning_replays_trip_the_breaker` for it")
+    }
+    /// Restart the server (stop it, wait, start it, wait until it serves again); data it keeps durably
+    /// survives.
+    fn restart_server(&mut self) {
+        panic!("this broker cannot be restarted by the test; do not list `broker_restarted` for it")
+    }
+    /// Add this much latency to every connection redrive has to the server, both ways.
+    fn delay_connections(&mut self, by: Duration) {
+        let _ = by;
+        panic!("this broker's connections cannot be slowed; do not list `slow_connection` for it")
     }
     /// Make every connection redrive has to the server hang (no reply, no close: half-open); new
     /// connections work.
@@ -429,24 +441,24 @@ pub fn dropped_connection<B: Broker>() {
     k.assert_reconciled(n, in_doubt);
 }
 
-/// Redrive's connections hang mid-run (half-open: nothing answers, nothing closes; new connections
-/// work): the run notices within its timeouts and recovers, or stops with nothing lost, instead of hanging;
-/// a second run finishes.
-pub fn stalled_connection<B: Broker>() {
+/// A paced 300-message run that `disrupt` strikes once 20 replays arrived: the run must recover or end
+/// cleanly within 4 minutes (never hang); a second run finishes. Nothing lost; a copy only for a send the
+/// run reported in doubt ("a later run tries again").
+fn disrupted_mid_run<B: Broker>(test: &str, what: &str, disrupt: impl FnOnce(&mut B)) {
     let _access = B::access(Access::Exclusive);
-    let mut k = Kit::<B>::new("stalled");
+    let mut k = Kit::<B>::new(test);
     let n = 300;
     k.broker.seed(n);
     let child = k.spawn(&["--rate", "25/s"]);
     k.wait_for_destination(20);
-    k.broker.stall_connections();
+    disrupt(&mut k.broker);
     let pid = child.id();
     let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
-    let stalled_at = Instant::now();
+    let struck = Instant::now();
     while !waiter.is_finished() {
-        if stalled_at.elapsed() > Duration::from_secs(240) {
+        if struck.elapsed() > Duration::from_secs(240) {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            panic!("the run hung on its stalled connections for 4 minutes");
+            panic!("the run did not end within 4 minutes of {what}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -454,13 +466,40 @@ pub fn stalled_connection<B: Broker>() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         matches!(out.status.code(), Some(0 | 1)),
-        "the run recovers or ends cleanly: {:?}\n{stderr}",
+        "the run recovers or ends cleanly after {what}: {:?}\n{stderr}",
         out.status.code()
     );
     let in_doubt = stderr.matches("a later run tries again").count();
     let (code, stdout, stderr) = run(&mut k.replay());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     k.assert_reconciled(n, in_doubt);
+}
+
+/// The server restarted mid-run (stopped for a few seconds, then started): the run reconnects and finishes,
+/// or stops cleanly; a second run finishes. Nothing lost; a copy only for a send the run reported in doubt.
+pub fn broker_restarted<B: Broker>() {
+    disrupted_mid_run::<B>("restarted", "the restart", B::restart_server);
+}
+
+/// A slow network (100 ms each way on every chunk) from the start: the run is slower and loses and doubles
+/// nothing.
+pub fn slow_connection<B: Broker>() {
+    let _access = B::access(Access::Exclusive);
+    let mut k = Kit::<B>::new("slow");
+    let n = 200;
+    k.broker.seed(n);
+    k.broker.delay_connections(Duration::from_millis(100));
+    let (code, stdout, stderr) = run(&mut k.replay());
+    k.broker.delay_connections(Duration::ZERO);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    k.assert_reconciled(n, 0);
+}
+
+/// Redrive's connections hang mid-run (half-open: nothing answers, nothing closes; new connections
+/// work): the run notices within its timeouts and recovers, or stops with nothing lost, instead of hanging;
+/// a second run finishes.
+pub fn stalled_connection<B: Broker>() {
+    disrupted_mid_run::<B>("stalled", "stalling its connections", B::stall_connections);
 }
 
 /// kill -9 mid-run, three times, each time resuming with the same command; then a run to the end: nothing
