@@ -804,9 +804,19 @@ fn a_broker_restarted_mid_run_loses_nothing() {
         "the run recovers or stops cleanly: {code}\n{out}"
     );
     let in_doubt = out.matches("a later run tries again").count();
-    let mut again = redrive(tmp.path());
-    replay(&mut again, tmp.path(), &from, &to);
-    let (code, stdout, stderr) = run(&mut again);
+    // After its restart tansu sometimes assigns the group no partitions for a while (seen in CI: "no
+    // partitions were assigned" after 60 s). The run says so and stops with nothing moved; an operator runs the
+    // same command again, and so does this test, up to three times.
+    let (mut code, mut stdout, mut stderr) = (1, String::new(), String::new());
+    for _ in 0..3 {
+        let mut again = redrive(tmp.path());
+        replay(&mut again, tmp.path(), &from, &to);
+        (code, stdout, stderr) = run(&mut again);
+        if code == 0 || !stdout.contains("no partitions were assigned") {
+            break;
+        }
+        eprintln!("tansu assigned no partitions after its restart; running the same command again");
+    }
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let records = read_all(&t.brokers, &t.staging);
     let arrived: Vec<u64> = records.iter().map(Read::order).collect();
