@@ -62,6 +62,13 @@ fn assert_each_once(d: &Dirs, n: usize) {
     assert_eq!(places.len(), n, "nothing appears that was not seeded");
 }
 
+/// The same command again, unpaced, to the end: exit 0, and every message at the destination once.
+fn resume_to_the_end(d: &Dirs, n: usize) {
+    let (code, stdout, stderr) = run(&mut replay(d, &[]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_each_once(d, n);
+}
+
 fn wait_for_lines(path: &Path, at_least: usize, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while ids_in(path).len() < at_least {
@@ -79,19 +86,9 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success(), "kill -{name} failed");
 }
 
-/// Wait at most `limit` for `child`; kill it and fail if it is still running.
+/// Wait at most `limit` for `child` ([`common::output_within`]): its exit code, stdout and stderr.
 fn wait_within(child: Child, limit: Duration, what: &str) -> (Option<i32>, String, String) {
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
-    let start = Instant::now();
-    while !waiter.is_finished() {
-        if start.elapsed() > limit {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            panic!("{what}: still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = waiter.join().unwrap();
+    let out = common::output_within(child, limit, what);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -125,9 +122,7 @@ fn sighup_drains_like_ctrl_c_and_the_run_resumes() {
         "the summary says why it stopped: {stdout}"
     );
     assert!(ids_in(&d.p("staging.jsonl")).len() < n, "it stopped early");
-    let (code, stdout, stderr) = run(&mut replay(&d, &[]));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert_each_once(&d, n);
+    resume_to_the_end(&d, n);
 }
 
 /// A second Ctrl-C exits at once, without waiting for anything: exit 130, and still nothing lost (the two
@@ -144,9 +139,7 @@ fn a_second_sigint_exits_at_once_and_loses_nothing() {
     let (code, _, stderr) = wait_within(child, Duration::from_secs(10), "after two SIGINTs");
     assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("stopping: no new messages"), "{stderr}");
-    let (code, stdout, stderr) = run(&mut replay(&d, &[]));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert_each_once(&d, n);
+    resume_to_the_end(&d, n);
 }
 
 /// A stop while the canary's verify command runs ends the command (and what it started) and the run at
@@ -175,9 +168,7 @@ fn a_stop_during_the_verify_command_ends_it_and_the_run() {
         20,
         "nothing after the canary was forwarded"
     );
-    let (code, stdout, stderr) = run(&mut replay(&d, &[]));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert_each_once(&d, n);
+    resume_to_the_end(&d, n);
 }
 
 /// `redrive run … | head -1` closes stdout before the summary: the run does its work, keeps its exit code

@@ -483,21 +483,11 @@ fn sigterm_stops_a_run_whose_filter_sleeps() {
     let mut cmd = sleep_run(&d, &filter, &["--timeout", "30s"]);
     let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    let sent = Instant::now();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
-    while !waiter.is_finished() {
-        if sent.elapsed() > Duration::from_secs(10) {
-            Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
-            panic!("the first SIGTERM did not stop the run within 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = waiter.join().unwrap();
+    let out = common::output_within(child, Duration::from_secs(10), "after the first SIGTERM");
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(messages_in(&d.p("staging.jsonl")).is_empty(), "nothing was replayed");
 }

@@ -134,6 +134,22 @@ pub fn file_run(d: &Dirs, dlq: &Path, filters: &[&str]) -> Command {
     cmd
 }
 
+/// Wait at most `limit` for `child` (its output piped) and return its output; kill -9 it and fail, naming
+/// `what` it was waiting after, when it is still running then.
+pub fn output_within(child: std::process::Child, limit: std::time::Duration, what: &str) -> Output {
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    let start = std::time::Instant::now();
+    while !waiter.is_finished() {
+        if start.elapsed() > limit {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    waiter.join().unwrap()
+}
+
 /// Start `cmd` with its output piped and wait (two minutes at most) for a stderr line starting with
 /// `prefix`. Returns the child, the rest of that line, and the thread collecting the whole of stderr.
 pub fn spawn_until_line(

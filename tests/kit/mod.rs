@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{json_lines, jsonl_values, module, redrive, run};
+use crate::common::{json_lines, jsonl_values, module, output_within, redrive, run};
 
 /// What becomes of seeded dead letter `order` with the kit's chain (route-by-error, drop-test-traffic).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -452,17 +452,7 @@ fn disrupted_mid_run<B: Broker>(test: &str, what: &str, disrupt: impl FnOnce(&mu
     let child = k.spawn(&["--rate", "25/s"]);
     k.wait_for_destination(20);
     disrupt(&mut k.broker);
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
-    let struck = Instant::now();
-    while !waiter.is_finished() {
-        if struck.elapsed() > Duration::from_secs(240) {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            panic!("the run did not end within 4 minutes of {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = waiter.join().unwrap();
+    let out = output_within(child, Duration::from_secs(240), &format!("after {what}"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         matches!(out.status.code(), Some(0 | 1)),

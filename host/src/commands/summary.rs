@@ -56,19 +56,8 @@ pub(super) fn print_summary(report: &RunReport, output: OutputFormat, dry_run: b
             ),
         );
     }
-    match &report.stopped {
-        Some(StopReason::Interrupted) => {
-            out!("  stopped       interrupted: in-flight confirms finished, the rest is still in the DLQ")
-        }
-        Some(StopReason::GateFailed(why)) => {
-            out!("  stopped       after the canary: {why}; nothing more was forwarded")
-        }
-        Some(StopReason::ModuleDisabled(why)) => out!("  stopped       {why}"),
-        Some(StopReason::Returning(why)) => {
-            out!("  stopped       {why}; nothing more was forwarded, the rest is still in the DLQ")
-        }
-        Some(StopReason::Error(why)) => out!("  stopped       error: {why}"),
-        None => {}
+    if let Some(stopped) = &report.stopped {
+        out!("  stopped       {}", stopped.explain());
     }
     print_returns(report);
     let files: Vec<String> = report

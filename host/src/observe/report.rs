@@ -14,7 +14,7 @@ use super::charts::{self, DISCARD, FAILED, REPLAY, SKIP, esc};
 use crate::core::envelope::Outcome;
 use crate::core::text::clip;
 use crate::pipeline::telemetry::{Latency, Repair};
-use crate::pipeline::{RunReport, StopReason, Telemetry};
+use crate::pipeline::{RunReport, Telemetry};
 
 /// Error groups shown in full; the rest are counted in one line.
 const GROUPS_SHOWN: usize = 50;
@@ -67,19 +67,10 @@ pub fn render(report: &RunReport, telemetry: &Telemetry, kind: ReportKind, plan_
         let _ = write!(h, "<dt>first replay confirmed</dt><dd>after {first:.1} s</dd>");
     }
     if let Some(stopped) = &report.stopped {
-        let why = match stopped {
-            StopReason::Interrupted => {
-                "interrupted: in-flight confirms finished, the rest is still in the DLQ".to_owned()
-            }
-            StopReason::GateFailed(why) => format!("after the canary: {why}; nothing more was forwarded"),
-            StopReason::ModuleDisabled(why) => why.clone(),
-            StopReason::Returning(why) => format!("{why}; nothing more was forwarded"),
-            StopReason::Error(why) => format!("error: {why}"),
-        };
         let _ = write!(
             h,
             "<dt>stopped</dt><dd class=\"stopped\" id=\"stopped\">{}</dd>",
-            esc(&why)
+            esc(&stopped.explain())
         );
     }
     h.push_str("</dl>");

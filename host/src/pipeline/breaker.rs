@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::config::StopReason;
-use super::groups::normalize_error;
+use super::groups::error_pattern;
 use super::stage::Shared;
 use crate::core::adapter::Arrivals;
 use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
@@ -76,9 +76,9 @@ impl FromStr for Threshold {
     }
 }
 
-/// The replays this run confirmed within the window, and which of them came back.
+/// The replays this run confirmed within the guard's window, and which of them came back.
 pub(super) struct Replays {
-    window: Duration,
+    guard: ReturnGuard,
     state: Mutex<Tracked>,
 }
 
@@ -93,9 +93,9 @@ struct Tracked {
 }
 
 impl Replays {
-    pub(super) fn new(window: Duration) -> Self {
+    pub(super) fn new(guard: ReturnGuard) -> Self {
         Self {
-            window,
+            guard,
             state: Mutex::new(Tracked::default()),
         }
     }
@@ -118,7 +118,7 @@ impl Replays {
     /// within the window, seen for the first time.
     fn came_back(&self, digest: u64) -> bool {
         let mut t = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        t.expire(Instant::now(), self.window);
+        t.expire(Instant::now(), self.guard.window);
         match t.live.get_mut(&digest) {
             Some(back @ false) => {
                 *back = true;
@@ -132,7 +132,7 @@ impl Replays {
     /// (came back, confirmed) within the window.
     fn in_window(&self) -> (u64, u64) {
         let mut t = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        t.expire(Instant::now(), self.window);
+        t.expire(Instant::now(), self.guard.window);
         (t.returned_live, t.live.len() as u64)
     }
 }
@@ -205,12 +205,7 @@ struct Errors(HashMap<String, ReturnedError>);
 
 impl Errors {
     fn add(&mut self, env: &Envelope) {
-        let pattern = env
-            .failure
-            .error_text
-            .as_deref()
-            .or(env.failure.reason.as_deref())
-            .map_or_else(|| "(no error recorded)".to_owned(), normalize_error);
+        let pattern = error_pattern(env);
         if self.0.len() >= MAX_PATTERNS && !self.0.contains_key(&pattern) {
             return;
         }
@@ -231,19 +226,28 @@ impl Errors {
     }
 }
 
-/// Watch `arrivals` until `done` (the run's stages finished) or the run stops; trip the breaker when the
-/// guard says so.
+/// Watch the source's `arrivals` until `done` (the run's stages finished) or the run stops; trip the breaker
+/// when the guard says so. Without arrivals (the source cannot show them), report that it could not watch.
 pub(super) async fn breaker_stage(
     shared: Arc<Shared>,
-    guard: ReturnGuard,
-    mut arrivals: Box<dyn Arrivals>,
+    arrivals: Option<Box<dyn Arrivals>>,
     done: CancellationToken,
 ) -> ReturnsReport {
+    let Some(replays) = shared.replays.as_ref() else {
+        return ReturnsReport::default();
+    };
+    let guard = replays.guard;
     let mut report = ReturnsReport {
         guard: describe(&guard),
         ..Default::default()
     };
-    let Some(replays) = shared.replays.as_ref() else {
+    let Some(mut arrivals) = arrivals else {
+        let why = format!(
+            "{} cannot show new messages without taking them; replays that come back wait for the next run",
+            shared.source_identity
+        );
+        tracing::info!("the re-poison breaker is off for this source: {why}");
+        report.watched = Watch::Unavailable(why);
         return report;
     };
     let mut errors = Errors::default();
@@ -336,7 +340,10 @@ mod tests {
 
     #[test]
     fn only_this_runs_replays_count_each_once_and_only_within_the_window() {
-        let replays = Replays::new(Duration::from_millis(200));
+        let replays = Replays::new(ReturnGuard {
+            window: Duration::from_millis(200),
+            ..ReturnGuard::DEFAULT
+        });
         replays.confirmed([1, 2, 3]);
         assert!(replays.came_back(1));
         assert!(!replays.came_back(1), "the same return counts once");
@@ -352,7 +359,10 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded_by_forgetting_the_oldest() {
-        let replays = Replays::new(Duration::from_secs(3600));
+        let replays = Replays::new(ReturnGuard {
+            window: Duration::from_secs(3600),
+            ..ReturnGuard::DEFAULT
+        });
         replays.confirmed(0..(MAX_TRACKED as u64 + 10));
         let (_, replayed) = replays.in_window();
         assert_eq!(replayed, MAX_TRACKED as u64);

@@ -85,6 +85,23 @@ pub enum StopReason {
     Error(String),
 }
 
+impl StopReason {
+    /// Why the run stopped and what that left, in words: the summary's and the report's "stopped" line.
+    pub fn explain(&self) -> String {
+        match self {
+            StopReason::Interrupted => {
+                "interrupted: in-flight confirms finished, the rest is still in the DLQ".to_owned()
+            }
+            StopReason::GateFailed(why) => format!("after the canary: {why}; nothing more was forwarded"),
+            StopReason::ModuleDisabled(why) => why.clone(),
+            StopReason::Returning(why) => {
+                format!("{why}; nothing more was forwarded, the rest is still in the DLQ")
+            }
+            StopReason::Error(why) => format!("error: {why}"),
+        }
+    }
+}
+
 /// The outcome of a run, for the summary.
 #[derive(Debug, Serialize)]
 pub struct RunReport {

@@ -49,12 +49,7 @@ pub struct ErrorGroups {
 impl ErrorGroups {
     /// Count one decision in its message's group.
     pub fn add(&mut self, env: &Envelope, outcome: &ChainOutcome) {
-        let mut text = env
-            .failure
-            .error_text
-            .as_deref()
-            .or(env.failure.reason.as_deref())
-            .map_or_else(|| "(no failure context)".to_owned(), normalize_error);
+        let mut text = error_pattern(env);
         if self.groups.len() >= MAX_GROUPS && !self.groups.contains_key(&text) {
             text = OTHER_ERRORS.to_owned();
         }
@@ -86,6 +81,15 @@ impl ErrorGroups {
         groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.pattern.cmp(&b.pattern)));
         groups
     }
+}
+
+/// The group a message's error belongs to: its error text (else the broker's reason), normalised.
+pub fn error_pattern(env: &Envelope) -> String {
+    env.failure
+        .error_text
+        .as_deref()
+        .or(env.failure.reason.as_deref())
+        .map_or_else(|| "(no failure context)".to_owned(), normalize_error)
 }
 
 /// Normalise an error text so that messages failing the same way group together: quoted values become

@@ -124,20 +124,21 @@ pub struct Opened {
     pub park: Option<Arc<dyn Sink>>,
 }
 
-/// What a stage task returned; a failed stage stops the run with its error (the first error is the one
-/// reported) and counts as having produced nothing.
+/// What a stage task returned: see [`or_stop`]; a task that panicked stops the run too.
 fn ended<T: Default>(shared: &Shared, joined: Result<Result<T>, tokio::task::JoinError>, stage: &str) -> T {
     match joined {
-        Ok(Ok(value)) => value,
-        Ok(Err(e)) => {
-            shared.stop_with(StopReason::Error(format!("{e:#}")));
-            T::default()
-        }
-        Err(e) => {
-            shared.stop_with(StopReason::Error(format!("the {stage} task failed: {e}")));
-            T::default()
-        }
+        Ok(result) => or_stop(shared, result),
+        Err(e) => or_stop(shared, Err(anyhow::anyhow!("the {stage} task failed: {e}"))),
     }
+}
+
+/// A step's value; a failed step stops the run with its error (the first error is the one reported) and
+/// counts as having produced nothing.
+fn or_stop<T: Default>(shared: &Shared, result: Result<T>) -> T {
+    result.unwrap_or_else(|e| {
+        shared.stop_with(StopReason::Error(format!("{e:#}")));
+        T::default()
+    })
 }
 
 /// Run a replay (or a dry run) to the end of one pass, or until stopped. `interrupt` is cancelled by the
@@ -178,37 +179,17 @@ pub async fn run(
         journal,
         started: config.started,
         first_replay: Mutex::new(None),
-        replays: config
-            .returning
-            .filter(|_| !config.dry_run)
-            .map(|guard| breaker::Replays::new(guard.window)),
+        replays: config.returning.filter(|_| !config.dry_run).map(breaker::Replays::new),
         config,
     });
     let breaker_done = CancellationToken::new();
-    let breaker = match (shared.config.returning, shared.replays.is_some()) {
-        (Some(guard), true) => Some(match source.arrivals() {
-            Some(arrivals) => tokio::spawn(breaker::breaker_stage(
-                shared.clone(),
-                guard,
-                arrivals,
-                breaker_done.clone(),
-            )),
-            None => {
-                let why = format!(
-                    "{} cannot show new messages without taking them; replays that come back wait for the next run",
-                    shared.source_identity
-                );
-                tracing::info!("the re-poison breaker is off for this source: {why}");
-                let report = breaker::ReturnsReport {
-                    watched: breaker::Watch::Unavailable(why),
-                    guard: breaker::describe(&guard),
-                    ..Default::default()
-                };
-                tokio::spawn(async move { report })
-            }
-        }),
-        _ => None,
-    };
+    let breaker = shared.replays.is_some().then(|| {
+        tokio::spawn(breaker::breaker_stage(
+            shared.clone(),
+            source.arrivals(),
+            breaker_done.clone(),
+        ))
+    });
     {
         let shared = shared.clone();
         let engine = chain.engine().clone();
@@ -276,10 +257,10 @@ pub async fn run(
     ));
     let settler = tokio::spawn(settle::settle_stage(shared.clone(), source.acker(), settle_rx));
 
-    let read_result = read::read_stage(&shared, source.as_mut(), work_tx, settle_tx, park_tx).await;
-    if let Err(e) = &read_result {
-        shared.stop_with(StopReason::Error(format!("{e:#}")));
-    }
+    or_stop(
+        &shared,
+        read::read_stage(&shared, source.as_mut(), work_tx, settle_tx, park_tx).await,
+    );
     // A stage that fails (a full disk under the journal, an archive that cannot be written) stops the run
     // with its error; the others drain, the source is finished and the summary says what happened.
     let plan = ended(&shared, router.await, "router");
@@ -298,10 +279,10 @@ pub async fn run(
     progress.finish();
     sampler.abort();
     telemetry.sample();
-    ended(&shared, Ok(shared.sync_journal()), "journal");
+    or_stop(&shared, shared.sync_journal());
     let audit_files: Vec<PathBuf> = {
         let mut audit = audit.lock().unwrap_or_else(PoisonError::into_inner);
-        ended(&shared, Ok(audit.sync()), "audit");
+        or_stop(&shared, audit.sync());
         chain.modules().iter().map(|m| audit.path_for(&m.name)).collect()
     };
     let source_notes = source.finish().await.context("finishing the source")?;
