@@ -48,6 +48,16 @@ if command -v rabbitmq-plugins >/dev/null 2>&1 &&
     rabbitmq-plugins enable --quiet rabbitmq_shovel >/dev/null ||
         say "could not enable rabbitmq_shovel: the RabbitMQ benchmark's shovel figure will be missing"
 fi
+# The management API (15672): the re-poison breaker reads a DLQ's bindings there to watch what arrives.
+if command -v rabbitmq-plugins >/dev/null 2>&1 &&
+    ! rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_management; then
+    say "enabling the RabbitMQ management plugin (the re-poison breaker reads bindings through it)"
+    rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null ||
+        die "could not enable rabbitmq_management (rabbitmq-plugins enable rabbitmq_management)"
+fi
+if command -v rabbitmq-plugins >/dev/null 2>&1; then
+    wait_port 15672 "RabbitMQ's management API"
+fi
 
 # Redis on 6379 (keeps nothing on disk) and PostgreSQL on 5432 (trust auth, database `test`).
 if ! port_open 6379; then

@@ -421,6 +421,66 @@ fn replays_a_real_dlq_and_every_message_ends_in_exactly_one_place() {
     assert!(archived["failure"]["last_failed_at"].is_string());
 }
 
+/// Where the re-poison breaker cannot watch a queue, the summary says why, and the run goes on.
+#[test]
+fn the_breaker_says_why_it_cannot_watch_a_queue() {
+    let _shared = shared_broker();
+    let rt = runtime();
+    let topo = Topology::new("watchless");
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = topo.seeded(&rt, &[]);
+    let dlq = topo.dlq_url();
+    // The staging queue is bound only to the default exchange: no copy of what reaches it can be bound.
+    let cases = [
+        (format!("{dlq}&watch=off"), "turned off by watch=off"),
+        (
+            format!("{dlq}&watch=http://127.0.0.1:9"),
+            "management API at http://127.0.0.1:9",
+        ),
+        (format!("{dlq}&watch=exchange:no-such-exchange"), "no-such-exchange"),
+        (topo.staging_url(), "bound to no exchange but the default one"),
+    ];
+    for (i, (from, says)) in cases.iter().enumerate() {
+        rt.block_on(async {
+            let queue = if from.contains("staging") { "staging" } else { "dlq" };
+            for (id, body, _) in orders(12) {
+                ch.basic_publish(
+                    "".into(),
+                    topo.name(queue).into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default().with_message_id(id.as_str().into()),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            }
+        });
+        let out_file = tmp.path().join(format!("out-{i}.jsonl"));
+        let (code, out, err) = run(redrive(tmp.path())
+            .args([
+                "run",
+                "--no-progress",
+                "--no-filter",
+                "--rate",
+                "4/s",
+                "--from",
+                from,
+                "--to",
+            ])
+            .arg(format!("file:{}", out_file.display()))
+            .arg("--audit-dir")
+            .arg(tmp.path().join(format!("audit-{i}"))));
+        assert_eq!(code, 0, "{from}: {out}\n{err}");
+        assert!(
+            out.contains("not watched") && out.contains(says),
+            "{from}: the summary says why it could not watch ({says}):\n{out}"
+        );
+        assert!(!out.contains("guest:guest") && !err.contains("guest:guest"));
+    }
+}
+
 #[test]
 fn plan_reads_without_removing_anything() {
     let _shared = shared_broker();
@@ -920,6 +980,44 @@ impl kit::Broker for AmqpKit {
         });
     }
 
+    fn fail_again(&mut self) -> Vec<u64> {
+        // The staging queue's consumer fails each replay again and republishes it to the dead-letter exchange
+        // with the new error (as Spring AMQP's RepublishMessageRecoverer does): headers kept, so the replay id
+        // comes back with it.
+        let taken = self.rt.block_on(self.topo.drain(&self.inspector, "staging"));
+        self.rt.block_on(async {
+            for t in &taken {
+                let order = kit::order_of_body(&String::from_utf8_lossy(&t.body)).unwrap();
+                let mut headers = t.headers.clone();
+                headers.insert(
+                    "x-exception-message".into(),
+                    AMQPValue::LongString(format!("still failing: sku {order} unknown").into()),
+                );
+                let props = BasicProperties::default()
+                    .with_message_id(t.id.as_str().into())
+                    .with_delivery_mode(2)
+                    .with_headers(headers);
+                self.inspector
+                    .ch
+                    .basic_publish(
+                        self.topo.name("dlx").into(),
+                        "".into(),
+                        BasicPublishOptions::default(),
+                        &t.body,
+                        props,
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        });
+        taken
+            .iter()
+            .map(|t| kit::order_of_body(&String::from_utf8_lossy(&t.body)).unwrap())
+            .collect()
+    }
+
     fn restart_server(&mut self) {
         // Durable queues and persistent messages survive it. This case runs alone (`access`).
         Self::rabbitmqctl(&["stop_app"]);
@@ -992,4 +1090,5 @@ kit::suite!(AmqpKit:
     to_origin,
     mistakes_are_exit_2,
     password_never_printed,
+    returning_replays_trip_the_breaker,
 );

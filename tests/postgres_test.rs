@@ -15,6 +15,29 @@ fn server() -> String {
     std::env::var("REDRIVE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+/// The restart case stops the server: it runs alone, the other tests share.
+static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_server() -> std::sync::RwLockReadGuard<'static, ()> {
+    SERVER.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A connection to the test server, driven on `rt`.
+fn connect(rt: &tokio::runtime::Runtime) -> tokio_postgres::Client {
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&server(), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no PostgreSQL at {}: {e}. Start it with scripts/services.sh, or set REDRIVE_TEST_POSTGRES",
+                    server()
+                )
+            });
+        tokio::spawn(connection);
+        client
+    })
+}
+
 /// One test's table, dropped at the end.
 struct Table {
     rt: tokio::runtime::Runtime,
@@ -28,18 +51,7 @@ impl Table {
             .enable_all()
             .build()
             .unwrap();
-        let client = rt.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&server(), tokio_postgres::NoTls)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "no PostgreSQL at {}: {e}. Start it with scripts/services.sh, or set REDRIVE_TEST_POSTGRES",
-                        server()
-                    )
-                });
-            tokio::spawn(connection);
-            client
-        });
+        let client = connect(&rt);
         let name = format!("failed_jobs_{test}_{}", std::process::id());
         let t = Table { rt, client, name };
         t.exec(&format!(
@@ -159,6 +171,7 @@ fn audit<'a>(cmd: &'a mut Command, dir: &std::path::Path) -> &'a mut Command {
 
 #[test]
 fn replays_a_failed_jobs_table_and_every_row_ends_in_exactly_one_place() {
+    let _shared = shared_server();
     let t = Table::new("reconcile");
     let n = 50;
     t.seed(n);
@@ -201,6 +214,7 @@ fn replays_a_failed_jobs_table_and_every_row_ends_in_exactly_one_place() {
 
 #[test]
 fn where_selects_rows_and_mark_keeps_them() {
+    let _shared = shared_server();
     let t = Table::new("where");
     let n = 20;
     t.seed(n);
@@ -249,6 +263,7 @@ fn where_selects_rows_and_mark_keeps_them() {
 
 #[test]
 fn two_workers_share_one_table_and_no_row_is_taken_twice() {
+    let _shared = shared_server();
     let t = Table::new("workers");
     // More rows than one worker reads ahead (about 1 000 wait for the rate limit), so the second worker gets
     // rows even when it starts late on a loaded machine.
@@ -303,6 +318,7 @@ fn two_workers_share_one_table_and_no_row_is_taken_twice() {
 
 #[test]
 fn rows_that_arrive_during_a_pass_belong_to_the_next_pass() {
+    let _shared = shared_server();
     let t = Table::new("late");
     let n = 60;
     t.seed(n);
@@ -349,6 +365,7 @@ fn rows_that_arrive_during_a_pass_belong_to_the_next_pass() {
 
 #[test]
 fn pg_terminate_backend_mid_run_loses_nothing_and_doubles_nothing() {
+    let _shared = shared_server();
     let t = Table::new("terminate");
     let n = 120;
     t.seed(n);
@@ -415,6 +432,7 @@ fn pg_terminate_backend_mid_run_loses_nothing_and_doubles_nothing() {
 
 #[test]
 fn mistakes_are_clear_errors_before_anything_moves() {
+    let _shared = shared_server();
     let t = Table::new("mistakes");
     t.seed(3);
     let tmp = tempfile::tempdir().unwrap();
@@ -454,6 +472,7 @@ fn mistakes_are_clear_errors_before_anything_moves() {
 
 #[test]
 fn a_where_clause_cannot_escape_its_parentheses_or_end_the_statement() {
+    let _shared = shared_server();
     let t = Table::new("escape");
     t.seed(5);
     let tmp = tempfile::tempdir().unwrap();
@@ -554,6 +573,53 @@ impl kit::Broker for PgKit {
         kit::Copies::None
     }
 
+    fn restart_server(&mut self) {
+        // This case runs alone (`access`). A fast shutdown ends every session, as a failover or an upgrade
+        // would; the data is on disk.
+        let mut versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
+            .expect(
+                "the restart case needs Debian's PostgreSQL cluster (/etc/postgresql), as scripts/services.sh sets up",
+            )
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        versions.sort_by_key(|v| v.parse::<u32>().unwrap_or(0));
+        let version = versions.last().expect("a PostgreSQL cluster under /etc/postgresql");
+        let status = Command::new("pg_ctlcluster")
+            .args([
+                "--skip-systemctl-redirect",
+                version,
+                "main",
+                "restart",
+                "--mode",
+                "fast",
+            ])
+            .status()
+            .expect("pg_ctlcluster (Debian's postgresql-common) restarts the server");
+        assert!(status.success(), "pg_ctlcluster {version} main restart failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = self
+                .t
+                .rt
+                .block_on(tokio_postgres::connect(&server(), tokio_postgres::NoTls))
+                .is_ok();
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "PostgreSQL did not come back");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.t.client = connect(&self.t.rt);
+    }
+
+    fn access(access: kit::Access) -> Box<dyn std::any::Any> {
+        match access {
+            kit::Access::Shared => Box::new(shared_server()),
+            kit::Access::Exclusive => Box::new(SERVER.write().unwrap_or_else(std::sync::PoisonError::into_inner)),
+        }
+    }
+
     fn mistakes(&self) -> Vec<kit::Mistake> {
         vec![
             kit::Mistake {
@@ -600,4 +666,5 @@ kit::suite!(PgKit:
     kill_9_then_resume,
     mistakes_are_exit_2,
     password_never_printed,
+    broker_restarted,
 );

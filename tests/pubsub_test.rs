@@ -25,6 +25,7 @@ fn emulator() -> String {
 }
 
 /// A message read back from a subscription.
+#[derive(Clone)]
 struct Seen {
     body: String,
     attributes: HashMap<String, String>,
@@ -428,6 +429,8 @@ struct PubSubKit {
     proxy: common::proxy::Proxy,
     /// What arrived at the destination so far (drained from `staging-sub` as it fills).
     arrived: Vec<Seen>,
+    /// How many of `arrived` `fail_again` sent back already.
+    failed_again: usize,
 }
 
 impl PubSubKit {
@@ -444,6 +447,7 @@ impl kit::Broker for PubSubKit {
             p: PubSub::new(&format!("kit-{test}")),
             proxy: common::proxy::Proxy::start(&emulator()),
             arrived: Vec::new(),
+            failed_again: 0,
         }
     }
 
@@ -519,6 +523,35 @@ impl kit::Broker for PubSubKit {
         ]
     }
 
+    fn fail_again(&mut self) -> Vec<u64> {
+        // The staging topic's consumer fails each replay again and its subscription's dead-letter policy moves
+        // it to the DLQ topic, attributes kept (the replay id with them). Published there directly here:
+        // the emulator's own move takes five nacked deliveries.
+        let arrived = self.arrived().len();
+        let fresh: Vec<Seen> = self.arrived[self.failed_again..arrived].to_vec();
+        self.failed_again = arrived;
+        let mut back = Vec::new();
+        let messages = fresh
+            .into_iter()
+            .map(|seen| {
+                let order = order_of_body(&seen.body).unwrap();
+                back.push(order);
+                let mut attributes = seen.attributes;
+                attributes.insert("x-error-message".into(), format!("still failing: sku {order} unknown"));
+                PubsubMessage {
+                    data: seen.body.into_bytes(),
+                    attributes,
+                    ordering_key: seen.ordering_key,
+                    ..Default::default()
+                }
+            })
+            .collect::<Vec<_>>();
+        if !messages.is_empty() {
+            self.p.publish("dlq", messages);
+        }
+        back
+    }
+
     fn after_crash(&mut self) {
         // A killed run's leases lapse on their own (`lease=10s`): wait, so the next run meets them again.
         std::thread::sleep(Duration::from_secs(11));
@@ -532,4 +565,5 @@ kit::suite!(PubSubKit:
     kill_9_then_resume,
     to_origin,
     mistakes_are_exit_2,
+    returning_replays_trip_the_breaker,
 );

@@ -17,28 +17,31 @@ fn server() -> String {
     std::env::var("REDRIVE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
 }
 
-fn connect() -> redis::Connection {
-    redis::Client::open(server())
+fn connect(server: &str) -> redis::Connection {
+    redis::Client::open(server)
         .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(3)))
         .unwrap_or_else(|e| {
-            panic!(
-                "no Redis at {}: {e}. Start it with scripts/services.sh, or set REDRIVE_TEST_REDIS",
-                server()
-            )
+            panic!("no Redis at {server}: {e}. Start it with scripts/services.sh, or set REDRIVE_TEST_REDIS")
         })
 }
 
 /// One test's streams, deleted on drop.
 struct Streams {
+    server: String,
     prefix: String,
     con: redis::Connection,
 }
 
 impl Streams {
     fn new(test: &str) -> Self {
+        Self::on(&server(), test)
+    }
+
+    fn on(server: &str, test: &str) -> Self {
         Streams {
+            server: server.to_owned(),
             prefix: format!("rdt:{test}:{}", std::process::id()),
-            con: connect(),
+            con: connect(server),
         }
     }
 
@@ -47,7 +50,7 @@ impl Streams {
     }
 
     fn url(&self, stream: &str, query: &str) -> String {
-        format!("{}?stream={}{query}", server(), self.key(stream))
+        format!("{}?stream={}{query}", self.server, self.key(stream))
     }
 
     /// The application: N orders into `orders` (consumer group `app`), failed three times each and
@@ -531,6 +534,134 @@ fn kill_9_mid_run_then_resume_doubles_nothing_in_a_stream() {
         unique.len(),
         "a stream can be read back: a resumed run must not add an entry a killed run already added"
     );
+}
+
+/// A Redis server of this test's own that keeps nothing on disk, as the one on these machines: a restart
+/// empties it.
+struct OwnRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = OwnRedis { port, child: None };
+        r.up();
+        r
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting redis-server: {e}; install Redis (scripts/services.sh does)"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Redis killed and restarted mid-run with nothing persisted: the DLQ stream is gone with everything it
+/// held, which no tool can bring back. What redrive promises: the run stops and names what happened, and
+/// every message it recorded as forwarded is at the destination, once.
+#[test]
+fn a_redis_restart_without_persistence_is_named_and_what_was_forwarded_is_kept() {
+    let mut own = OwnRedis::start();
+    let mut s = Streams::on(&own.url(), "restart");
+    let n = 300;
+    s.seed(n);
+    let tmp = tempfile::tempdir().unwrap();
+    let staging = tmp.path().join("staging.jsonl");
+    let mut cmd = redrive(tmp.path());
+    audit(
+        chain(cmd.args(["run", "--from", &s.url("dlq", "&reconnect=20s")]))
+            .arg("--to")
+            .arg(format!("file:{}", staging.display()))
+            .args(["--rate", "50/s"]),
+        &tmp.path().join("audit"),
+    );
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let lines = |path: &std::path::Path| std::fs::read_to_string(path).map_or(0, |t| t.lines().count());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines(&staging) < 20 {
+        assert!(Instant::now() < deadline, "the run did not get going");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    own.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    own.up();
+    let out = common::output_within(child, Duration::from_secs(90), "the run after the restart");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        matches!(out.status.code(), Some(1 | 2)),
+        "the run stops with an error: {:?}\n{text}",
+        out.status.code()
+    );
+    assert!(text.contains("Redis lost it"), "the error says what happened: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+    // Every message the journal records as confirmed is at the destination, once.
+    let staged: Vec<serde_json::Value> = std::fs::read_to_string(&staging)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut ids: Vec<String> = staged.iter().map(|v| v["id"].as_str().unwrap().to_owned()).collect();
+    let all = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "nothing forwarded twice");
+    let mut confirmed = 0;
+    for entry in std::fs::read_dir(tmp.path().join("audit")).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("journal-") && name.ends_with(".jsonl")) {
+            continue;
+        }
+        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["event"] == "confirmed" {
+                confirmed += 1;
+                let id = v["id"].as_str().unwrap();
+                let id = id.split('#').next().unwrap_or(id);
+                assert!(
+                    ids.binary_search(&id.to_owned()).is_ok(),
+                    "confirmed {id} is not at the destination"
+                );
+            }
+        }
+    }
+    assert!(confirmed >= 20, "the journal recorded the forwarded ones: {confirmed}");
 }
 
 /// The connections of the redrive process `pid`, by the names redrive gives them, killed.

@@ -68,6 +68,10 @@ pub enum AdapterError {
     /// The broker refused, went away or could not be reached (the message says where and why).
     #[error("{0}")]
     Broker(String),
+    /// The DLQ itself is gone (deleted, or lost by a broker that restarted without its data): nothing more
+    /// can be settled there, and the run stops.
+    #[error("{0}")]
+    Gone(String),
     /// Reading or writing failed.
     #[error("{context}: {source}")]
     Io {
@@ -167,7 +171,8 @@ pub trait Source: Send {
 #[async_trait]
 pub trait Arrivals: Send {
     /// What arrived since the last call, each message once. Called about once a second while the run
-    /// lasts; an error is reported and the next call tries again.
+    /// lasts; an error is reported and the next call tries again, except [`AdapterError::Config`]: this DLQ
+    /// cannot be watched at all (how it is set up, or the user turned it off), said once and not tried again.
     async fn poll(&mut self) -> Result<Vec<Envelope>, AdapterError>;
 }
 

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::StopReason;
 use super::groups::error_pattern;
 use super::stage::Shared;
-use crate::core::adapter::Arrivals;
+use crate::core::adapter::{AdapterError, Arrivals};
 use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
 use crate::core::ids::replay_digest;
 
@@ -262,6 +262,12 @@ pub(super) async fn breaker_stage(
             Ok(arrived) => {
                 failing = false;
                 arrived
+            }
+            Err(AdapterError::Config(why)) => {
+                // It cannot watch this DLQ at all (how it is set up, or turned off).
+                tracing::info!("the re-poison breaker is off for this source: {why}");
+                report.watched = Watch::Unavailable(why);
+                break;
             }
             Err(e) => {
                 if !failing {

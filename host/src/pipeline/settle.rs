@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::sync::mpsc;
 
+use super::config::StopReason;
 use super::journal::Event;
 use super::report::Stats;
 use super::stage::{Settle, Shared, recv_batch};
-use crate::core::adapter::Acker;
+use crate::core::adapter::{Acker, AdapterError};
 
 /// Ack and release in batches, and journal it.
 pub(super) async fn settle_stage(
@@ -18,6 +19,8 @@ pub(super) async fn settle_stage(
     acker: Arc<dyn Acker>,
     mut settle_rx: mpsc::Receiver<Settle>,
 ) -> Result<()> {
+    // Once the DLQ is gone, nothing more is tried there: the run stops, and what is still coming is counted.
+    let mut gone = false;
     while let Some(first) = settle_rx.recv().await {
         let batch = recv_batch(&mut settle_rx, vec![first], 512, Duration::ZERO).await;
         let (mut acks, mut releases) = (Vec::new(), Vec::new());
@@ -34,9 +37,20 @@ pub(super) async fn settle_stage(
                 }
             }
         }
+        if gone {
+            Stats::add(&shared.stats.settle_failed, (acks.len() + releases.len()) as u64);
+            continue;
+        }
         if !acks.is_empty() {
             match acker.ack(&acks).await {
                 Ok(()) => shared.journal(Event::Acked, &acked_keys)?,
+                Err(AdapterError::Gone(why)) => {
+                    tracing::error!("{why}");
+                    shared.stop_with(StopReason::Error(why));
+                    gone = true;
+                    Stats::add(&shared.stats.settle_failed, (acks.len() + releases.len()) as u64);
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(
                         "ack failed, {} messages stay in the DLQ (a resumed run acks them): {e}",

@@ -1,6 +1,8 @@
 //! RabbitMQ (AMQP 0-9-1) plumbing shared by the `amqp://` source and sink: URL options, connecting
-//! (TLS, timeouts, readable errors that never show the password) and header conversion.
+//! (TLS, timeouts, readable errors that never show the password) and header conversion. [`arrivals`] watches
+//! a DLQ for the re-poison breaker.
 
+pub mod arrivals;
 pub mod headers;
 mod sink;
 mod source;
@@ -28,8 +30,9 @@ const LAPIN_OPTIONS: [&str; 5] = [
     "auth_mechanism",
 ];
 /// Options redrive reads from the query string.
-const REDRIVE_OPTIONS: [&str; 10] = [
+const REDRIVE_OPTIONS: [&str; 11] = [
     "queue",
+    "watch",
     "exchange",
     "routing_key",
     "prefetch",
@@ -64,6 +67,56 @@ pub struct AmqpUrl {
     pub persistent: bool,
     /// `reconnect=60s`: how long to keep trying to reconnect after a dropped connection.
     pub reconnect_for: Duration,
+    /// `watch=`: how the re-poison breaker sees what arrives in a source queue.
+    pub watch: Watch,
+}
+
+/// How the re-poison breaker watches a RabbitMQ DLQ: a private queue of its own, bound where the DLQ is
+/// bound, gets a copy of every message routed to the DLQ after the pass started (the DLQ itself cannot be
+/// looked at without taking its messages).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// `watch=auto` (default): read the DLQ's bindings from the management API on the AMQP host, port 15672.
+    Auto,
+    /// `watch=http://host:port`: read them from the management API there.
+    Management(String),
+    /// `watch=exchange:NAME[:ROUTING_KEY]`: bind to this exchange, without asking the management API.
+    Exchange {
+        /// The exchange dead letters are routed through (the queue's dead-letter exchange).
+        name: String,
+        /// The routing key to bind with (empty: none, as a fanout exchange needs).
+        routing_key: String,
+    },
+    /// `watch=off`: do not watch.
+    Off,
+}
+
+impl FromStr for Watch {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(Watch::Auto),
+            "off" => Ok(Watch::Off),
+            t if t.starts_with("http://") => Ok(Watch::Management(t.trim_end_matches('/').to_owned())),
+            t if t.starts_with("https://") => Err(
+                "the management API is read over plain http only; give watch=exchange:NAME[:ROUTING_KEY] instead"
+                    .into(),
+            ),
+            t => match t.strip_prefix("exchange:") {
+                Some(rest) if !rest.is_empty() => {
+                    let (name, key) = rest.split_once(':').unwrap_or((rest, ""));
+                    Ok(Watch::Exchange {
+                        name: name.to_owned(),
+                        routing_key: key.to_owned(),
+                    })
+                }
+                _ => Err(
+                    "`auto`, `off`, `http://HOST:PORT` (the management API) or `exchange:NAME[:ROUTING_KEY]`".into(),
+                ),
+            },
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -95,6 +148,7 @@ impl AmqpUrl {
             death: DeathHeaders::Move,
             persistent: true,
             reconnect_for: Duration::from_secs(60),
+            watch: Watch::Auto,
         };
         let bad =
             |key: &str, value: &str, want: &str| AdapterError::Config(format!("`{key}={value}` is not valid: {want}"));
@@ -127,6 +181,7 @@ impl AmqpUrl {
                     parsed.reconnect_for = humantime::parse_duration(&value)
                         .map_err(|_| bad("reconnect", &value, "a duration such as 30s or 2m"))?;
                 }
+                "watch" => parsed.watch = value.parse().map_err(|want: String| bad("watch", &value, &want))?,
                 "cacertfile" => parsed.tls.ca = Some(PathBuf::from(value)),
                 "certfile" => parsed.tls.cert = Some(PathBuf::from(value)),
                 "keyfile" => parsed.tls.key = Some(PathBuf::from(value)),
@@ -186,6 +241,16 @@ impl AmqpUrl {
     /// The user name (shown in errors; the password never is).
     pub fn user(&self) -> &str {
         &self.uri.authority.userinfo.username
+    }
+
+    /// The password (for the management API; never shown).
+    fn password(&self) -> &str {
+        &self.uri.authority.userinfo.password
+    }
+
+    /// The AMQP host.
+    fn host(&self) -> &str {
+        &self.uri.authority.host
     }
 
     /// Connect, with a timeout, naming the connection `redrive <purpose>` in the management UI.

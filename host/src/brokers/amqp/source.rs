@@ -1,7 +1,8 @@
 //! `amqp://user:pass@host:port/vhost?queue=orders.dlq`: a RabbitMQ dead-letter queue.
 //!
 //! One pass takes as many messages as the queue held when the run started, so messages that fail again
-//! and come back during the run wait for the next pass. Messages are consumed with manual acks:
+//! and come back during the run wait for the next pass (the re-poison breaker sees them through
+//! [`super::arrivals`]). Messages are consumed with manual acks:
 //!
 //! - **ack** (replayed and confirmed, or archived): `basic.ack`.
 //! - **release** (skip, failed, parked, not done): the delivery is *held* unacknowledged until the pass
@@ -23,8 +24,9 @@ use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::{Channel, Connection, Consumer};
 
+use super::arrivals::AmqpArrivals;
 use super::{AmqpUrl, headers, open_channel, queue_depth, short_name};
-use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
+use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, Delivery, PassSize, Received, Source, SourceMode};
 use crate::core::backoff::Backoff;
 
 /// With nothing delivered for this long, the source checks whether the queue is drained.
@@ -372,6 +374,11 @@ impl Source for AmqpSource {
                 return Ok(Some(received));
             }
         }
+    }
+
+    fn arrivals(&self) -> Option<Box<dyn Arrivals>> {
+        (self.lock().mode == SourceMode::Consume)
+            .then(|| Box::new(AmqpArrivals::new(self.url.clone(), self.queue.clone())) as Box<dyn Arrivals>)
     }
 
     fn acker(&self) -> Arc<dyn Acker> {

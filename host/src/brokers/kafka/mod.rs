@@ -5,11 +5,13 @@
 //! - [`offsets`]: how far a partition's committed offset may move.
 //! - [`acker`]: acks and releases, as commits of the group's offsets.
 //! - [`source`]: one pass over a dead-letter topic, committing only past settled messages.
+//! - [`arrivals`]: what arrives in the topic while a pass runs, for the re-poison breaker.
 //! - [`sink`]: an idempotent producer; a message counts as forwarded on its delivery report.
 //!
 //! The client is librdkafka (the `rdkafka` crate, built from its bundled source).
 
 mod acker;
+pub mod arrivals;
 pub mod offsets;
 pub mod record;
 pub mod sink;

@@ -16,6 +16,7 @@
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use rdkafka::message::{Headers, Message};
 
 use super::url::DeathHeaders;
 use crate::core::envelope::{
@@ -51,6 +52,28 @@ pub struct Record {
     pub timestamp_ms: Option<i64>,
     /// Its headers in order (a value may be null).
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Record {
+    /// Copy a message the consumer read.
+    pub fn read<M: Message>(m: &M) -> Self {
+        Self {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            timestamp_ms: m.timestamp().to_millis(),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// What a Kafka sink needs to send a record on byte for byte.

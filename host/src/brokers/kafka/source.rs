@@ -26,17 +26,18 @@ use async_trait::async_trait;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::acker::KafkaAcker;
+use super::arrivals::{self, KafkaArrivals};
 use super::offsets::Offsets;
 use super::record::{Record, record_id, to_envelope};
 use super::url::{KafkaUrl, StartAt};
 use super::{explain, metadata_partitions};
-use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
+use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, Delivery, PassSize, Received, Source, SourceMode};
 
 /// How long a revoked partition's handed-out messages may take to settle before it is let go.
 const REVOKE_WAIT: Duration = Duration::from_secs(30);
@@ -60,6 +61,8 @@ pub struct KafkaSource {
     mode: SourceMode,
     /// Most messages handed out and not settled ([`OPEN_WINDOW`], or less for a slow rate).
     open_window: usize,
+    /// Each partition's end when the pass started: where the re-poison breaker watches from.
+    watch_from: Vec<(i32, Offset)>,
 }
 
 /// What the consumer thread hands to [`KafkaSource::next`].
@@ -309,11 +312,18 @@ impl KafkaSource {
         let setup = {
             let consumer = consumer.clone();
             let url = url.clone();
-            tokio::task::spawn_blocking(move || start(&consumer, &url, mode, &partitions))
-                .await
-                .map_err(|e| AdapterError::Broker(e.to_string()))?
+            tokio::task::spawn_blocking(move || {
+                start(&consumer, &url, mode, &partitions)?;
+                // Where the re-poison breaker starts watching (a plan does not watch).
+                Ok::<_, AdapterError>(match mode {
+                    SourceMode::Consume => arrivals::ends_now(&consumer, &url, &partitions),
+                    SourceMode::Peek => Vec::new(),
+                })
+            })
+            .await
+            .map_err(|e| AdapterError::Broker(e.to_string()))?
         };
-        setup?;
+        let watch_from = setup?;
         let (tx, rx) = mpsc::channel(256);
         let thread = {
             let consumer = consumer.clone();
@@ -334,6 +344,7 @@ impl KafkaSource {
             seq: 0,
             mode,
             open_window: open_window.unwrap_or(OPEN_WINDOW).max(1),
+            watch_from,
         })
     }
 }
@@ -434,7 +445,7 @@ fn read_loop(consumer: &BaseConsumer<PassContext>, shared: &Shared, tx: &mpsc::S
                             // Written after the pass started: the next pass reads it.
                             part.done = true;
                         } else {
-                            pending.push_back(Event::Record(read_record(&m)));
+                            pending.push_back(Event::Record(Record::read(&m)));
                         }
                     }
                     _ => {}
@@ -506,25 +517,6 @@ fn read_loop(consumer: &BaseConsumer<PassContext>, shared: &Shared, tx: &mpsc::S
     }
 }
 
-fn read_record<M: Message>(m: &M) -> Record {
-    Record {
-        topic: m.topic().to_owned(),
-        partition: m.partition(),
-        offset: m.offset(),
-        key: m.key().map(<[u8]>::to_vec),
-        value: m.payload().map(<[u8]>::to_vec),
-        timestamp_ms: m.timestamp().to_millis(),
-        headers: m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
-}
-
 #[async_trait]
 impl Source for KafkaSource {
     fn identity(&self) -> &str {
@@ -569,6 +561,15 @@ impl Source for KafkaSource {
 
     fn acker(&self) -> Arc<dyn Acker> {
         self.acker.clone()
+    }
+
+    fn arrivals(&self) -> Option<Box<dyn Arrivals>> {
+        (self.mode == SourceMode::Consume).then(|| {
+            Box::new(KafkaArrivals::new(
+                self.acker.shared().url.clone(),
+                self.watch_from.clone(),
+            )) as Box<dyn Arrivals>
+        })
     }
 
     async fn finish(&mut self) -> Result<Vec<String>, AdapterError> {

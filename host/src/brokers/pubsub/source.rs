@@ -12,14 +12,30 @@ use gcloud_pubsub::apiv1::subscriber_client::SubscriberClient;
 
 use super::url::{PubSubUrl, Resource};
 use super::{connect, message, status_error, transient};
-use crate::core::adapter::{AckToken, Acker, AdapterError, Delivery, PassSize, Received, Source, SourceMode};
+use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, Delivery, PassSize, Received, Source, SourceMode};
 use crate::core::backoff::Backoff;
+use crate::core::envelope::Envelope;
 
 /// Most ack ids in one acknowledge or modify-deadline request (the service's limit is about 2 500 and
 /// 512 KB).
 const IDS_PER_REQUEST: usize = 1000;
 /// Consecutive empty pulls, a quarter second apart, that end a pass.
 const EMPTY_PULLS_TO_END: u32 = 3;
+/// Most late arrivals kept between two looks of the re-poison breaker.
+const MOST_ARRIVALS_KEPT: usize = 10_000;
+
+/// Messages published to the dead-letter topic after the pass began, as the pass's pulls meet them (a
+/// subscription cannot be looked at without pulling; they are held for the next pass either way).
+struct PubSubArrivals {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl Arrivals for PubSubArrivals {
+    async fn poll(&mut self) -> Result<Vec<Envelope>, AdapterError> {
+        Ok(std::mem::take(&mut self.shared.lock().arrivals))
+    }
+}
 
 /// What the source, its acker and its lease keeper share.
 struct Shared {
@@ -42,6 +58,8 @@ struct State {
     seen: HashSet<String>,
     /// Of `kept`, how many arrived after the pass began.
     arrived_late: usize,
+    /// Late arrivals not yet shown to the re-poison breaker (at most [`MOST_ARRIVALS_KEPT`]).
+    arrivals: Vec<Envelope>,
 }
 
 impl Shared {
@@ -196,6 +214,10 @@ impl PubSubSource {
             if published.is_some_and(|t| t > self.started) {
                 state.kept.insert(id, received.ack_id);
                 state.arrived_late += 1;
+                if state.arrivals.len() < MOST_ARRIVALS_KEPT {
+                    let envelope = message::envelope(&shared.subscription, msg, received.delivery_attempt);
+                    state.arrivals.push(envelope);
+                }
                 continue;
             }
             state.open.insert(id.clone(), received.ack_id);
@@ -277,6 +299,14 @@ impl Source for PubSubSource {
         Arc::new(PubSubAcker {
             shared: self.shared.clone(),
             mode: self.mode,
+        })
+    }
+
+    fn arrivals(&self) -> Option<Box<dyn Arrivals>> {
+        (self.mode == SourceMode::Consume).then(|| {
+            Box::new(PubSubArrivals {
+                shared: self.shared.clone(),
+            }) as Box<dyn Arrivals>
         })
     }
 

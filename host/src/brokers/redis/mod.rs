@@ -227,7 +227,18 @@ impl RedisUrl {
         Ok(connection)
     }
 
-    /// A Redis error in words.
+    /// The stream or its group vanished while a run used it, found `when`.
+    pub fn lost(&self, when: &str) -> String {
+        format!(
+            "{}: stream `{}` or its consumer group `{}` is gone ({when}). Redis lost it: restarted without \
+             persistence, or the key was deleted. What the stream held is gone from Redis and no run can bring it \
+             back; the journal and audit log in the audit directory list what this run forwarded and settled before \
+             it went",
+            self.server, self.stream, self.group
+        )
+    }
+
+    /// A client error in words, naming the command and what to check.
     pub fn explain(&self, err: &::redis::RedisError, what: &str) -> String {
         let hint = if err.is_io_error() || err.is_connection_dropped() {
             "; is Redis running there?"
@@ -236,6 +247,8 @@ impl RedisUrl {
             || err.kind() == ::redis::ErrorKind::AuthenticationFailed
         {
             "; check the user and password in the URL"
+        } else if err.code() == Some("NOGROUP") {
+            return self.lost(&format!("{what}: {err}"));
         } else {
             ""
         };

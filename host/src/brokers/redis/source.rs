@@ -75,6 +75,10 @@ enum Phase {
 struct Link {
     url: RedisUrl,
     connection: Mutex<Option<::redis::aio::MultiplexedConnection>>,
+    /// Set once the source is open: from then on a new connection first checks that the stream and its
+    /// group are still there (a Redis restarted without persistence comes back empty, and XACK / XDEL on a
+    /// missing stream answer 0 without an error).
+    opened: std::sync::atomic::AtomicBool,
 }
 
 impl Link {
@@ -88,7 +92,12 @@ impl Link {
                 match slot.as_ref() {
                     Some(c) => c.clone(),
                     None => match self.url.connect("source").await {
-                        Ok(c) => slot.insert(c).clone(),
+                        Ok(mut c) => {
+                            if self.opened.load(std::sync::atomic::Ordering::SeqCst) {
+                                self.check_still_there(&mut c).await?;
+                            }
+                            slot.insert(c).clone()
+                        }
                         Err(e) if backoff.wait(&self.url.describe(), &e).await => continue,
                         Err(e) => return Err(self.gave_up(&e.to_string())),
                     },
@@ -109,6 +118,32 @@ impl Link {
         }
     }
 
+    /// On a new connection: the stream and the group must still be there, or Redis lost them.
+    async fn check_still_there(
+        &self,
+        connection: &mut ::redis::aio::MultiplexedConnection,
+    ) -> Result<(), AdapterError> {
+        let url = &self.url;
+        let groups = ::redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&url.stream)
+            .query_async::<Value>(connection)
+            .await;
+        let there = match &groups {
+            Ok(Value::Array(groups)) => groups
+                .iter()
+                .any(|g| group_name(g).as_deref() == Some(url.group.as_str())),
+            Ok(_) => false,
+            Err(e) if is_connection_error(e) => return Ok(()), // the next command tells
+            Err(_) => false,                                   // ERR no such key
+        };
+        if there {
+            Ok(())
+        } else {
+            Err(AdapterError::Gone(url.lost("after reconnecting")))
+        }
+    }
+
     fn gave_up(&self, why: &str) -> AdapterError {
         AdapterError::Broker(format!(
             "{why}; gave up after {}. Nothing is lost: unacknowledged entries stay pending for consumer `{}`, and the \
@@ -126,6 +161,7 @@ impl RedisSource {
         let link = Arc::new(Link {
             connection: Mutex::new(Some(parsed.connect("source").await?)),
             url: parsed,
+            opened: std::sync::atomic::AtomicBool::new(false),
         });
         let url = &link.url;
         let mut lost = false;
@@ -204,6 +240,7 @@ impl RedisSource {
             )
             .await?;
         let (length, boundary) = stream_info(&info);
+        link.opened.store(true, std::sync::atomic::Ordering::SeqCst);
         let pass_size = PassSize::default();
         let _ = pass_size.set(length);
         let refresh = {
@@ -470,5 +507,20 @@ impl Acker for RedisAcker {
 
     async fn release(&self, _tokens: &[AckToken]) -> Result<(), AdapterError> {
         Ok(()) // the entry stays pending for this consumer
+    }
+}
+
+/// The `name` of one group in an `XINFO GROUPS` reply (RESP2: a flat field list; RESP3: a map).
+fn group_name(group: &Value) -> Option<String> {
+    match group {
+        Value::Array(fields) => fields
+            .chunks(2)
+            .find(|pair| text(&pair[0]).as_deref() == Some("name"))
+            .and_then(|pair| pair.get(1).and_then(text)),
+        Value::Map(fields) => fields
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some("name"))
+            .and_then(|(_, v)| text(v)),
+        _ => None,
     }
 }
