@@ -17,6 +17,9 @@ scripts/browser.sh
 scripts/guest-toolchains.sh
 scripts/build-guest-filters.sh
 
+echo "test: Kubernetes manifests (deploy/kubernetes)" >&2
+scripts/check-manifests.sh
+
 echo "test: cargo fmt --check" >&2
 cargo fmt --all -- --check
 

@@ -196,14 +196,7 @@ impl Streams {
 
 impl Drop for Streams {
     fn drop(&mut self) {
-        let keys: Vec<String> = self.con.keys(format!("{}:*", self.prefix)).unwrap_or_default();
-        let locks: Vec<String> = self
-            .con
-            .keys(format!("redrive:consumer:{}:*", self.prefix))
-            .unwrap_or_default();
-        for k in keys.iter().chain(&locks) {
-            let _: Result<(), _> = self.con.del(k);
-        }
+        common::own_redis::delete_test_keys(&mut self.con, &self.prefix);
     }
 }
 
@@ -536,65 +529,12 @@ fn kill_9_mid_run_then_resume_doubles_nothing_in_a_stream() {
     );
 }
 
-/// A Redis server of this test's own that keeps nothing on disk, as the one on these machines: a restart
-/// empties it.
-struct OwnRedis {
-    port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl OwnRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = OwnRedis { port, child: None };
-        r.up();
-        r
-    }
-
-    fn up(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting redis-server: {e}; install Redis (scripts/services.sh does)"));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on {}", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Redis killed and restarted mid-run with nothing persisted: the DLQ stream is gone with everything it
 /// held, which no tool can bring back. What redrive promises: the run stops and names what happened, and
 /// every message it recorded as forwarded is at the destination, once.
 #[test]
 fn a_redis_restart_without_persistence_is_named_and_what_was_forwarded_is_kept() {
-    let mut own = OwnRedis::start();
+    let mut own = common::own_redis::OwnRedis::start();
     let mut s = Streams::on(&own.url(), "restart");
     let n = 300;
     s.seed(n);

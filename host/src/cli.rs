@@ -39,6 +39,11 @@ pub enum Command {
     /// Work with filter modules: try them on sample messages.
     #[command(subcommand)]
     Filter(FilterCommand),
+    /// Work with a fleet of workers started with `redrive run --fleet`: stop, pause, resume, status.
+    ///
+    /// Example: redrive fleet status orders-replay --redis redis://127.0.0.1:6379/0
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Print a shell completion script: `redrive completions bash > /etc/bash_completion.d/redrive`.
     Completions(CompletionsArgs),
     /// Print the man page (roff): `redrive man > redrive.1 && man ./redrive.1`.
@@ -46,6 +51,47 @@ pub enum Command {
     /// Internal: compile one module read on stdin, within limits (redrive runs itself this way).
     #[command(name = "__compile", hide = true)]
     InternalCompile(InternalCompileArgs),
+}
+
+/// `redrive fleet` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Stop every worker of the fleet as Ctrl-C does (in-flight confirms finish, the rest stays in the DLQ);
+    /// each worker sees it within a second.
+    Stop(FleetArgs),
+    /// Hold every worker's forwarding until `redrive fleet resume`.
+    Pause(FleetArgs),
+    /// Let a paused fleet go on.
+    Resume(FleetArgs),
+    /// Show the fleet's workers (host, pid, state, counts, rate, last seen) and the totals.
+    Status(FleetStatusArgs),
+}
+
+/// Which fleet.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// The fleet: its name (with --redis), or its whole URL redis://HOST:PORT/DB?name=NAME.
+    #[arg(value_name = "FLEET")]
+    pub fleet: String,
+    /// The fleet's Redis, when FLEET is a bare name.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "REDRIVE_FLEET_REDIS",
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    pub redis: String,
+}
+
+/// Arguments of `redrive fleet status`.
+#[derive(Debug, Args)]
+pub struct FleetStatusArgs {
+    /// Which fleet.
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// `text` (a table) or `json`.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
 }
 
 /// Arguments of `redrive inspect`.
@@ -335,6 +381,11 @@ pub struct RunArgs {
     /// each with the same x-redrive-replay-id.
     #[arg(long, value_name = "N", help_heading = "Pace")]
     pub max_in_flight: Option<usize>,
+    /// Work as one of several workers on this DLQ: redis://HOST:PORT/DB?name=NAME. Every worker started with
+    /// the same fleet shares one --rate (the whole fleet's), one canary, and stops, pauses and resumes with
+    /// `redrive fleet stop|pause|resume NAME`; `redrive fleet status NAME` shows them all.
+    #[arg(long, value_name = "URL", help_heading = "Fleet")]
+    pub fleet: Option<String>,
     /// Send parked messages (see --max-replays) here instead of leaving them in the DLQ.
     #[arg(long, value_name = "URL")]
     pub park: Option<String>,

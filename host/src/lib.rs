@@ -13,6 +13,7 @@
 //! - [`audit`]: per-module audit logs and the discard archive.
 //! - [`pipeline`]: source → filter chain → router → forwarder → sink → ack, one file per stage; sees brokers
 //!   only through the `core` traits.
+//! - [`fleet`]: several workers on one DLQ sharing a rate limit, a canary, a stop and a view (through Redis).
 //! - [`commands`]: one file per command; opens the brokers and runs the pipeline.
 //! - [`cli`]: the command line's definitions.
 
@@ -25,5 +26,6 @@ pub mod commands;
 pub mod core;
 pub mod decoders;
 pub mod filter;
+pub mod fleet;
 pub mod observe;
 pub mod pipeline;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod own_redis;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};

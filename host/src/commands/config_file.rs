@@ -29,6 +29,7 @@ pub struct FileConfig {
     pub until: Option<String>,
     pub max_replays: Option<u32>,
     pub park: Option<String>,
+    pub fleet: Option<String>,
     pub max_in_flight: Option<usize>,
     pub abort_if_returning: Option<String>,
     pub returning_window: Option<String>,

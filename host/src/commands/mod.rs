@@ -16,6 +16,7 @@ pub mod completions;
 pub mod config_file;
 pub mod filter_new;
 pub mod filter_test;
+pub mod fleet;
 pub mod inspect;
 pub mod run;
 pub mod sandbox;
@@ -23,7 +24,7 @@ mod summary;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, FilterCommand};
+use crate::cli::{Cli, Command, FilterCommand, FleetCommand};
 
 /// Exit codes shared by every command.
 pub mod exit {
@@ -51,6 +52,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Filter(FilterCommand::Test(args)) => filter_test::run(&args),
         Command::Filter(FilterCommand::New(args)) => filter_new::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Fleet(FleetCommand::Stop(args)) => fleet::control(&args, fleet::Control::Stop),
+        Command::Fleet(FleetCommand::Pause(args)) => fleet::control(&args, fleet::Control::Pause),
+        Command::Fleet(FleetCommand::Resume(args)) => fleet::control(&args, fleet::Control::Run),
+        Command::Fleet(FleetCommand::Status(args)) => fleet::status(&args),
         Command::Completions(args) => completions::completions(&args),
         Command::Man => completions::man(),
         Command::InternalCompile(args) => compile::run(&args),

@@ -16,8 +16,10 @@ use super::summary::{exit_code, print_groups, print_summary};
 use crate::brokers::{self, BrokerOptions};
 use crate::cli::{OutputFormat, PlanArgs, RunArgs, SelectArgs};
 use crate::core::adapter::SourceMode;
+use crate::core::fleet::FleetLink;
 use crate::core::{Destination, Endpoint};
 use crate::filter::ModuleSpec;
+use crate::fleet::{FleetUrl, Member};
 use crate::observe::{Live, PushTarget, ReportKind, RunInfo, RunMetrics, Server, report, server};
 use crate::pipeline::breaker::{ReturnGuard, Threshold};
 use crate::pipeline::plan::Plan;
@@ -111,7 +113,13 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     };
     // The pass's size is shown as progress, and as the metrics' messages left.
     options.count_pass |= observe.metrics.is_some() || observe.ui.is_some();
-    let (report, telemetry) = execute(config, options, observe)?;
+    let fleet = pick(&args.fleet, &file.fleet, true)
+        .map(|url| FleetUrl::parse(&url).map_err(anyhow::Error::msg).context("--fleet"))
+        .transpose()?;
+    if fleet.is_some() && config.dry_run {
+        bail!("--fleet coordinates workers that replay; a dry run changes nothing and has nothing to share");
+    }
+    let (report, telemetry) = execute(config, options, observe, fleet)?;
     if let Some(path) = &args.select.report {
         write_report(path, &report, &telemetry, ReportKind::Run, None)?;
     }
@@ -138,7 +146,7 @@ pub fn plan(args: &PlanArgs) -> Result<u8> {
         push: push_target(&args.select)?,
     };
     brokers.count_pass |= observe.metrics.is_some();
-    let (mut report, telemetry) = execute(config, brokers, observe)?;
+    let (mut report, telemetry) = execute(config, brokers, observe, None)?;
     if let Some(path) = &args.select.report {
         write_report(path, &report, &telemetry, ReportKind::Plan, Some(&args.plan_out))?;
     }
@@ -359,7 +367,12 @@ fn gate(args: &RunArgs, loaded: &LoadedConfig) -> Result<Gate> {
 }
 
 /// Run the pipeline on a Tokio runtime with the kill switch wired to Ctrl-C and SIGTERM.
-fn execute(config: RunConfig, options: BrokerOptions, observe: Observe) -> Result<(RunReport, Arc<Telemetry>)> {
+fn execute(
+    config: RunConfig,
+    options: BrokerOptions,
+    observe: Observe,
+    fleet: Option<FleetUrl>,
+) -> Result<(RunReport, Arc<Telemetry>)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -368,17 +381,18 @@ fn execute(config: RunConfig, options: BrokerOptions, observe: Observe) -> Resul
     runtime.block_on(async move {
         let interrupt = CancellationToken::new();
         tokio::spawn(kill_switch(interrupt.clone()));
-        open_and_run(config, options, observe, interrupt).await
+        open_and_run(config, options, observe, fleet, interrupt).await
     })
 }
 
 /// Everything that can be checked before a broker is touched first ([`pipeline::prepare`]); then the
 /// source, its journal (which holds the run lock, so it comes before any destination is opened), the
-/// destinations; then the run.
+/// destinations; then the fleet, if this run is a worker of one; then the run.
 async fn open_and_run(
     config: RunConfig,
     options: BrokerOptions,
     observe: Observe,
+    fleet: Option<FleetUrl>,
     interrupt: CancellationToken,
 ) -> Result<(RunReport, Arc<Telemetry>)> {
     let prepared = pipeline::prepare(&config).await?;
@@ -420,15 +434,26 @@ async fn open_and_run(
         }
     }
     let [sink, park] = sinks;
+    let member = match fleet {
+        Some(url) => {
+            let control = RunControl::new(telemetry.clone(), interrupt.clone());
+            Some(Member::join(url, config.from.to_string(), telemetry.clone(), control).await?)
+        }
+        None => None,
+    };
     let opened = Opened {
         source,
         journal,
         sink,
         park,
+        fleet: member.as_ref().map(|m| m.worker.clone() as Arc<dyn FleetLink>),
     };
     let info = run_info(&config);
     let report = pipeline::run(config, prepared, opened, interrupt, telemetry.clone()).await;
     ended.cancel();
+    if let Some(member) = member {
+        member.leave(&telemetry).await;
+    }
     if let Some(target) = &observe.push {
         // The run's outcome stands whatever the Pushgateway says; a failed push is reported, not fatal.
         match target.push(RunMetrics::new(telemetry.clone(), info).render()).await {

@@ -11,6 +11,7 @@
 //! - [`failed_jobs`]: a database table of failed jobs as a DLQ (presets, rows, `--where`), for every database;
 //!   [`table_options`]: the URL options every table source shares.
 //! - [`text`]: text clipped for people.
+//! - [`fleet`]: what a worker shares with the rest of its fleet, as the pipeline sees it.
 //! - [`files`], [`lock`]: private directories, files opened without following symlinks, one run per DLQ.
 
 pub mod adapter;
@@ -19,6 +20,7 @@ pub mod endpoint;
 pub mod envelope;
 pub mod failed_jobs;
 pub mod files;
+pub mod fleet;
 pub mod ids;
 pub mod jsonl;
 pub mod lock;

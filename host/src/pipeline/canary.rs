@@ -1,6 +1,8 @@
 //! The canary gate: the first N replays go, then the run stops at the gate (a command, a prompt, or none)
 //! before anything else leaves the DLQ; discards and parks wait for its verdict too.
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
 
 use super::config::{CanaryReport, StopReason};
@@ -8,6 +10,75 @@ use super::gate::{self, Gate};
 use super::report::Pauser;
 use super::stage::{GateState, Shared};
 use super::telemetry::CanaryPhase;
+use crate::core::fleet::{CanaryRole, CanaryVerdict, FleetLink, VerdictOrLease};
+
+/// How this worker takes part in its fleet's canary (one canary for the whole fleet).
+pub(super) enum FleetPart {
+    /// Not in a fleet, or no canary: the run's own canary, if any.
+    Alone,
+    /// This worker runs the fleet's canary; the lease is renewed while this lives.
+    Runs(#[expect(dead_code, reason = "held for its Drop: the lease is renewed while it lives")] LeaseKeeper),
+    /// Another worker ran it and the gate passed: no canary here.
+    Passed,
+    /// Another worker ran it and the gate said no (why).
+    Failed(String),
+}
+
+/// Renews the fleet's canary lease every second until dropped.
+pub(super) struct LeaseKeeper(tokio::task::JoinHandle<()>);
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Ask the fleet who runs the canary; a worker that does not run it waits here for the verdict (or for the
+/// lease, when the worker running it went away). `Alone` when the run stops meanwhile.
+pub(super) async fn join_fleet_canary(shared: &Shared) -> FleetPart {
+    let Some(fleet) = shared.fleet.clone() else {
+        return FleetPart::Alone;
+    };
+    if shared.config.canary == 0 || shared.config.dry_run {
+        return FleetPart::Alone;
+    }
+    let keeper = |fleet: Arc<dyn FleetLink>| {
+        LeaseKeeper(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                fleet.hold_canary().await;
+            }
+        }))
+    };
+    let role = tokio::select! {
+        () = shared.stop.cancelled() => return FleetPart::Alone,
+        role = fleet.canary_role() => role,
+    };
+    if role == CanaryRole::Runs {
+        return FleetPart::Runs(keeper(fleet));
+    }
+    eprintln!("canary: another worker of the fleet runs it; waiting for its verdict");
+    shared.telemetry.set_canary(CanaryPhase::Verifying);
+    let outcome = tokio::select! {
+        () = shared.stop.cancelled() => return FleetPart::Alone,
+        outcome = fleet.wait_verdict() => outcome,
+    };
+    match outcome {
+        VerdictOrLease::Verdict(CanaryVerdict::Passed) => {
+            shared.telemetry.set_canary(CanaryPhase::Passed);
+            FleetPart::Passed
+        }
+        VerdictOrLease::Verdict(CanaryVerdict::Failed(why)) => {
+            shared.telemetry.set_canary(CanaryPhase::Failed);
+            FleetPart::Failed(why)
+        }
+        VerdictOrLease::Lease => {
+            eprintln!("canary: the worker running the fleet's canary went away; this one runs it");
+            shared.telemetry.set_canary(CanaryPhase::Running);
+            FleetPart::Runs(keeper(fleet))
+        }
+    }
+}
 
 /// The canary of one run, driven by the forwarder.
 pub(super) struct Canary {
@@ -16,6 +87,8 @@ pub(super) struct Canary {
     /// Ids of the canary's confirmed replays.
     ids: Vec<String>,
     report: Option<CanaryReport>,
+    /// The gate's verdict, once it ran.
+    verdict: Option<Result<(), String>>,
     gate_tx: watch::Sender<GateState>,
     pauser: Pauser,
 }
@@ -30,9 +103,33 @@ impl Canary {
             left: size,
             ids: Vec::new(),
             report: None,
+            verdict: None,
             gate_tx,
             pauser,
         }
+    }
+
+    /// No canary here: the fleet's canary, run by another worker, decided (`Err`: the gate said no, and
+    /// the run stops).
+    pub fn decided_by_the_fleet(
+        shared: &Shared,
+        gate_tx: watch::Sender<GateState>,
+        pauser: Pauser,
+        verdict: Result<(), String>,
+    ) -> Self {
+        let canary = Self::new(0, gate_tx, pauser);
+        if let Err(why) = &verdict {
+            canary.gate_tx.send_replace(GateState::Closed);
+            shared.stop_with(StopReason::GateFailed(format!(
+                "the fleet's canary (run by another worker): {why}"
+            )));
+        }
+        canary
+    }
+
+    /// The gate's verdict, once it ran in this worker.
+    pub fn verdict(&self) -> Option<&Result<(), String>> {
+        self.verdict.as_ref()
     }
 
     /// Most messages the next batch may carry: the canary's rest while it is out.
@@ -83,6 +180,7 @@ impl Canary {
             gate: config.gate.to_string(),
             passed: verdict.is_ok(),
         });
+        self.verdict = Some(verdict);
         true
     }
 

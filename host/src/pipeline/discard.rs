@@ -24,7 +24,7 @@ pub(super) async fn discard_stage(
     // Nothing is discarded before the canary gate passed; held messages are kept in memory meanwhile
     // (they are only the discards decided while the canary is out).
     let mut held = Vec::new();
-    if !hold_until_gate(&mut gate, &mut discard_rx, &mut held).await {
+    if !hold_until_gate(&mut gate, &mut discard_rx, &mut held, &shared.held_for_gate).await {
         for d in held {
             shared.release_not_done(&settle_tx, d.delivery.token, d.key).await;
         }

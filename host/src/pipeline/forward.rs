@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 
-use super::canary::Canary;
+use super::canary::{self, Canary, FleetPart};
 use super::config::CanaryReport;
 use super::journal::Event;
 use super::rate::Pacer;
@@ -16,6 +16,7 @@ use super::stage::{BATCH_LINGER, GateState, Replay, Settle, Shared, recv_batch};
 use super::telemetry::CanaryPhase;
 use crate::core::adapter::{AckToken, Redelivery, SendError, Sink};
 use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
+use crate::core::fleet::CanaryVerdict;
 use crate::core::ids::{JournalKey, replay_digest};
 
 /// One message of a batch being sent: how to settle it, its journal key, its id (for messages and the canary).
@@ -44,10 +45,17 @@ pub(super) async fn forward_stage(
         gate_tx.send_replace(GateState::Open);
         return Ok(None);
     };
-    let mut canary = Canary::new(config.canary, gate_tx, pauser);
     if config.canary > 0 {
         shared.telemetry.set_canary(CanaryPhase::Running);
     }
+    let fleet_part = canary::join_fleet_canary(&shared).await;
+    let mut canary = match &fleet_part {
+        FleetPart::Passed => Canary::decided_by_the_fleet(&shared, gate_tx, pauser, Ok(())),
+        FleetPart::Failed(why) => Canary::decided_by_the_fleet(&shared, gate_tx, pauser, Err(why.clone())),
+        FleetPart::Alone | FleetPart::Runs(_) => Canary::new(config.canary, gate_tx, pauser),
+    };
+    // This worker runs the fleet's canary: the verdict is published once the gate ran.
+    let mut fleet_verdict_due = matches!(fleet_part, FleetPart::Runs(_));
     let mut pacer = config.rate.clone().map(Pacer::new);
     let mut paused = shared.telemetry.pause_watch();
     // One batch is in flight at a time, so the batch size bounds what a crash can leave in doubt.
@@ -63,11 +71,19 @@ pub(super) async fn forward_stage(
         // Without a rate limit, linger briefly so one fsync covers many messages.
         let linger = if pacer.is_some() { Duration::ZERO } else { BATCH_LINGER };
         let mut batch = recv_batch(&mut replay_rx, vec![first], canary.limit(max_batch), linger).await;
-        // Paused (live page): this batch waits, nothing more goes out, until resumed or stopped.
+        // Paused (live page, `redrive fleet pause`): this batch waits, nothing more goes out, until resumed or
+        // stopped.
         while *paused.borrow_and_update() && !shared.stop.is_cancelled() {
             tokio::select! {
                 () = shared.stop.cancelled() => {}
                 changed = paused.changed() => if changed.is_err() { break },
+            }
+        }
+        // In a fleet whose Redis cannot be reached: hold until it is back.
+        if let Some(fleet) = &shared.fleet {
+            tokio::select! {
+                () = shared.stop.cancelled() => {}
+                () = fleet.reachable() => {}
             }
         }
         shared
@@ -77,10 +93,18 @@ pub(super) async fn forward_stage(
         let mut ready = 0;
         if let Some(pacer) = pacer.as_mut() {
             for _ in 0..batch.len() {
+                // In a fleet the rate is the whole fleet's: each message also takes a token of the shared bucket.
+                let rate = pacer.current_rate().0;
+                let permit = async {
+                    pacer.ready().await;
+                    if let Some(fleet) = &shared.fleet {
+                        fleet.take(rate).await;
+                    }
+                };
                 tokio::select! {
                     biased;
                     () = shared.stop.cancelled() => break,
-                    () = pacer.ready() => ready += 1,
+                    () = permit => ready += 1,
                 }
             }
         } else if !shared.stop.is_cancelled() {
@@ -153,10 +177,31 @@ pub(super) async fn forward_stage(
         }
         if canary.confirmed(&shared, ids, &destination).await {
             pacer = config.rate.clone().map(Pacer::new);
+            if fleet_verdict_due && let (Some(fleet), Some(verdict)) = (&shared.fleet, canary.verdict()) {
+                fleet.publish_verdict(&fleet_verdict(verdict)).await;
+                fleet_verdict_due = false;
+            }
         }
     }
     sink.close().await.context("closing the destination")?;
-    Ok(canary.finish(&shared))
+    let report = canary.finish(&shared);
+    if fleet_verdict_due && let Some(fleet) = &shared.fleet {
+        match &report {
+            // Fewer replays than the canary's size: the pass went through without reaching the gate.
+            Some(r) if r.passed && !shared.stop.is_cancelled() => fleet.publish_verdict(&CanaryVerdict::Passed).await,
+            _ => fleet.give_up_canary().await,
+        }
+    }
+    drop(fleet_part);
+    Ok(report)
+}
+
+/// The fleet's form of this worker's gate verdict.
+fn fleet_verdict(verdict: &Result<(), String>) -> CanaryVerdict {
+    match verdict {
+        Ok(()) => CanaryVerdict::Passed,
+        Err(why) => CanaryVerdict::Failed(why.clone()),
+    }
 }
 
 /// Send a batch so that nothing is sent twice that can be helped: messages an earlier run was sending when

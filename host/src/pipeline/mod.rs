@@ -122,6 +122,8 @@ pub struct Opened {
     pub sink: Option<Arc<dyn Sink>>,
     /// The park destination, if any.
     pub park: Option<Arc<dyn Sink>>,
+    /// The fleet this run is a worker of (`--fleet`), if any.
+    pub fleet: Option<Arc<dyn crate::core::fleet::FleetLink>>,
 }
 
 /// What a stage task returned: see [`or_stop`]; a task that panicked stops the run too.
@@ -163,6 +165,7 @@ pub async fn run(
         journal,
         sink,
         park,
+        fleet,
     } = opened;
     if let Some(j) = journal.as_ref().filter(|j| j.resumed() > 0) {
         tracing::info!(journal = %j.path().display(), settled = j.resumed(), in_doubt = j.in_doubt(), "resuming: messages settled by earlier runs are not forwarded again");
@@ -180,6 +183,8 @@ pub async fn run(
         started: config.started,
         first_replay: Mutex::new(None),
         replays: config.returning.filter(|_| !config.dry_run).map(breaker::Replays::new),
+        fleet,
+        held_for_gate: std::sync::atomic::AtomicU64::new(0),
         config,
     });
     let breaker_done = CancellationToken::new();
@@ -253,13 +258,13 @@ pub async fn run(
         park,
         park_rx,
         settle_tx.clone(),
-        gate_rx,
+        gate_rx.clone(),
     ));
     let settler = tokio::spawn(settle::settle_stage(shared.clone(), source.acker(), settle_rx));
 
     or_stop(
         &shared,
-        read::read_stage(&shared, source.as_mut(), work_tx, settle_tx, park_tx).await,
+        read::read_stage(&shared, source.as_mut(), work_tx, settle_tx, park_tx, gate_rx).await,
     );
     // A stage that fails (a full disk under the journal, an archive that cannot be written) stops the run
     // with its error; the others drain, the source is finished and the summary says what happened.

@@ -4,11 +4,11 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::journal::PastState;
 use super::report::Stats;
-use super::stage::{Park, Settle, Shared, Work};
+use super::stage::{GateState, Park, Settle, Shared, Work};
 use crate::core::adapter::{Received, Source};
 use crate::core::ids::JournalKey;
 
@@ -33,6 +33,20 @@ impl Occurrences {
     }
 }
 
+/// How many messages a worker of a fleet holds at most (read and not settled): two seconds of the rate, or
+/// four in-flight windows without one. The rest stays in the DLQ for the other workers.
+fn fleet_window(shared: &Shared) -> Option<usize> {
+    shared.fleet.as_ref()?;
+    let config = &shared.config;
+    Some(
+        config
+            .rate
+            .as_ref()
+            .map_or(config.max_in_flight * 4, |plan| (plan.rate.0 * 2.0).ceil() as usize)
+            .clamp(8, 65_536),
+    )
+}
+
 /// Read one pass, apply the pre-filter rules, feed the deciders.
 pub(super) async fn read_stage(
     shared: &Shared,
@@ -40,12 +54,34 @@ pub(super) async fn read_stage(
     work_tx: mpsc::Sender<Work>,
     settle_tx: mpsc::Sender<Settle>,
     park_tx: mpsc::Sender<Park>,
+    gate_rx: watch::Receiver<GateState>,
 ) -> Result<()> {
     let config = &shared.config;
     let stats = &shared.stats;
     let mut seq = 0u64;
     let mut occurrences = Occurrences::default();
+    let window = fleet_window(shared);
+    let mut taken = 0u64;
     loop {
+        // In a fleet, a worker holds no more than its window, so the DLQ is shared between the workers rather
+        // than read ahead by the first one. Discards and parks held for the canary gate do not count while it
+        // is undecided (they cannot move before it does, and the canary needs the replays behind them).
+        if let Some(window) = window {
+            let open = || {
+                let held = match *gate_rx.borrow() {
+                    GateState::Pending => shared.held_for_gate.load(std::sync::atomic::Ordering::Relaxed),
+                    GateState::Open | GateState::Closed => 0,
+                };
+                taken.saturating_sub(stats.done()).saturating_sub(held)
+            };
+            while open() >= window as u64 && !shared.stop.is_cancelled() {
+                tokio::select! {
+                    () = shared.stop.cancelled() => {}
+                    () = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+                }
+            }
+        }
+        taken += 1;
         let received = tokio::select! {
             biased;
             () = shared.stop.cancelled() => break,

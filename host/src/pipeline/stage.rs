@@ -76,11 +76,12 @@ pub(super) enum GateState {
     Closed,
 }
 
-/// Hold items from `rx` until the gate is decided; `true` when it opened.
+/// Hold items from `rx` until the gate is decided, counting them in `counted`; `true` when it opened.
 pub(super) async fn hold_until_gate<T>(
     gate: &mut watch::Receiver<GateState>,
     rx: &mut mpsc::Receiver<T>,
     held: &mut Vec<T>,
+    counted: &std::sync::atomic::AtomicU64,
 ) -> bool {
     loop {
         if *gate.borrow() != GateState::Pending {
@@ -89,7 +90,10 @@ pub(super) async fn hold_until_gate<T>(
         tokio::select! {
             changed = gate.changed() => if changed.is_err() { return false },
             item = rx.recv() => match item {
-                Some(item) => held.push(item),
+                Some(item) => {
+                    held.push(item);
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 None => {
                     let _ = gate.wait_for(|s| *s != GateState::Pending).await;
                     return *gate.borrow() == GateState::Open;
@@ -112,6 +116,10 @@ pub(super) struct Shared {
     pub first_replay: Mutex<Option<Duration>>,
     /// The replays confirmed in this run, for the re-poison breaker (when it is on).
     pub replays: Option<super::breaker::Replays>,
+    /// The fleet this worker belongs to (`--fleet`): the shared rate, canary and hold.
+    pub fleet: Option<Arc<dyn crate::core::fleet::FleetLink>>,
+    /// Discards and parks held until the canary gate decides (they cannot go anywhere before it does).
+    pub held_for_gate: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {

@@ -1,0 +1,115 @@
+//! One canary for the fleet: the first worker to take the lease (`RUN:canary`, a key that lapses
+//! [`LEASE_MS`] after its holder stops renewing it) runs the canary and the gate and writes the verdict
+//! (`RUN:verdict`); the others wait for it. A worker that dies holding the lease loses it when it lapses,
+//! and a waiting worker takes it over and runs the canary itself.
+
+use crate::core::fleet::CanaryVerdict;
+
+use super::store::{Store, StoreError};
+
+/// How long the canary lease lasts without being renewed.
+pub const LEASE_MS: u64 = 10_000;
+
+/// Renew the lease only while this worker holds it.
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
+/// Let the lease go only while this worker holds it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+fn keys(store: &Store, run: &str) -> (String, String) {
+    let url = store.url();
+    (url.key(&format!("{run}:canary")), url.key(&format!("{run}:verdict")))
+}
+
+/// Take the lease if nobody holds it: true when this worker now runs the canary.
+pub async fn try_lease(store: &Store, run: &str, worker: &str) -> Result<bool, StoreError> {
+    let (lease, _) = keys(store, run);
+    let set: Option<String> = store
+        .call(async |c| {
+            redis::cmd("SET")
+                .arg(&lease)
+                .arg(worker)
+                .arg("NX")
+                .arg("PX")
+                .arg(LEASE_MS)
+                .query_async(c)
+                .await
+        })
+        .await?;
+    Ok(set.is_some())
+}
+
+/// Renew the lease this worker holds.
+pub async fn renew(store: &Store, run: &str, worker: &str) -> Result<(), StoreError> {
+    let (lease, _) = keys(store, run);
+    store
+        .call(async |c| {
+            redis::Script::new(RENEW)
+                .key(&lease)
+                .arg(worker)
+                .arg(LEASE_MS)
+                .invoke_async::<i64>(c)
+                .await
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Let go of the lease this worker holds.
+pub async fn release(store: &Store, run: &str, worker: &str) -> Result<(), StoreError> {
+    let (lease, _) = keys(store, run);
+    store
+        .call(async |c| {
+            redis::Script::new(RELEASE)
+                .key(&lease)
+                .arg(worker)
+                .invoke_async::<i64>(c)
+                .await
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Write the verdict (kept a day) and let go of the lease.
+pub async fn publish(store: &Store, run: &str, worker: &str, verdict: &CanaryVerdict) -> Result<(), StoreError> {
+    let (_, key) = keys(store, run);
+    let text = match verdict {
+        CanaryVerdict::Passed => "passed".to_owned(),
+        CanaryVerdict::Failed(why) => format!("failed\n{why}"),
+    };
+    store
+        .call(async |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&text)
+                .arg("EX")
+                .arg(86_400)
+                .query_async::<()>(c)
+                .await
+        })
+        .await?;
+    release(store, run, worker).await
+}
+
+/// The verdict, once there is one.
+pub async fn verdict(store: &Store, run: &str) -> Result<Option<CanaryVerdict>, StoreError> {
+    let (_, key) = keys(store, run);
+    let text: Option<String> = store
+        .call(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+        .await?;
+    Ok(text.map(|t| match t.split_once('\n') {
+        Some(("failed", why)) => CanaryVerdict::Failed(why.to_owned()),
+        _ if t == "passed" => CanaryVerdict::Passed,
+        _ => CanaryVerdict::Failed(format!("unreadable verdict {t:?}")),
+    }))
+}

@@ -1,0 +1,306 @@
+//! One worker of a fleet: it joins the fleet's run, ticks four times a second (keeps the run alive, reads
+//! the fleet's control state and applies it as the live page's buttons do: pause, resume, stop), writes its
+//! status every second, and is the pipeline's [`FleetLink`]: the shared rate, the shared canary, and the
+//! hold on forwarding while the fleet's Redis cannot be reached.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::FleetUrl;
+use super::canary;
+use super::rate::{SharedRate, Take};
+use super::run::{self, Control, WorkerCounts, WorkerState, WorkerStatus};
+use super::store::{Store, StoreError};
+use crate::core::fleet::{CanaryRole, CanaryVerdict, FleetLink, VerdictOrLease};
+use crate::pipeline::{RunControl, Telemetry};
+
+/// How often a worker ticks.
+const TICK: Duration = Duration::from_millis(250);
+/// Ticks between two status writes.
+const STATUS_EVERY: u32 = 4;
+/// Failed ticks in a row after which forwarding holds.
+const UNREACHABLE_AFTER: u32 = 2;
+
+/// A worker's link to its fleet.
+pub struct Worker {
+    store: Store,
+    run: String,
+    id: String,
+    source: String,
+    started: String,
+    rate: SharedRate,
+    reachable: watch::Sender<bool>,
+    waiting_for_canary: AtomicBool,
+}
+
+/// A worker joined to its fleet, ticking until [`Member::leave`].
+pub struct Member {
+    /// The link the pipeline uses.
+    pub worker: Arc<Worker>,
+    ticker: tokio::task::JoinHandle<()>,
+    stop_ticking: CancellationToken,
+}
+
+impl Worker {
+    fn status(&self, telemetry: &Telemetry, state: WorkerState) -> WorkerStatus {
+        let snapshot = telemetry.snapshot();
+        let c = snapshot.counts;
+        WorkerStatus {
+            id: self.id.clone(),
+            host: crate::core::files::host_name(),
+            pid: std::process::id(),
+            source: self.source.clone(),
+            started: self.started.clone(),
+            seen: 0,
+            state,
+            counts: WorkerCounts {
+                replayed: c.replayed,
+                skipped: c.skipped,
+                discarded: c.discarded,
+                failed: c.failed,
+                parked: c.parked,
+            },
+            rate: telemetry.replay_rate(),
+        }
+    }
+
+    /// This worker's id in the fleet.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The fleet run it belongs to.
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    async fn retry_pause(&self, error: &StoreError) {
+        tracing::debug!("{error}");
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+impl Member {
+    /// Join the fleet at `url` as a worker reading `source` (shown without credentials), applying the
+    /// fleet's control to `control`. Fails when the fleet's Redis cannot be reached at the start.
+    pub async fn join(
+        url: FleetUrl,
+        source: String,
+        telemetry: Arc<Telemetry>,
+        control: RunControl,
+    ) -> anyhow::Result<Self> {
+        let store = Store::new(url.clone());
+        let id = format!(
+            "{}-{}-{:04x}",
+            crate::core::files::host_name(),
+            std::process::id(),
+            getrandom::u32().unwrap_or_default() & 0xffff
+        );
+        let candidate = format!(
+            "{}-{:06x}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+            getrandom::u32().unwrap_or_default() & 0x00ff_ffff
+        );
+        let run = run::join(&store, &candidate).await.map_err(|e| {
+            anyhow::anyhow!(
+                "--fleet {}: {e}. Is Redis running there? Every worker of a fleet needs it at the start",
+                url.describe()
+            )
+        })?;
+        if run == candidate {
+            tracing::info!("fleet {}: started run {run} as worker {id}", url.name);
+        } else {
+            tracing::info!("fleet {}: joined run {run} as worker {id}", url.name);
+        }
+        let (reachable, _) = watch::channel(true);
+        let worker = Arc::new(Worker {
+            store,
+            run,
+            id,
+            source,
+            started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            rate: SharedRate::default(),
+            reachable,
+            waiting_for_canary: AtomicBool::new(false),
+        });
+        let stop_ticking = CancellationToken::new();
+        let ticker = tokio::spawn(tick_loop(worker.clone(), telemetry, control, stop_ticking.clone()));
+        Ok(Self {
+            worker,
+            ticker,
+            stop_ticking,
+        })
+    }
+
+    /// The run ended: write the worker's last status and stop ticking.
+    pub async fn leave(self, telemetry: &Telemetry) {
+        self.stop_ticking.cancel();
+        let _ = self.ticker.await;
+        let w = &self.worker;
+        let status = w.status(telemetry, WorkerState::Finished);
+        if let Err(e) = run::tick(&w.store, &w.run, &w.id, Some(&status)).await {
+            tracing::warn!("fleet: could not write this worker's last status: {e}");
+        }
+    }
+}
+
+async fn tick_loop(worker: Arc<Worker>, telemetry: Arc<Telemetry>, control: RunControl, stop: CancellationToken) {
+    let mut applied = Control::Run;
+    let mut failures = 0u32;
+    let mut ticks = 0u32;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(TICK) => {}
+        }
+        ticks = ticks.wrapping_add(1);
+        let status = (ticks % STATUS_EVERY == 1).then(|| {
+            let state = if control.stopping() {
+                WorkerState::Stopping
+            } else if worker.waiting_for_canary.load(Ordering::SeqCst) {
+                WorkerState::WaitingForCanary
+            } else if applied == Control::Pause {
+                WorkerState::Paused
+            } else {
+                WorkerState::Running
+            };
+            worker.status(&telemetry, state)
+        });
+        match run::tick(&worker.store, &worker.run, &worker.id, status.as_ref()).await {
+            Ok((wanted, _now)) => {
+                failures = 0;
+                if !worker.reachable.send_replace(true) {
+                    tracing::warn!(
+                        "fleet {}: its Redis is back; forwarding goes on",
+                        worker.store.url().name
+                    );
+                }
+                if wanted != applied {
+                    match wanted {
+                        Control::Pause => {
+                            tracing::warn!("fleet {}: paused by `redrive fleet pause`", worker.store.url().name);
+                            control.pause();
+                        }
+                        Control::Run => {
+                            tracing::warn!("fleet {}: resumed by `redrive fleet resume`", worker.store.url().name);
+                            control.resume();
+                        }
+                        Control::Stop => {
+                            tracing::warn!(
+                                "fleet {}: stopped by `redrive fleet stop`: draining as Ctrl-C does",
+                                worker.store.url().name
+                            );
+                            control.stop();
+                        }
+                    }
+                    applied = wanted;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == UNREACHABLE_AFTER && worker.reachable.send_replace(false) {
+                    tracing::warn!(
+                        "fleet {}: {e}; forwarding holds until it is back (the brokers' own locking and the run journal \
+                         still keep every message to one worker, once)",
+                        worker.store.url().name
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl FleetLink for Worker {
+    async fn take(&self, per_second: f64) {
+        loop {
+            if self.rate.spend_local().await {
+                return;
+            }
+            self.reachable().await;
+            match self.rate.take(&self.store, per_second).await {
+                Ok(Take::Granted(_)) => return,
+                Ok(Take::Wait(wait)) => tokio::time::sleep(wait.min(Duration::from_secs(1))).await,
+                Err(e) => self.retry_pause(&e).await,
+            }
+        }
+    }
+
+    async fn reachable(&self) {
+        let mut rx = self.reachable.subscribe();
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn canary_role(&self) -> CanaryRole {
+        loop {
+            self.reachable().await;
+            // A verdict given already (a worker that joins late) is this worker's too.
+            match canary::verdict(&self.store, &self.run).await {
+                Ok(Some(_)) => return CanaryRole::Waits,
+                Ok(None) => {}
+                Err(e) => {
+                    self.retry_pause(&e).await;
+                    continue;
+                }
+            }
+            match canary::try_lease(&self.store, &self.run, &self.id).await {
+                Ok(true) => return CanaryRole::Runs,
+                Ok(false) => return CanaryRole::Waits,
+                Err(e) => self.retry_pause(&e).await,
+            }
+        }
+    }
+
+    async fn hold_canary(&self) {
+        if let Err(e) = canary::renew(&self.store, &self.run, &self.id).await {
+            tracing::debug!("fleet: renewing the canary lease: {e}");
+        }
+    }
+
+    async fn publish_verdict(&self, verdict: &CanaryVerdict) {
+        loop {
+            self.reachable().await;
+            match canary::publish(&self.store, &self.run, &self.id, verdict).await {
+                Ok(()) => return,
+                Err(e) => self.retry_pause(&e).await,
+            }
+        }
+    }
+
+    async fn give_up_canary(&self) {
+        if let Err(e) = canary::release(&self.store, &self.run, &self.id).await {
+            tracing::debug!("fleet: letting the canary lease go: {e}");
+        }
+    }
+
+    async fn wait_verdict(&self) -> VerdictOrLease {
+        self.waiting_for_canary.store(true, Ordering::SeqCst);
+        let outcome = loop {
+            self.reachable().await;
+            match canary::verdict(&self.store, &self.run).await {
+                Ok(Some(verdict)) => break VerdictOrLease::Verdict(verdict),
+                Ok(None) => {}
+                Err(e) => {
+                    self.retry_pause(&e).await;
+                    continue;
+                }
+            }
+            match canary::try_lease(&self.store, &self.run, &self.id).await {
+                Ok(true) => break VerdictOrLease::Lease,
+                Ok(false) => tokio::time::sleep(TICK).await,
+                Err(e) => self.retry_pause(&e).await,
+            }
+        };
+        self.waiting_for_canary.store(false, Ordering::SeqCst);
+        outcome
+    }
+}
