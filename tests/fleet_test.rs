@@ -283,7 +283,7 @@ fn one_stop_one_pause_one_view_for_the_fleet() {
 
     let (code, out, err) = fleet.command(tmp.path(), "pause", &[]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("3 live workers"), "{out}");
+    assert!(out.contains("live workers: 3"), "{out}");
     std::thread::sleep(Duration::from_millis(1500));
     let held = s.len("staging");
     std::thread::sleep(Duration::from_secs(2));
@@ -406,4 +406,176 @@ fn fleet_mistakes_are_clear_errors() {
     ]));
     assert_eq!(code, 2, "{out}\n{err}");
     assert!(err.contains("no run is alive"), "{err}");
+}
+
+fn amqp_url() -> String {
+    std::env::var("REDRIVE_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A RabbitMQ DLQ and staging queue of one test, deleted on drop.
+struct Queues {
+    rt: tokio::runtime::Runtime,
+    channel: lapin::Channel,
+    _connection: lapin::Connection,
+    prefix: String,
+}
+
+impl Queues {
+    fn new(test: &str) -> Self {
+        use lapin::options::QueueDeclareOptions;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let prefix = format!("redrive-test.fleet-{test}.{}", std::process::id());
+        let (connection, channel) = rt.block_on(async {
+            let connection = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "RabbitMQ is not reachable at {} ({e}): start it with scripts/services.sh",
+                        amqp_url()
+                    )
+                });
+            let channel = connection.create_channel().await.unwrap();
+            for q in ["dlq", "staging"] {
+                let options = QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                };
+                channel
+                    .queue_declare(format!("{prefix}.{q}").as_str().into(), options, Default::default())
+                    .await
+                    .unwrap();
+            }
+            (connection, channel)
+        });
+        Queues {
+            rt,
+            channel,
+            _connection: connection,
+            prefix,
+        }
+    }
+
+    fn url(&self, q: &str, query: &str) -> String {
+        format!("{}?queue={}.{q}{query}", amqp_url(), self.prefix)
+    }
+
+    fn seed(&self, n: u64) {
+        use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+        self.rt.block_on(async {
+            self.channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .unwrap();
+            for order in 0..n {
+                let body = format!(r#"{{"order":{order}}}"#);
+                let properties = lapin::BasicProperties::default()
+                    .with_message_id(format!("m{order}").as_str().into())
+                    .with_delivery_mode(2);
+                self.channel
+                    .basic_publish(
+                        "".into(),
+                        format!("{}.dlq", self.prefix).as_str().into(),
+                        BasicPublishOptions::default(),
+                        body.as_bytes(),
+                        properties,
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+
+    /// The orders in a queue, taken out of it.
+    fn drain(&self, q: &str) -> Vec<u64> {
+        use lapin::options::BasicGetOptions;
+        self.rt.block_on(async {
+            let mut orders = Vec::new();
+            while let Some(got) = self
+                .channel
+                .basic_get(
+                    format!("{}.{q}", self.prefix).as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .unwrap()
+            {
+                let v: serde_json::Value = serde_json::from_slice(&got.delivery.data).unwrap();
+                orders.push(v["order"].as_u64().unwrap());
+            }
+            orders
+        })
+    }
+}
+
+impl Drop for Queues {
+    fn drop(&mut self) {
+        use lapin::options::QueueDeleteOptions;
+        self.rt.block_on(async {
+            for q in ["dlq", "staging"] {
+                let _ = self
+                    .channel
+                    .queue_delete(
+                        format!("{}.{q}", self.prefix).as_str().into(),
+                        QueueDeleteOptions::default(),
+                    )
+                    .await;
+            }
+        });
+    }
+}
+
+/// Three workers of one fleet on a RabbitMQ DLQ (a small prefetch, so the broker does not push the queue to
+/// the first consumer): each takes a share, one canary, every message replayed once.
+#[test]
+fn three_workers_share_a_rabbitmq_dlq() {
+    let q = Queues::new("amqp");
+    let fleet = Fleet::new("amqp");
+    let n = 300;
+    q.seed(n);
+    let tmp = tempfile::tempdir().unwrap();
+    let workers: Vec<Child> = (0..3)
+        .map(|i| {
+            redrive(tmp.path())
+                .args(["run", "--no-progress", "--no-filter"])
+                .args(["--from", &q.url("dlq", "&prefetch=10")])
+                .args(["--to", &q.url("staging", "")])
+                .args(["--fleet", &fleet.url(), "--canary", "5", "--rate", "60/s"])
+                .arg("--audit-dir")
+                .arg(tmp.path().join(format!("audit-{i}")))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut shares = Vec::new();
+    let mut waited = 0;
+    for w in workers {
+        let out = output_within(w, Duration::from_secs(120), "a worker");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        if stderr.contains("waiting for its verdict") {
+            waited += 1;
+        }
+        shares.push(replayed_in(&stdout));
+    }
+    assert_eq!(waited, 2, "one canary for the fleet");
+    assert!(
+        shares.iter().all(|share| *share >= n / 10),
+        "each worker took a share: {shares:?}"
+    );
+    let staged = q.drain("staging");
+    let unique: BTreeSet<u64> = staged.iter().copied().collect();
+    assert_eq!(unique.len(), staged.len(), "nothing forwarded twice");
+    assert_eq!(unique, (0..n).collect::<BTreeSet<u64>>(), "every message replayed");
+    assert!(q.drain("dlq").is_empty());
 }

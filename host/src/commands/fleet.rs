@@ -55,7 +55,7 @@ pub fn control(args: &FleetArgs, control: Control) -> Result<u8> {
             Control::Pause => "pause: forwarding holds until `redrive fleet resume`",
             Control::Run => "resume: forwarding goes on",
         };
-        println!("fleet {} (run {run}, {live} live workers): {what}", url.name);
+        println!("fleet {} (run {run}, live workers: {live}): {what}", url.name);
         Ok(exit::OK)
     })
 }
