@@ -38,6 +38,16 @@ pub struct Worker {
     waiting_for_canary: AtomicBool,
 }
 
+/// One look at the fleet's canary.
+enum CanaryLook {
+    /// The verdict is given.
+    Verdict(CanaryVerdict),
+    /// No verdict, and this worker took the lease: it runs the canary.
+    LeaseTaken,
+    /// No verdict, and another worker holds the lease.
+    HeldElsewhere,
+}
+
 /// A worker joined to its fleet, ticking until [`Member::leave`].
 pub struct Member {
     /// The link the pipeline uses.
@@ -69,14 +79,25 @@ impl Worker {
         }
     }
 
-    /// This worker's id in the fleet.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The fleet run it belongs to.
-    pub fn run(&self) -> &str {
-        &self.run
+    /// Where the fleet's canary stands: its verdict if there is one, else the lease taken if nobody holds
+    /// it. Waits while the fleet's Redis cannot be reached.
+    async fn look_at_canary(&self) -> CanaryLook {
+        loop {
+            self.reachable().await;
+            match canary::verdict(&self.store, &self.run).await {
+                Ok(Some(verdict)) => return CanaryLook::Verdict(verdict),
+                Ok(None) => {}
+                Err(e) => {
+                    self.retry_pause(&e).await;
+                    continue;
+                }
+            }
+            match canary::try_lease(&self.store, &self.run, &self.id).await {
+                Ok(true) => return CanaryLook::LeaseTaken,
+                Ok(false) => return CanaryLook::HeldElsewhere,
+                Err(e) => self.retry_pause(&e).await,
+            }
+        }
     }
 
     async fn retry_pause(&self, error: &StoreError) {
@@ -241,22 +262,10 @@ impl FleetLink for Worker {
     }
 
     async fn canary_role(&self) -> CanaryRole {
-        loop {
-            self.reachable().await;
+        match self.look_at_canary().await {
             // A verdict given already (a worker that joins late) is this worker's too.
-            match canary::verdict(&self.store, &self.run).await {
-                Ok(Some(_)) => return CanaryRole::Waits,
-                Ok(None) => {}
-                Err(e) => {
-                    self.retry_pause(&e).await;
-                    continue;
-                }
-            }
-            match canary::try_lease(&self.store, &self.run, &self.id).await {
-                Ok(true) => return CanaryRole::Runs,
-                Ok(false) => return CanaryRole::Waits,
-                Err(e) => self.retry_pause(&e).await,
-            }
+            CanaryLook::Verdict(_) | CanaryLook::HeldElsewhere => CanaryRole::Waits,
+            CanaryLook::LeaseTaken => CanaryRole::Runs,
         }
     }
 
@@ -285,19 +294,10 @@ impl FleetLink for Worker {
     async fn wait_verdict(&self) -> VerdictOrLease {
         self.waiting_for_canary.store(true, Ordering::SeqCst);
         let outcome = loop {
-            self.reachable().await;
-            match canary::verdict(&self.store, &self.run).await {
-                Ok(Some(verdict)) => break VerdictOrLease::Verdict(verdict),
-                Ok(None) => {}
-                Err(e) => {
-                    self.retry_pause(&e).await;
-                    continue;
-                }
-            }
-            match canary::try_lease(&self.store, &self.run, &self.id).await {
-                Ok(true) => break VerdictOrLease::Lease,
-                Ok(false) => tokio::time::sleep(TICK).await,
-                Err(e) => self.retry_pause(&e).await,
+            match self.look_at_canary().await {
+                CanaryLook::Verdict(verdict) => break VerdictOrLease::Verdict(verdict),
+                CanaryLook::LeaseTaken => break VerdictOrLease::Lease,
+                CanaryLook::HeldElsewhere => tokio::time::sleep(TICK).await,
             }
         };
         self.waiting_for_canary.store(false, Ordering::SeqCst);

@@ -132,7 +132,7 @@ impl Link {
         let there = match &groups {
             Ok(Value::Array(groups)) => groups
                 .iter()
-                .any(|g| group_name(g).as_deref() == Some(url.group.as_str())),
+                .any(|g| info_field(g, "name").and_then(text).as_deref() == Some(url.group.as_str())),
             Ok(_) => false,
             Err(e) if is_connection_error(e) => return Ok(()), // the next command tells
             Err(_) => false,                                   // ERR no such key
@@ -386,16 +386,23 @@ impl RedisSource {
 }
 
 /// (length, last-generated-id) from XINFO STREAM.
-fn stream_info(info: &Value) -> (u64, String) {
-    let pairs: Vec<(String, &Value)> = match info {
+/// The value of field `name` in an XINFO reply (RESP2: a flat field list; RESP3: a map).
+fn info_field<'a>(info: &'a Value, name: &str) -> Option<&'a Value> {
+    match info {
         Value::Array(flat) => flat
             .chunks(2)
-            .filter_map(|kv| Some((text(kv.first()?)?, kv.get(1)?)))
-            .collect(),
-        Value::Map(pairs) => pairs.iter().filter_map(|(k, v)| Some((text(k)?, v))).collect(),
-        _ => Vec::new(),
-    };
-    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+            .find(|kv| kv.first().and_then(text).as_deref() == Some(name))
+            .and_then(|kv| kv.get(1)),
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+fn stream_info(info: &Value) -> (u64, String) {
+    let get = |name: &str| info_field(info, name);
     let length = match get("length") {
         Some(Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
         _ => 0,
@@ -507,20 +514,5 @@ impl Acker for RedisAcker {
 
     async fn release(&self, _tokens: &[AckToken]) -> Result<(), AdapterError> {
         Ok(()) // the entry stays pending for this consumer
-    }
-}
-
-/// The `name` of one group in an `XINFO GROUPS` reply (RESP2: a flat field list; RESP3: a map).
-fn group_name(group: &Value) -> Option<String> {
-    match group {
-        Value::Array(fields) => fields
-            .chunks(2)
-            .find(|pair| text(&pair[0]).as_deref() == Some("name"))
-            .and_then(|pair| pair.get(1).and_then(text)),
-        Value::Map(fields) => fields
-            .iter()
-            .find(|(k, _)| text(k).as_deref() == Some("name"))
-            .and_then(|(_, v)| text(v)),
-        _ => None,
     }
 }
