@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Dirs, file_run, module, redrive, run, spawn_until_line};
+use common::{Dirs, file_run, module, pushgateway, redrive, run, spawn_until_line};
 
 /// `n` messages: every 5th a permanent error (skip), every 7th test traffic (discard), the rest replay.
 fn write_dlq(dir: &Path, n: usize) -> PathBuf {
@@ -221,23 +221,6 @@ fn completion_scripts_and_the_man_page_come_from_the_command_line_itself() {
         stdout.contains("completions") && stdout.contains("replays dead letters"),
         "man page lacks the commands"
     );
-}
-
-/// One raw HTTP request to the Pushgateway on 127.0.0.1:9091; the status line and the body.
-fn pushgateway(method: &str, path: &str) -> (String, String) {
-    let addr: SocketAddr = "127.0.0.1:9091".parse().unwrap();
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .expect("no Prometheus Pushgateway on 127.0.0.1:9091: run scripts/services.sh");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:9091\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
 }
 
 #[test]

@@ -46,16 +46,13 @@ case "$N" in '' | *[!0-9]* | 0) echo "run.sh: N must be a positive integer" >&2;
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 redrive="${REDRIVE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/redrive}"
-filters="$repo/build/filters"
-chain=(route-by-error repair-json drop-test-traffic)
 work="${BENCH_DIR:-/var/tmp/redrive-bench-rabbitmq}"
 dlq=redrive-bench.dlq
 staging=redrive-bench.staging
 shovel=redrive-bench
 started=$SECONDS
-
-say() { printf '\n== %s (t+%ss)\n' "$*" "$((SECONDS - started))" >&2; }
-die() { echo "run.sh: $*" >&2; exit 1; }
+# shellcheck source=../common.sh
+. "$repo/bench/common.sh"
 
 # --- prerequisites --------------------------------------------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "run as root (rabbitmqctl needs it)"
@@ -65,26 +62,9 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null ||
     "$repo/scripts/services.sh"
 fi
 mkdir -p "$work"
-py="$work/venv/bin/python"
-if ! "$py" -c 'import pika' 2>/dev/null; then
-    say "installing pika into $work/venv"
-    python3 -m venv "$work/venv"
-    "$work/venv/bin/pip" install -q pika
-fi
+py="$(python_venv "$work/venv" pika)"
 mq() { "$py" "$here/mq.py" "$@"; }
-if [ ! -x "$redrive" ]; then
-    say "no $redrive: building it (cargo build --release -p redrive)"
-    (cd "$repo" && cargo build --release -p redrive)
-fi
-missing=()
-for f in "${chain[@]}"; do [ -f "$filters/$f.wasm" ] || missing+=("$f"); done
-if [ "${#missing[@]}" -gt 0 ]; then
-    say "building the filters: ${missing[*]}"
-    "$repo/scripts/build-filters.sh" "${chain[@]}"
-fi
-modules=("$filters/route-by-error.wasm?default=replay" "$filters/repair-json.wasm" "$filters/drop-test-traffic.wasm")
-chain_args=()
-for m in "${modules[@]}"; do chain_args+=(-f "$m"); done
+build_what_is_missing
 
 run_dir="$work/run-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$run_dir"
@@ -101,8 +81,7 @@ trap cleanup EXIT
 broker_pid="$(rabbitmqctl eval 'os:getpid().' 2>/dev/null | tr -dc 0-9)"
 export BROKER_PID="$broker_pid"
 rabbit_version="$(rabbitmqctl version 2>/dev/null | tail -1)"
-cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-say "machine: $cpu, $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); RabbitMQ $rabbit_version (broker pid $broker_pid); $("$redrive" --version), binary built $(stat -c %y "${REDRIVE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/redrive}" | cut -d. -f1)"
+say "machine: $(machine_line); RabbitMQ $rabbit_version (broker pid $broker_pid); $("$redrive" --version), binary built $(stat -c %y "${REDRIVE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/redrive}" | cut -d. -f1)"
 
 # Warm the compiled-module cache, so no row pays for compiling the modules.
 "$redrive" filter test "${modules[@]}" --input "$repo/examples/filters/route-by-error/input.jsonl" >/dev/null ||

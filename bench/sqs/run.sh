@@ -30,7 +30,8 @@
 # reported (FAILED, its output kept in the run directory), staging is checked for duplicates, and the mover is
 # measured again (TRIES in all); the failures are listed under the table.
 #
-# The endpoint: by default (MOTO=private) a private moto_server 5.2.5 on 127.0.0.1:MOTO_PORT (default 9325),
+# The endpoint: by default (MOTO=private) a private moto_server 5.2.5 on 127.0.0.1:MOTO_PORT (default 9329;
+# 9325 is the credential-checking endpoint scripts/services.sh starts),
 # started and stopped by this script from the venv scripts/services.sh installs (/var/tmp/redrive-tools/moto-5.2.5),
 # through scripts/moto-server.py, the launcher the tests use too. It fixes a race (unpatched, overlapping
 # DeleteMessageBatch calls report every entry Successful but leave some messages in the queue: redrive left 1, 10 and
@@ -58,7 +59,7 @@ SIZE="${SIZE:-1024}"
 SWEEP="${SWEEP-1:1 8:16}"
 MOVERS="${MOVERS:-chain none one-by-one batched}"
 MOTO="${MOTO:-private}"
-MOTO_PORT="${MOTO_PORT:-9325}"
+MOTO_PORT="${MOTO_PORT:-9329}"
 NICE="${NICE:--10}"
 [ "$(id -u)" = 0 ] || NICE=0
 moto_wanted=5.2.5
@@ -79,13 +80,10 @@ boto3_version=1.44.5
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 redrive="${REDRIVE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/redrive}"
-filters="$repo/build/filters"
-chain=(route-by-error repair-json drop-test-traffic)
 work="${BENCH_DIR:-/var/tmp/redrive-bench-sqs}"
 started=$SECONDS
-
-say() { printf '\n== %s (t+%ss)\n' "$*" "$((SECONDS - started))" >&2; }
-die() { echo "run.sh: $*" >&2; exit 1; }
+# shellcheck source=../common.sh
+. "$repo/bench/common.sh"
 
 # --- prerequisites --------------------------------------------------------------------------------------------
 moto_tools="${REDRIVE_TOOLS_DIR:-/var/tmp/redrive-tools}/moto-$moto_wanted"
@@ -107,29 +105,9 @@ else
     fi
 fi
 mkdir -p "$work"
-py="$work/venv/bin/python"
-if [ ! -e "$work/venv/.installed-boto3-$boto3_version" ]; then
-    say "installing boto3==$boto3_version into $work/venv"
-    rm -rf "$work/venv"
-    python3 -m venv "$work/venv" || die "python3 -m venv failed: install python3-venv"
-    "$work/venv/bin/pip" install -q --disable-pip-version-check "boto3==$boto3_version" ||
-        die "could not install boto3==$boto3_version"
-    touch "$work/venv/.installed-boto3-$boto3_version"
-fi
+py="$(python_venv "$work/venv" "boto3==$boto3_version")"
 q() { "$py" "$here/sqs.py" "$@"; }
-if [ ! -x "$redrive" ]; then
-    say "no $redrive: building it (cargo build --release -p redrive)"
-    (cd "$repo" && cargo build --release -p redrive)
-fi
-missing=()
-for f in "${chain[@]}"; do [ -f "$filters/$f.wasm" ] || missing+=("$f"); done
-if [ "${#missing[@]}" -gt 0 ]; then
-    say "building the filters: ${missing[*]}"
-    "$repo/scripts/build-filters.sh" "${chain[@]}"
-fi
-modules=("$filters/route-by-error.wasm?default=replay" "$filters/repair-json.wasm" "$filters/drop-test-traffic.wasm")
-chain_args=()
-for m in "${modules[@]}"; do chain_args+=(-f "$m"); done
+build_what_is_missing
 
 # The moto_server process behind the endpoint, for its CPU time (none if it is not a local moto_server).
 moto_pid=""
@@ -172,9 +150,7 @@ if [ "$MOTO" = private ]; then
 fi
 export MOTO_PID="$moto_pid"
 
-cpu="$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
-mem="$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
-machine="$cpu, $(nproc) CPUs, $mem"
+machine="$(machine_line)"
 say "machine: $machine; moto $moto_version (pid ${moto_pid:-?}) at $SQS_ENDPOINT; $("$redrive" --version) (binary built $built); boto3 $("$py" -c 'import boto3; print(boto3.__version__)'); N=$N, SIZE=$SIZE"
 
 # Warm the compiled-module cache, so no row pays for compiling the modules.

@@ -2,8 +2,10 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod own_redis;
 pub mod proxy;
+pub mod sqs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -187,4 +189,22 @@ pub fn spawn_until_line(
             );
         }
     }
+}
+
+/// One raw HTTP request to the Pushgateway on 127.0.0.1:9091; the status line and the body.
+pub fn pushgateway(method: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = "127.0.0.1:9091".parse().unwrap();
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+        .expect("no Prometheus Pushgateway on 127.0.0.1:9091: run scripts/services.sh");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:9091\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
 }

@@ -434,8 +434,8 @@ pub fn dropped_connection<B: Broker>() {
         "the run recovers or ends cleanly: {code:?}\n{stderr}"
     );
     // A copy may arrive twice only when the cut took its send's confirmation with it: the run reports
-    // each such send ("a later run tries again"), and it stays in the DLQ for the next run.
-    let in_doubt = stderr.matches("a later run tries again").count();
+    // each such send, and it stays in the DLQ for the next run or is sent again.
+    let in_doubt = copies_reported(&stderr);
     let (code, stdout, stderr) = run(&mut k.replay());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     k.assert_reconciled(n, in_doubt);
@@ -443,7 +443,7 @@ pub fn dropped_connection<B: Broker>() {
 
 /// A paced 300-message run that `disrupt` strikes once 20 replays arrived: the run must recover or end
 /// cleanly within 4 minutes (never hang); a second run finishes. Nothing lost; a copy only for a send the
-/// run reported in doubt ("a later run tries again").
+/// run reported in doubt ([`copies_reported`]).
 fn disrupted_mid_run<B: Broker>(test: &str, what: &str, disrupt: impl FnOnce(&mut B)) {
     let _access = B::access(Access::Exclusive);
     let mut k = Kit::<B>::new(test);
@@ -459,10 +459,18 @@ fn disrupted_mid_run<B: Broker>(test: &str, what: &str, disrupt: impl FnOnce(&mu
         "the run recovers or ends cleanly after {what}: {:?}\n{stderr}",
         out.status.code()
     );
-    let in_doubt = stderr.matches("a later run tries again").count();
+    let in_doubt = copies_reported(&stderr);
+    eprintln!("after {what}: the run reported {in_doubt} sends that may arrive twice");
     let (code, stdout, stderr) = run(&mut k.replay());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     k.assert_reconciled(n, in_doubt);
+}
+
+/// How many copies a run said it may have made: each send whose confirmation was lost and left in the DLQ
+/// ("a later run tries again"), and each send whose answer was lost and that was tried again ("a copy may
+/// arrive twice").
+fn copies_reported(stderr: &str) -> usize {
+    stderr.matches("a later run tries again").count() + stderr.matches("a copy may arrive twice").count()
 }
 
 /// The server restarted mid-run (stopped for a few seconds, then started): the run reconnects and finishes,

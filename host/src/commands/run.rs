@@ -401,8 +401,11 @@ async fn open_and_run(
         true => Telemetry::detailed(modules),
         false => Telemetry::new(modules),
     };
+    // A fleet worker's id labels its metrics, so it is chosen before they are served.
+    let fleet = fleet.map(|url| (url, crate::fleet::new_worker_id()));
+    let mut info = run_info(&config, fleet.as_ref().map(|(_, id)| id.clone()));
     let metrics = match observe.metrics {
-        Some(addr) => Some(serve_metrics(&config, addr, telemetry.clone()).await?),
+        Some(addr) => Some(serve_metrics(addr, telemetry.clone(), info.clone()).await?),
         None => None,
     };
     let ended = CancellationToken::new();
@@ -435,9 +438,9 @@ async fn open_and_run(
     }
     let [sink, park] = sinks;
     let member = match fleet {
-        Some(url) => {
+        Some((url, id)) => {
             let control = RunControl::new(telemetry.clone(), interrupt.clone());
-            Some(Member::join(url, config.from.to_string(), telemetry.clone(), control).await?)
+            Some(Member::join(url, id, config.from.to_string(), telemetry.clone(), control).await?)
         }
         None => None,
     };
@@ -448,13 +451,18 @@ async fn open_and_run(
         park,
         fleet: member.as_ref().map(|m| m.worker.clone() as Arc<dyn FleetLink>),
     };
-    let info = run_info(&config);
     let report = pipeline::run(config, prepared, opened, interrupt, telemetry.clone()).await;
     ended.cancel();
     if let Some(member) = member {
         member.leave(&telemetry).await;
     }
     if let Some(target) = &observe.push {
+        // A fleet's workers push to groups of their own (`…/worker/ID`), so none replaces another's metrics; the
+        // Pushgateway gives their series the group's `worker` label, which pushed series must not carry too.
+        let target = match info.worker.take() {
+            Some(worker) => target.for_worker(&worker),
+            None => target.clone(),
+        };
         // The run's outcome stands whatever the Pushgateway says; a failed push is reported, not fatal.
         match target.push(RunMetrics::new(telemetry.clone(), info).render()).await {
             Ok(()) => tracing::debug!("metrics pushed"),
@@ -468,8 +476,9 @@ async fn open_and_run(
 }
 
 /// What the run is, for the metrics' `redrive_run_info`.
-fn run_info(config: &RunConfig) -> RunInfo {
+fn run_info(config: &RunConfig, worker: Option<String>) -> RunInfo {
     RunInfo {
+        worker,
         source: config.from.to_string(),
         destination: config
             .to
@@ -552,8 +561,8 @@ fn check_report_path(path: Option<&std::path::Path>) -> Result<()> {
 }
 
 /// Start the `--metrics` endpoint (before any broker is opened: a taken port stops the run first).
-async fn serve_metrics(config: &RunConfig, addr: SocketAddr, telemetry: Arc<Telemetry>) -> Result<Server> {
-    let metrics = Arc::new(RunMetrics::new(telemetry, run_info(config)));
+async fn serve_metrics(addr: SocketAddr, telemetry: Arc<Telemetry>, info: RunInfo) -> Result<Server> {
+    let metrics = Arc::new(RunMetrics::new(telemetry, info));
     let server = Server::start("--metrics", addr, |_| server::metrics_router(metrics)).await?;
     eprintln!("metrics: http://{}/metrics", server.addr());
     Ok(server)

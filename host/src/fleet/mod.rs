@@ -24,4 +24,4 @@ pub mod worker;
 
 pub use store::{Store, StoreError};
 pub use url::FleetUrl;
-pub use worker::{Member, Worker};
+pub use worker::{Member, Worker, new_worker_id};

@@ -106,22 +106,37 @@ impl Worker {
     }
 }
 
+/// A new worker's id: its host, its pid and four random hex digits (`web-3-4121-0a9f`), of letters, digits,
+/// `.` and `-` only, so it can label metrics and name a Pushgateway group as it is.
+pub fn new_worker_id() -> String {
+    let host: String = crate::core::files::host_name()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        getrandom::u32().unwrap_or_default() & 0xffff
+    )
+}
+
 impl Member {
-    /// Join the fleet at `url` as a worker reading `source` (shown without credentials), applying the
+    /// Join the fleet at `url` as worker `id` (see [`new_worker_id`]) reading `source` (shown without credentials), applying the
     /// fleet's control to `control`. Fails when the fleet's Redis cannot be reached at the start.
     pub async fn join(
         url: FleetUrl,
+        id: String,
         source: String,
         telemetry: Arc<Telemetry>,
         control: RunControl,
     ) -> anyhow::Result<Self> {
         let store = Store::new(url.clone());
-        let id = format!(
-            "{}-{}-{:04x}",
-            crate::core::files::host_name(),
-            std::process::id(),
-            getrandom::u32().unwrap_or_default() & 0xffff
-        );
         let candidate = format!(
             "{}-{:06x}",
             chrono::Utc::now().format("%Y%m%dT%H%M%S"),

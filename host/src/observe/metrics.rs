@@ -27,6 +27,9 @@ pub struct RunInfo {
     pub destination: String,
     /// `run` or `plan`.
     pub command: &'static str,
+    /// In a fleet (`--fleet`), this worker's id: every series then carries it as the `worker` label, so the
+    /// workers of one fleet can be told apart and summed.
+    pub worker: Option<String>,
 }
 
 /// The metrics of one run.
@@ -38,7 +41,10 @@ pub struct RunMetrics {
 impl RunMetrics {
     /// Metrics read from `telemetry`.
     pub fn new(telemetry: Arc<Telemetry>, info: RunInfo) -> Self {
-        let mut registry = Registry::default();
+        let mut registry = match &info.worker {
+            Some(worker) => Registry::with_labels(std::iter::once(("worker".into(), worker.clone().into()))),
+            None => Registry::default(),
+        };
         registry.register_collector(Box::new(RunCollector { telemetry, info }));
         RunMetrics { registry }
     }
@@ -269,6 +275,7 @@ mod tests {
                 source: "file:dlq.jsonl".into(),
                 destination: "file:out.jsonl".into(),
                 command: "run",
+                worker: None,
             },
         );
         let text = m.render();
@@ -283,5 +290,26 @@ mod tests {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
         assert!(!text.contains("redrive_forward_rate_limit"), "no limit, no series");
+        assert!(!text.contains("worker="), "no fleet, no worker label");
+    }
+
+    #[test]
+    fn a_fleet_worker_labels_every_series_with_its_id() {
+        let t = Telemetry::new(["route-by-error"]);
+        let m = RunMetrics::new(
+            t,
+            RunInfo {
+                source: "file:dlq.jsonl".into(),
+                destination: "file:out.jsonl".into(),
+                command: "run",
+                worker: Some("web-3-4121-0a9f".into()),
+            },
+        );
+        let text = m.render();
+        let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+        assert!(!series.is_empty());
+        for line in series {
+            assert!(line.contains(r#"worker="web-3-4121-0a9f""#), "{line}");
+        }
     }
 }

@@ -75,6 +75,18 @@ impl PushTarget {
         Ok(PushTarget { authority, path, shown })
     }
 
+    /// The same target grouped by worker as well (`…/worker/ID`), so the workers of a fleet pushing to one
+    /// job do not replace each other's metrics; the Pushgateway labels the group's series `worker="ID"`.
+    /// `worker` is a fleet worker id: letters, digits, `.` and `-`.
+    pub fn for_worker(&self, worker: &str) -> PushTarget {
+        let path = format!("{}/worker/{worker}", self.path);
+        PushTarget {
+            shown: format!("http://{}{path}", self.authority),
+            authority: self.authority.clone(),
+            path,
+        }
+    }
+
     /// PUT `body` (Prometheus text format) there, within ten seconds.
     pub async fn push(&self, body: String) -> Result<(), PushError> {
         let fail = |why: String| PushError::Push {
@@ -140,5 +152,13 @@ mod tests {
         }
         let e = PushTarget::parse("https://u:s3cret@pgw").unwrap_err().to_string();
         assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn a_fleet_worker_pushes_to_a_group_of_its_own() {
+        let t = PushTarget::parse("http://pgw:9091/metrics/job/orders").unwrap();
+        let w = t.for_worker("web-3-4121-0a9f");
+        assert_eq!(w.path, "/metrics/job/orders/worker/web-3-4121-0a9f");
+        assert_eq!(w.shown, "http://pgw:9091/metrics/job/orders/worker/web-3-4121-0a9f");
     }
 }

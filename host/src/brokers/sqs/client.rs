@@ -168,6 +168,48 @@ pub async fn queue_info(sqs: &SqsClient, url: &str, what: &str) -> Result<QueueI
     })
 }
 
+/// Whether a failed call may still have been carried out: it went out and its answer was lost (a timeout, a
+/// connection that broke after the request was written, an answer that could not be read). A call SQS answered
+/// with an error, or one that never got a connection, was not carried out.
+///
+/// A send whose outcome is unknown may be at the destination already: sending it again can make a second copy
+/// (standard queues do not deduplicate), so such a retry is reported, never silent.
+pub fn outcome_unknown<E>(err: &SdkError<E>) -> bool {
+    match err {
+        SdkError::ConstructionFailure(_) | SdkError::ServiceError(_) => false,
+        SdkError::DispatchFailure(d) => !d.as_connector_error().is_some_and(|e| never_connected(e)),
+        _ => true,
+    }
+}
+
+/// True when the error's chain holds the HTTP client's "could not connect" (refused, unreachable, DNS, connect
+/// timeout): nothing was written.
+fn never_connected(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Settings for a call that sends messages: no retry inside the SDK (redrive retries itself, and reports a
+/// retry whose first try may have arrived), and an answer within 20 s (a send needs no long poll).
+pub fn send_call_settings() -> aws_sdk_sqs::config::Builder {
+    aws_sdk_sqs::config::Builder::default()
+        .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .build(),
+        )
+}
+
 /// An AWS error in words, and whether trying again may help.
 #[derive(Clone, Debug)]
 pub struct Explained {

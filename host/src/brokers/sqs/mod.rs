@@ -22,7 +22,7 @@ mod url;
 pub use batch::chunk_indices;
 pub use client::{
     Explained, QueueInfo, SqsClient, connect, explain, http_client, is_transient_code, list_source_queues, open_queue,
-    queue_info,
+    outcome_unknown, queue_info, send_call_settings,
 };
 pub use sink::SqsSink;
 pub use source::SqsSource;

@@ -21,7 +21,10 @@ use tokio::sync::Mutex;
 
 use super::attributes::{Outgoing, SqsNative, outgoing};
 use super::batch::{CallResult, EntryError, WholeCallRefused, run_batch};
-use super::{self as sqs, AwsSettings, Explained, QueueInfo, SqsClient, SqsUrl, chunk_indices, explain};
+use super::{
+    self as sqs, AwsSettings, Explained, QueueInfo, SqsClient, SqsUrl, chunk_indices, explain, outcome_unknown,
+    send_call_settings,
+};
 use crate::core::adapter::{AdapterError, SendError, Sink};
 use crate::core::backoff::Backoff;
 use crate::core::envelope::Envelope;
@@ -51,6 +54,8 @@ enum Route {
 /// One message ready for SQS, with its place in the batch given to [`Sink::send`].
 struct Prepared {
     index: usize,
+    /// The message's id, for messages.
+    id: String,
     out: Outgoing,
     group_id: Option<String>,
     dedup_id: Option<String>,
@@ -166,6 +171,7 @@ impl SqsSink {
         };
         Ok(Prepared {
             index,
+            id: env.id.clone(),
             out,
             group_id,
             dedup_id,
@@ -199,6 +205,7 @@ impl SqsSink {
                     .enumerate()
                     .map(|(i, &entry)| batch_entry(i, chunk[entry]))
                     .collect::<Result<Vec<_>, _>>();
+                let sent: Vec<&Prepared> = positions.iter().map(|&entry| chunk[entry]).collect();
                 let what = &what;
                 async move {
                     let entries = entries.map_err(|e| Explained {
@@ -211,9 +218,19 @@ impl SqsSink {
                         .send_message_batch()
                         .queue_url(&queue.url)
                         .set_entries(Some(entries))
+                        .customize()
+                        .config_override(send_call_settings())
                         .send()
                         .await
-                        .map_err(|e| explain(&e, what, &self.sqs.place))?;
+                        .map_err(|e| {
+                            let explained = explain(&e, what, &self.sqs.place);
+                            if outcome_unknown(&e) {
+                                for p in &sent {
+                                    report_unknown_outcome(p, &explained);
+                                }
+                            }
+                            explained
+                        })?;
                     Ok(CallResult::from_response(
                         out.successful.iter().map(|ok| ok.id.as_str()),
                         out.failed,
@@ -242,12 +259,17 @@ impl SqsSink {
                 .set_message_attributes(Some(p.out.attributes.clone()))
                 .set_message_group_id(p.group_id.clone())
                 .set_message_deduplication_id(p.dedup_id.clone())
+                .customize()
+                .config_override(send_call_settings())
                 .send()
                 .await;
             match sent {
                 Ok(_) => return Ok(()),
                 Err(e) => {
                     let explained = explain(&e, &format!("sending to queue `{}`", queue.name), &self.sqs.place);
+                    if outcome_unknown(&e) {
+                        report_unknown_outcome(p, &explained);
+                    }
                     let error = AdapterError::Broker(explained.text.clone());
                     if !(explained.transient && backoff.wait(&self.sqs.place, &error).await) {
                         return Err(SendError {
@@ -258,6 +280,25 @@ impl SqsSink {
                 }
             }
         }
+    }
+}
+
+/// A send went out and its answer was lost: SQS may hold the message already, so trying again (now, or in a
+/// later run) may make a second copy. Said once per message and try, so the copies a run may have made are
+/// counted, never silent. A FIFO destination deduplicates them by the replay id.
+fn report_unknown_outcome(p: &Prepared, why: &Explained) {
+    match p.dedup_id {
+        Some(_) => tracing::warn!(
+            id = %p.id,
+            "no answer to its send ({}); sending it again is safe: the FIFO queue drops a copy with the same \
+             deduplication id within five minutes",
+            why.text
+        ),
+        None => tracing::warn!(
+            id = %p.id,
+            "no answer to its send ({}); it may have arrived, so a copy may arrive twice (with the same replay id)",
+            why.text
+        ),
     }
 }
 
