@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use gcloud_gax::grpc::{Code, Status};
+use gcloud_gax::retry::RetrySetting;
 use gcloud_googleapis::pubsub::v1::PubsubMessage;
 use gcloud_pubsub::client::Client;
 use gcloud_pubsub::publisher::Publisher;
@@ -16,6 +17,7 @@ use tokio::sync::Mutex;
 use super::url::{PubSubUrl, Resource};
 use super::{connect, message, status_error, transient};
 use crate::core::adapter::{AdapterError, SendError, Sink};
+use crate::core::backoff::Backoff;
 use crate::core::envelope::Envelope;
 
 /// Publishes replayed messages to Pub/Sub topics.
@@ -112,14 +114,58 @@ impl PubSubSink {
         }
     }
 
-    /// Publish `messages` to `topic` in one request: each message's id, or the request's error.
-    async fn publish(&self, topic: &str, messages: Vec<PubsubMessage>) -> Result<Vec<String>, Status> {
-        let mut publishers = self.publishers.lock().await;
-        let publisher = publishers
-            .entry(topic.to_owned())
-            .or_insert_with(|| self.client.topic(topic).new_publisher(None));
-        publisher.publish_immediately(messages, None).await
+    /// Publish `messages` (whose ids are `ids`, for messages) to `topic` in one request: each message's
+    /// Pub/Sub id, or the request's error. A request whose answer went missing (a timeout, a broken
+    /// connection) may have been published: it is tried again, with a warning per message that a copy may
+    /// arrive twice, never silently (the client library's own retry would be silent, so it only retries a
+    /// refusal: quota, where nothing was published).
+    async fn publish(&self, topic: &str, messages: Vec<PubsubMessage>, ids: &[&str]) -> Result<Vec<String>, Status> {
+        let publisher = {
+            let mut publishers = self.publishers.lock().await;
+            publishers
+                .entry(topic.to_owned())
+                .or_insert_with(|| self.client.topic(topic).new_publisher(None))
+                .clone()
+        };
+        let mut backoff = Backoff::new(self.url.reconnect_for);
+        loop {
+            let refused_only = RetrySetting {
+                codes: vec![Code::ResourceExhausted],
+                ..RetrySetting::default()
+            };
+            match publisher
+                .publish_immediately(messages.clone(), Some(refused_only))
+                .await
+            {
+                Ok(published) => return Ok(published),
+                Err(status) if outcome_unknown(&status) => {
+                    for id in ids {
+                        tracing::warn!(
+                            id = %id,
+                            "no answer to its publish to {topic} ({:?}: {}); it may have arrived, so a copy may arrive \
+                             twice (with the same replay id)",
+                            status.code(),
+                            status.message()
+                        );
+                    }
+                    let error = status_error(&format!("publishing to {topic}"), &status);
+                    if !backoff.wait(&self.url.describe(), &error).await {
+                        return Err(status);
+                    }
+                }
+                Err(status) => return Err(status),
+            }
+        }
     }
+}
+
+/// Whether a failed publish may still have gone through: the request went out and no answer, or a broken
+/// one, came back. Pub/Sub does not deduplicate publishes, so sending it again may make a second copy.
+fn outcome_unknown(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Aborted | Code::Cancelled | Code::DeadlineExceeded | Code::Internal
+    )
 }
 
 /// A failed publish in words; whether sending again may work.
@@ -165,7 +211,8 @@ impl Sink for PubSubSink {
         for (topic, entries) in by_topic {
             let (indexes, messages): (Vec<usize>, Vec<PubsubMessage>) = entries.into_iter().unzip();
             let single = messages.len() == 1;
-            match self.publish(&topic, messages.clone()).await {
+            let ids: Vec<&str> = indexes.iter().map(|&i| batch[i].id.as_str()).collect();
+            match self.publish(&topic, messages.clone(), &ids).await {
                 Ok(ids) if ids.len() == indexes.len() => {}
                 Ok(ids) => {
                     let reason = format!(
@@ -180,7 +227,7 @@ impl Sink for PubSubSink {
                 // One message may spoil the request (too large, ...): send them one by one to find which.
                 Err(status) if status.code() == Code::InvalidArgument && !single => {
                     for (i, m) in indexes.into_iter().zip(messages) {
-                        results[i] = match self.publish(&topic, vec![m]).await {
+                        results[i] = match self.publish(&topic, vec![m], &[batch[i].id.as_str()]).await {
                             Ok(_) => Ok(()),
                             Err(status) => Err(send_error(&format!("publishing to {topic}"), &status)),
                         };
