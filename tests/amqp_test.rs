@@ -1087,6 +1087,7 @@ kit::suite!(AmqpKit:
     broker_restarted,
     kill_9_then_resume,
     kill_9_at_random_points,
+    crash_at_each_step,
     to_origin,
     mistakes_are_exit_2,
     password_never_printed,

@@ -493,6 +493,7 @@ kit::suite!(KafkaKit:
     plan_changes_nothing,
     dropped_connection,
     kill_9_then_resume,
+    crash_at_each_step,
     to_origin,
     mistakes_are_exit_2,
     password_never_printed,

@@ -542,6 +542,7 @@ kit::suite!(MySqlKit:
     plan_changes_nothing,
     dropped_connection,
     kill_9_then_resume,
+    crash_at_each_step,
     mistakes_are_exit_2,
     password_never_printed,
 );

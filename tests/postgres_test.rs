@@ -664,6 +664,7 @@ kit::suite!(PgKit:
     plan_changes_nothing,
     dropped_connection,
     kill_9_then_resume,
+    crash_at_each_step,
     mistakes_are_exit_2,
     password_never_printed,
     broker_restarted,

@@ -422,7 +422,7 @@ fn messages_dead_lettered_during_a_pass_belong_to_the_next() {
 }
 
 /// A Pub/Sub dead-letter subscription under the adapter kit, replayed to a topic. redrive reaches the
-/// emulator through a TCP proxy whose connections the kit cuts. Not listed: `password_never_printed`
+/// emulator (source and destination) through a TCP proxy whose connections the kit cuts or stalls. Not listed: `password_never_printed`
 /// (Pub/Sub URLs carry no password: credentials come from Google's application default credentials).
 struct PubSubKit {
     p: PubSub,
@@ -467,7 +467,9 @@ impl kit::Broker for PubSubKit {
     }
 
     fn destination_url(&self) -> String {
-        self.p.staging_url()
+        self.p
+            .staging_url()
+            .replace(&emulator(), &format!("127.0.0.1:{}", self.proxy.port()))
     }
 
     fn destination_count(&mut self) -> usize {
@@ -494,6 +496,10 @@ impl kit::Broker for PubSubKit {
 
     fn drop_connections(&mut self, _redrive_pid: u32) {
         self.proxy.cut();
+    }
+
+    fn stall_connections(&mut self) {
+        assert!(self.proxy.stall() > 0, "redrive has no connection through the proxy");
     }
 
     fn crash_copies(&self) -> kit::Copies {
@@ -562,7 +568,9 @@ kit::suite!(PubSubKit:
     reconciles,
     plan_changes_nothing,
     dropped_connection,
+    stalled_connection,
     kill_9_then_resume,
+    crash_at_each_step,
     to_origin,
     mistakes_are_exit_2,
     returning_replays_trip_the_breaker,

@@ -624,11 +624,31 @@ fn kill_connections_of(con: &mut redis::Connection, pid: u32) -> usize {
 }
 
 /// Redis Streams under the adapter kit: a DLQ stream an application fills for real (a consumer group that
-/// fails entries three times, then moves them with their error), a staging stream.
+/// fails entries three times, then moves them with their error), a staging stream. redrive reaches Redis
+/// through a TCP proxy the kit can stall.
 struct RedisKit {
     s: Streams,
+    proxy: common::proxy::Proxy,
     /// An ACL user made for `password_never_printed`, deleted at the end.
     user: Option<String>,
+}
+
+impl RedisKit {
+    /// `url` with the server's `host:port` replaced by the proxy's.
+    fn through_proxy(&self, url: String) -> String {
+        url.replacen(
+            authority(&self.s.server),
+            &format!("127.0.0.1:{}", self.proxy.port()),
+            1,
+        )
+    }
+}
+
+/// The `host:port` of a `redis://[user:pass@]host:port/db` URL.
+fn authority(server: &str) -> &str {
+    let rest = server.split_once("://").map_or(server, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 impl Drop for RedisKit {
@@ -643,7 +663,8 @@ impl kit::Broker for RedisKit {
     fn new(test: &str) -> Self {
         let mut s = Streams::new(&format!("kit-{test}"));
         s.create("staging");
-        RedisKit { s, user: None }
+        let proxy = common::proxy::Proxy::start(authority(&s.server));
+        RedisKit { s, proxy, user: None }
     }
 
     fn seed(&mut self, n: u64) {
@@ -651,11 +672,11 @@ impl kit::Broker for RedisKit {
     }
 
     fn source_url(&self) -> String {
-        self.s.url("dlq", "")
+        self.through_proxy(self.s.url("dlq", ""))
     }
 
     fn destination_url(&self) -> String {
-        self.s.url("staging", "")
+        self.through_proxy(self.s.url("staging", ""))
     }
 
     fn destination_count(&mut self) -> usize {
@@ -696,6 +717,10 @@ impl kit::Broker for RedisKit {
 
     fn random_kills(&self) -> usize {
         50
+    }
+
+    fn stall_connections(&mut self) {
+        assert!(self.proxy.stall() > 0, "redrive has no connection through the proxy");
     }
 
     fn fail_again(&mut self) -> Vec<u64> {
@@ -786,8 +811,10 @@ kit::suite!(RedisKit:
     reconciles,
     plan_changes_nothing,
     dropped_connection,
+    stalled_connection,
     kill_9_then_resume,
     kill_9_at_random_points,
+    crash_at_each_step,
     returning_replays_trip_the_breaker,
     to_origin,
     mistakes_are_exit_2,

@@ -606,6 +606,7 @@ kit::suite!(FileKit:
     plan_changes_nothing,
     kill_9_then_resume,
     kill_9_at_random_points,
+    crash_at_each_step,
     returning_replays_trip_the_breaker,
     mistakes_are_exit_2,
 );

@@ -717,6 +717,7 @@ kit::suite!(SqsKit:
     slow_connection,
     kill_9_then_resume,
     kill_9_at_random_points,
+    crash_at_each_step,
     returning_replays_trip_the_breaker,
     to_origin,
     mistakes_are_exit_2,

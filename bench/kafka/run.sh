@@ -17,7 +17,7 @@
 #   N=20000 bench/kafka/run.sh      # a quicker run
 #
 # The broker: a private tansu (in-memory storage) on 127.0.0.1:PORT (default 19192), from the venv
-# scripts/services.sh installs (/var/tmp/redrive-tools/tansu-0.6.0). Environment: N, SIZE (1024), PORT, MOVERS
+# scripts/services.sh installs (/var/tmp/redrive-tools/tansu-0.6.0). Environment: N, SIZE (1024), PORT, REDRIVE_ARGS, MOVERS
 # (default "chain none python floor"; KCAT=1 measures a real kcat pipe as the floor), BENCH_DIR (/var/tmp/redrive-bench-kafka: the venv with confluent-kafka and the
 # run's output), REDRIVE_BIN (default $CARGO_TARGET_DIR or target, /release/redrive).
 set -euo pipefail
@@ -84,7 +84,9 @@ move() { # name, command...
     wall[$name]=$w cpu[$name]=$c rss[$name]=$r broker_cpu[$name]=$b
 }
 want() { [[ " $MOVERS " == *" $1 "* ]]; }
-redrive_common=(run --no-progress --audit-dir "$run_dir/audit-@DLQ@" --to "kafka://$brokers?topic=@STAGING@")
+# REDRIVE_ARGS: more options for both redrive rows (e.g. "--max-in-flight 500"); word-split on spaces.
+read -r -a redrive_extra <<<"${REDRIVE_ARGS:-}"
+redrive_common=(run --no-progress --audit-dir "$run_dir/audit-@DLQ@" --to "kafka://$brokers?topic=@STAGING@" ${redrive_extra[@]+"${redrive_extra[@]}"})
 want chain && move chain bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" --from "kafka://$brokers?topic=@DLQ@" "${chain_args[@]}") >/dev/null"
 want none && move none bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" --from "kafka://$brokers?topic=@DLQ@" --no-filter) >/dev/null"
 want python && move python "$py" "$here/kafka.py" loop "$brokers" @DLQ@ @STAGING@ bench-loop

@@ -146,7 +146,11 @@ pub fn output_within(child: std::process::Child, limit: std::time::Duration, wha
     while !waiter.is_finished() {
         if start.elapsed() > limit {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            panic!("{what}: still running after {limit:?}");
+            let stderr = waiter
+                .join()
+                .map(|out| String::from_utf8_lossy(&out.stderr).into_owned())
+                .unwrap_or_default();
+            panic!("{what}: still running after {limit:?}; killed. Its stderr:\n{stderr}");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

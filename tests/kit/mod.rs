@@ -16,6 +16,9 @@
 //! - `kill_9_then_resume`: the same across a kill -9 and a resumed run;
 //! - `kill_9_at_random_points`: the same across dozens of kill -9s at random moments of a 2 000-message
 //!   replay (200 across the file, RabbitMQ, SQS and Redis suites);
+//! - `crash_at_each_step`: the run kills itself exactly between two durable writes (about to send, sent but
+//!   not journaled, confirmed but not acked, archived but not journaled, acked but not journaled); the next
+//!   run finishes with nothing lost and no copy beyond the promise;
 //! - `to_origin`: `--to origin` puts every message back where it was dead-lettered from;
 //! - `mistakes_are_exit_2`: a missing queue/stream/table/file, wrong credentials, a closed port: exit 2
 //!   with a message that says so, and the password never printed;
@@ -614,6 +617,61 @@ pub fn kill_9_at_random_points<B: Broker>() {
     );
     let allowance = crash_allowance(&k.broker, kills);
     k.assert_reconciled(n, allowance);
+}
+
+/// The steps between two durable writes where a crash is the most dangerous, and on which hit of each a
+/// crash is injected: a batch about to be sent, sent and not yet journaled as confirmed, confirmed and not
+/// yet acked, archived and not yet journaled, acked and not yet journaled (`REDRIVE_CRASH_AT`, see
+/// `pipeline/crash_point.rs`). Discards are archived in one or two batches, hence its first hit.
+const CRASH_STEPS: [(&str, std::ops::RangeInclusive<u64>); 5] = [
+    ("sending", 2..=4),
+    ("sent", 2..=4),
+    ("confirmed", 2..=4),
+    ("archived", 1..=1),
+    ("acked", 2..=3),
+];
+
+/// A crash exactly at each step between two durable writes (random kills almost never land in those
+/// microsecond windows): the run kills itself there (SIGKILL), the next run with the same command finishes,
+/// and nothing is lost or doubled beyond the broker's promise: a crash while a batch is out (`sent`, or
+/// another stage's step while the forwarder sends) may repeat that batch, and not even that where the
+/// destination is read back; a crash just before a send or just after its journaled confirmation repeats
+/// nothing anywhere.
+pub fn crash_at_each_step<B: Broker>() {
+    let _access = B::access(Access::Shared);
+    for (step, hits) in CRASH_STEPS {
+        let mut k = Kit::<B>::new(&format!("crash{step}"));
+        let n = 200;
+        k.broker.seed(n);
+        let hit = fastrand::u64(hits);
+        let child = k
+            .replay()
+            .args(["--rate", "200/s"])
+            .env("REDRIVE_CRASH_AT", format!("{step}:{hit}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = output_within(child, Duration::from_secs(120), &format!("a run to crash at `{step}`"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("crash point `{step}` reached (hit {hit})")) && out.status.code().is_none(),
+            "the run was to kill itself at `{step}` (hit {hit}): {:?}\n{stderr}",
+            out.status
+        );
+        k.broker.after_crash();
+        let (code, stdout, stderr) = run(&mut k.replay());
+        assert_eq!(code, 0, "the run after a crash at `{step}`:\n{stdout}\n{stderr}");
+        // At `sending` and `confirmed` the forwarder itself stops, with nothing else in flight. At `sent` its
+        // batch is in doubt; at `archived` and `acked` another stage stops the process while the forwarder may
+        // have a batch out: a crash anywhere else, as far as the destination can tell.
+        let copies = match step {
+            "sending" | "confirmed" => 0,
+            _ => crash_allowance(&k.broker, 1),
+        };
+        eprintln!("crash at `{step}` (hit {hit}), then a run to the end; at most {copies} copies may arrive twice");
+        k.assert_reconciled(n, copies);
+    }
 }
 
 /// `--to origin`: every message back where it was dead-lettered from.

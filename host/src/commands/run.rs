@@ -44,6 +44,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// Run `redrive run`; returns the exit code.
 pub fn run(args: &RunArgs) -> Result<u8> {
+    crate::pipeline::crash_point::arm_from_env()?;
     let loaded = load_config(&args.select)?;
     let (mut config, mut options) = base_config(&args.select, &loaded)?;
     let file = &loaded.file;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 
 use super::config::StopReason;
+use super::crash_point::{self, CrashPoint};
 use super::journal::Event;
 use super::report::Stats;
 use super::stage::{BATCH_LINGER, Discard, GateState, Settle, Shared, hold_until_gate, recv_batch};
@@ -57,6 +58,7 @@ pub(super) async fn discard_stage(
             }
             continue;
         }
+        crash_point::reached(CrashPoint::Archived);
         shared.journal(Event::Archived, batch.iter().map(|d| &d.key))?;
         shared.sync_journal()?;
         Stats::add(&shared.stats.discarded, batch.len() as u64);

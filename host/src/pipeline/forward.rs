@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::canary::{self, Canary, FleetPart};
 use super::config::CanaryReport;
+use super::crash_point::{self, CrashPoint};
 use super::journal::Event;
 use super::rate::Pacer;
 use super::report::{Pauser, Stats};
@@ -141,6 +142,7 @@ pub(super) async fn forward_stage(
         let results = send_once(&shared, sink.as_ref(), &sending, envelopes, &in_doubt).await;
         shared.telemetry.set_in_flight(0);
         let results = results?;
+        crash_point::reached(CrashPoint::Sent);
         let mut confirmed = Vec::with_capacity(sending.len());
         for (message, result) in sending.into_iter().zip(results) {
             match result {
@@ -163,6 +165,7 @@ pub(super) async fn forward_stage(
         shared.journal(Event::Confirmed, confirmed.iter().map(|m| &m.key))?;
         // The confirmations must be durable before anything is acked.
         shared.sync_journal()?;
+        crash_point::reached(CrashPoint::Confirmed);
         if !confirmed.is_empty() {
             shared.first_replay_confirmed();
         }
@@ -215,6 +218,7 @@ async fn send_once(
     in_doubt: &[usize],
 ) -> Result<Vec<Result<(), SendError>>> {
     if sink.redelivery() != Redelivery::Checkable {
+        crash_point::reached(CrashPoint::Sending);
         return Ok(sink.send(&envelopes).await);
     }
     let mut results: Vec<Option<Result<(), SendError>>> = vec![None; envelopes.len()];
@@ -238,6 +242,7 @@ async fn send_once(
     if !pending.is_empty() {
         shared.journal(Event::Sending, pending.iter().map(|&i| &sending[i].key))?;
         shared.sync_journal()?;
+        crash_point::reached(CrashPoint::Sending);
         let batch: Vec<Envelope> = match pending.len() == envelopes.len() {
             true => envelopes,
             false => pending.iter().map(|&i| envelopes[i].clone()).collect(),

@@ -15,6 +15,7 @@
 pub mod breaker;
 mod canary;
 mod config;
+pub mod crash_point;
 mod decide;
 mod discard;
 mod files;
@@ -290,7 +291,9 @@ pub async fn run(
         or_stop(&shared, audit.sync());
         chain.modules().iter().map(|m| audit.path_for(&m.name)).collect()
     };
-    let source_notes = source.finish().await.context("finishing the source")?;
+    // The pass's work is done and journaled whatever happens here: a source that cannot finish (a broker
+    // gone quiet) stops the run with its error, and the summary is still printed.
+    let source_notes = or_stop(&shared, source.finish().await.context("finishing the source"));
 
     let counts = stats.snapshot();
     let config = &shared.config;

@@ -8,6 +8,7 @@ use anyhow::Result;
 use tokio::sync::mpsc;
 
 use super::config::StopReason;
+use super::crash_point::{self, CrashPoint};
 use super::journal::Event;
 use super::report::Stats;
 use super::stage::{Settle, Shared, recv_batch};
@@ -43,7 +44,10 @@ pub(super) async fn settle_stage(
         }
         if !acks.is_empty() {
             match acker.ack(&acks).await {
-                Ok(()) => shared.journal(Event::Acked, &acked_keys)?,
+                Ok(()) => {
+                    crash_point::reached(CrashPoint::Acked);
+                    shared.journal(Event::Acked, &acked_keys)?
+                }
                 Err(AdapterError::Gone(why)) => {
                     tracing::error!("{why}");
                     shared.stop_with(StopReason::Error(why));

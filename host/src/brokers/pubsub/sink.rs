@@ -23,7 +23,8 @@ use crate::core::envelope::Envelope;
 /// Publishes replayed messages to Pub/Sub topics.
 pub struct PubSubSink {
     url: PubSubUrl,
-    client: Client,
+    /// Replaced by a new connection when a publish got no answer in time ([`PubSubSink::reconnect`]).
+    client: std::sync::Mutex<Client>,
     /// `None`: each message's origin topic.
     topic: Option<String>,
     publishers: Mutex<HashMap<String, Publisher>>,
@@ -67,7 +68,7 @@ impl PubSubSink {
     fn new(url: PubSubUrl, client: Client, topic: Option<String>) -> Self {
         Self {
             url,
-            client,
+            client: std::sync::Mutex::new(client),
             topic,
             publishers: Mutex::new(HashMap::new()),
             origins: Mutex::new(HashMap::new()),
@@ -92,7 +93,7 @@ impl PubSubSink {
         if let Some(known) = origins.get(&subscription) {
             return known.clone().map_err(SendError::refused);
         }
-        match self.client.subscription(&subscription).config(None).await {
+        match self.client().subscription(&subscription).config(None).await {
             Ok((topic, _)) if topic == "_deleted-topic_" || topic.is_empty() => {
                 let why = format!("the topic of {subscription} was deleted; replay with --to pubsub://...");
                 origins.insert(subscription, Err(why.clone()));
@@ -114,20 +115,54 @@ impl PubSubSink {
         }
     }
 
+    /// The current client (a cheap handle on its connections).
+    fn client(&self) -> Client {
+        self.client
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The publisher for `topic`, on the current client.
+    async fn publisher(&self, topic: &str) -> Publisher {
+        let mut publishers = self.publishers.lock().await;
+        publishers
+            .entry(topic.to_owned())
+            .or_insert_with(|| self.client().topic(topic).new_publisher(None))
+            .clone()
+    }
+
+    /// Replace the client's connections and its publishers. Returns whether a new client is in place.
+    async fn reconnect(&self) -> bool {
+        match connect(&self.url).await {
+            Ok(client) => {
+                *self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = client;
+                let mut publishers = self.publishers.lock().await;
+                for (_, mut publisher) in publishers.drain() {
+                    publisher.shutdown().await;
+                }
+                tracing::info!(
+                    "{}: a publish got no answer in time; opened new connections",
+                    self.url.describe()
+                );
+                true
+            }
+            Err(e) => {
+                tracing::debug!("{}: reconnecting: {e}", self.url.describe());
+                false
+            }
+        }
+    }
+
     /// Publish `messages` (whose ids are `ids`, for messages) to `topic` in one request: each message's
     /// Pub/Sub id, or the request's error. A request whose answer went missing (a timeout, a broken
     /// connection) may have been published: it is tried again, with a warning per message that a copy may
     /// arrive twice, never silently (the client library's own retry would be silent, so it only retries a
     /// refusal: quota, where nothing was published).
     async fn publish(&self, topic: &str, messages: Vec<PubsubMessage>, ids: &[&str]) -> Result<Vec<String>, Status> {
-        let publisher = {
-            let mut publishers = self.publishers.lock().await;
-            publishers
-                .entry(topic.to_owned())
-                .or_insert_with(|| self.client.topic(topic).new_publisher(None))
-                .clone()
-        };
+        let mut publisher = self.publisher(topic).await;
         let mut backoff = Backoff::new(self.url.reconnect_for);
+        let mut on_new_connections = false;
         loop {
             let refused_only = RetrySetting {
                 codes: vec![Code::ResourceExhausted],
@@ -148,6 +183,15 @@ impl PubSubSink {
                             status.message()
                         );
                     }
+                    // No answer in time: the connections may hang for good (half-open); the next attempt goes
+                    // out on new ones, at once (once; a new connection that hangs too waits for the backoff).
+                    let unanswered = matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded);
+                    if unanswered && !on_new_connections && self.reconnect().await {
+                        on_new_connections = true;
+                        publisher = self.publisher(topic).await;
+                        continue;
+                    }
+                    on_new_connections = false;
                     let error = status_error(&format!("publishing to {topic}"), &status);
                     if !backoff.wait(&self.url.describe(), &error).await {
                         return Err(status);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use gcloud_gax::grpc::Status;
+use gcloud_gax::grpc::{Code, Status};
 use gcloud_googleapis::pubsub::v1::{
     AcknowledgeRequest, GetSubscriptionRequest, ModifyAckDeadlineRequest, PullRequest,
 };
@@ -43,7 +43,8 @@ struct Shared {
     /// `pubsub://projects/P/subscriptions/S`.
     identity: String,
     subscription: String,
-    client: SubscriberClient,
+    /// Replaced by a new connection when a call got no answer in time ([`Shared::retrying`]).
+    client: Mutex<SubscriberClient>,
     state: Mutex<State>,
 }
 
@@ -67,6 +68,35 @@ impl Shared {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The current client (a cheap handle on its connections).
+    fn client(&self) -> SubscriberClient {
+        self.client
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Replace the client's connections: after a call that got no answer in time, they may hang for good
+    /// (half-open: a peer or a middlebox that froze, a silent partition) and every later call on them with
+    /// them. Returns whether a new client is in place.
+    async fn reconnect(&self) -> bool {
+        match connect(&self.url).await {
+            Ok(client) => {
+                *self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                    client.subscription(&self.subscription).get_client();
+                tracing::info!(
+                    "{}: a call got no answer in time; opened new connections",
+                    self.identity
+                );
+                true
+            }
+            Err(e) => {
+                tracing::debug!("{}: reconnecting: {e}", self.identity);
+                false
+            }
+        }
+    }
+
     /// Set the ack deadline of `ack_ids` (0: give them back now), retrying while the service is away.
     async fn modify_deadline(&self, ack_ids: Vec<String>, seconds: i32) -> Result<(), AdapterError> {
         for chunk in ack_ids.chunks(IDS_PER_REQUEST) {
@@ -75,25 +105,35 @@ impl Shared {
                 ack_ids: chunk.to_vec(),
                 ack_deadline_seconds: seconds,
             };
-            self.retrying("changing ack deadlines", || {
-                self.client.modify_ack_deadline(request.clone(), None)
+            self.retrying("changing ack deadlines", |client| {
+                let request = request.clone();
+                async move { client.modify_ack_deadline(request, None).await }
             })
             .await?;
         }
         Ok(())
     }
 
-    /// Run `call` until it succeeds, retrying transient failures for up to `reconnect=`.
+    /// Run `call` on the client until it succeeds, retrying transient failures for up to `reconnect=`. A
+    /// call that got no answer in time is tried again on new connections, at once, even when that time used
+    /// up `reconnect=` (once per such call: a new connection that hangs too waits for the backoff).
     async fn retrying<T, F, Fut>(&self, what: &str, call: F) -> Result<T, AdapterError>
     where
-        F: Fn() -> Fut,
+        F: Fn(SubscriberClient) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let mut backoff = Backoff::new(self.url.reconnect_for);
+        let mut on_new_connections = false;
         loop {
-            match call().await {
+            match call(self.client()).await {
                 Ok(value) => return Ok(value),
                 Err(status) if transient(&status) => {
+                    let unanswered = matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded);
+                    if unanswered && !on_new_connections && self.reconnect().await {
+                        on_new_connections = true;
+                        continue;
+                    }
+                    on_new_connections = false;
                     let error = status_error(&format!("{}: {what}", self.url.describe()), &status);
                     if !backoff.wait(&self.url.describe(), &error).await {
                         return Err(AdapterError::Broker(format!(
@@ -139,7 +179,7 @@ impl PubSubSource {
             identity: url.describe(),
             url,
             subscription: subscription.clone(),
-            client,
+            client: Mutex::new(client),
             state: Mutex::new(State::default()),
         });
         let request = GetSubscriptionRequest {
@@ -148,8 +188,9 @@ impl PubSubSource {
         // A missing subscription is a clear error before anything moves. Reading needs only the Subscriber
         // role, which cannot look a subscription up: without the right to, the first pull tells.
         match shared
-            .retrying("looking up the subscription", || {
-                shared.client.get_subscription(request.clone(), None)
+            .retrying("looking up the subscription", |client| {
+                let request = request.clone();
+                async move { client.get_subscription(request, None).await }
             })
             .await
         {
@@ -185,7 +226,10 @@ impl PubSubSource {
             max_messages: shared.url.max_messages,
         };
         let response = shared
-            .retrying("pulling", || shared.client.pull(request.clone(), None))
+            .retrying("pulling", |client| {
+                let request = request.clone();
+                async move { client.pull(request, None).await }
+            })
             .await?
             .into_inner();
         if response.received_messages.is_empty() {
@@ -368,8 +412,9 @@ impl Acker for PubSubAcker {
                 ack_ids: chunk.to_vec(),
             };
             self.shared
-                .retrying("acknowledging", || {
-                    self.shared.client.acknowledge(request.clone(), None)
+                .retrying("acknowledging", |client| {
+                    let request = request.clone();
+                    async move { client.acknowledge(request, None).await }
                 })
                 .await?;
         }
