@@ -41,8 +41,14 @@ use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, Delivery, Pa
 
 /// How long a revoked partition's handed-out messages may take to settle before it is let go.
 const REVOKE_WAIT: Duration = Duration::from_secs(30);
-/// Records read ahead of the pipeline before the partitions are paused.
+/// Records read ahead of the pipeline: when this many wait, the consumer stops polling for a while.
 const READ_AHEAD: usize = 1000;
+/// How long the read-ahead may stay full before the partitions are paused. Pausing a partition drops what
+/// librdkafka fetched ahead for it (a resume fetches it again, a round trip to the broker), so a pipeline that
+/// is only briefly behind is waited for without polling (librdkafka's own prefetch bound, 16 MiB, keeps
+/// memory flat); one that stays behind (a rate limit, a canary) is paused, so polling can go on serving the
+/// group's heartbeats and rebalances.
+const PAUSE_AFTER: Duration = Duration::from_millis(500);
 /// Most messages handed to the pipeline and not yet settled, unless the run says otherwise (two seconds of
 /// its rate, or four times its in-flight window). A partition given to another worker waits for its open
 /// messages (a rate-limited run settles them slowly), and the whole group waits with it: the window keeps
@@ -407,6 +413,7 @@ fn read_loop(consumer: &BaseConsumer<PassContext>, shared: &Shared, tx: &mpsc::S
     let started_ms = chrono::Utc::now().timestamp_millis();
     let mut pending: VecDeque<Event> = VecDeque::new();
     let mut paused = false;
+    let mut full_since: Option<Instant> = None;
     let mut ended = false;
     let joined_by = Instant::now() + Duration::from_secs(60);
     while !shared.closing.load(Ordering::SeqCst) {
@@ -421,15 +428,28 @@ fn read_loop(consumer: &BaseConsumer<PassContext>, shared: &Shared, tx: &mpsc::S
             }
         }
         let full = pending.len() >= READ_AHEAD;
-        if full != paused {
-            if let Ok(assignment) = consumer.assignment() {
-                let _ = if full {
-                    consumer.pause(&assignment)
-                } else {
-                    consumer.resume(&assignment)
-                };
+        match (full, paused) {
+            (true, false) => {
+                let since = *full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < PAUSE_AFTER {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                if let Ok(assignment) = consumer.assignment() {
+                    let _ = consumer.pause(&assignment);
+                }
+                paused = true;
             }
-            paused = full;
+            // Resumed once half the read-ahead went, so a slow pipeline does not pause and resume per record.
+            (false, true) if pending.len() <= READ_AHEAD / 2 => {
+                if let Ok(assignment) = consumer.assignment() {
+                    let _ = consumer.resume(&assignment);
+                }
+                paused = false;
+                full_since = None;
+            }
+            (false, false) => full_since = None,
+            _ => {}
         }
         let polled = consumer.poll(Duration::from_millis(if pending.is_empty() { 100 } else { 10 }));
         let mut state = lock(&shared.state);
