@@ -193,7 +193,8 @@ impl Topology {
         });
     }
 
-    async fn depth(&self, ch: &Channel, queue: &str) -> u32 {
+    /// The queue as the broker sees it now (a passive declare).
+    async fn looked_up(&self, ch: &Channel, queue: &str) -> lapin::Queue {
         ch.queue_declare(
             self.name(queue).into(),
             QueueDeclareOptions {
@@ -204,7 +205,14 @@ impl Topology {
         )
         .await
         .unwrap()
-        .message_count()
+    }
+
+    async fn depth(&self, ch: &Channel, queue: &str) -> u32 {
+        self.looked_up(ch, queue).await.message_count()
+    }
+
+    async fn consumers(&self, ch: &Channel, queue: &str) -> u32 {
+        self.looked_up(ch, queue).await.consumer_count()
     }
 
     async fn wait_depth(&self, ch: &Channel, queue: &str, want: u32) {
@@ -878,6 +886,8 @@ fn kill_9_mid_run_repeats_at_most_the_in_flight_window_each_with_its_replay_id()
 struct AmqpKit {
     rt: tokio::runtime::Runtime,
     topo: Topology,
+    /// Between redrive and the broker, for `stalled_connection`.
+    proxy: common::proxy::Proxy,
     inspector: Inspector,
     /// A user made for `password_never_printed`, deleted at the end.
     user: Option<String>,
@@ -895,6 +905,23 @@ impl AmqpKit {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+impl AmqpKit {
+    /// `url` through the kit's proxy, with a 5 s heartbeat: a hung connection is noticed after two missed
+    /// heartbeats instead of the broker's default two minutes.
+    fn through_proxy(&self, url: String) -> String {
+        url.replacen(&broker_authority(), &format!("127.0.0.1:{}", self.proxy.port()), 1)
+            .replacen('?', "?heartbeat=5&", 1)
+    }
+}
+
+/// The `host:port` of the broker URL.
+fn broker_authority() -> String {
+    let url = broker_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest).to_owned()
 }
 
 impl Drop for AmqpKit {
@@ -915,9 +942,11 @@ impl kit::Broker for AmqpKit {
             topo.declare(&ch).await;
             Inspector { _conn: conn, ch }
         });
+        let proxy = common::proxy::Proxy::start(&broker_authority());
         AmqpKit {
             rt,
             topo,
+            proxy,
             inspector,
             user: None,
         }
@@ -930,11 +959,28 @@ impl kit::Broker for AmqpKit {
     fn source_url(&self) -> String {
         // A small prefetch keeps the source reading through the pass: a cut connection then meets
         // redeliveries mid-pass.
-        format!("{}&prefetch=20", self.topo.dlq_url())
+        format!("{}&prefetch=20", self.through_proxy(self.topo.dlq_url()))
     }
 
     fn destination_url(&self) -> String {
-        self.topo.staging_url()
+        self.through_proxy(self.topo.staging_url())
+    }
+
+    fn stall_connections(&mut self) {
+        assert!(self.proxy.stall() > 0, "redrive has no connection through the proxy");
+    }
+
+    fn after_crash(&mut self) {
+        // A connection left half-open keeps its unacked messages until the broker gives it up (two missed
+        // heartbeats); a killed process's connection is closed at once.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.rt.block_on(self.topo.consumers(&self.inspector, "dlq")) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the broker kept a consumer on the DLQ for 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn destination_count(&mut self) -> usize {
@@ -1084,6 +1130,7 @@ kit::suite!(AmqpKit:
     reconciles,
     plan_changes_nothing,
     dropped_connection,
+    stalled_connection,
     broker_restarted,
     kill_9_then_resume,
     kill_9_at_random_points,

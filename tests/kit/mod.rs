@@ -192,7 +192,8 @@ pub trait Broker: Sized {
     fn settled_stay_in_log(&self) -> bool {
         false
     }
-    /// After a kill -9: wait until what the killed run held is back in the DLQ (SQS: its visibility timeout).
+    /// After a kill -9 or a disrupted run: wait until what the run held is back in the DLQ (SQS: its
+    /// visibility timeout; RabbitMQ: the broker giving up a half-open connection).
     fn after_crash(&mut self) {}
     /// Sources that must be refused with exit 2.
     fn mistakes(&self) -> Vec<Mistake>;
@@ -464,6 +465,7 @@ fn disrupted_mid_run<B: Broker>(test: &str, what: &str, disrupt: impl FnOnce(&mu
     );
     let in_doubt = copies_reported(&stderr);
     eprintln!("after {what}: the run reported {in_doubt} sends that may arrive twice");
+    k.broker.after_crash();
     let (code, stdout, stderr) = run(&mut k.replay());
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     k.assert_reconciled(n, in_doubt);
