@@ -207,7 +207,12 @@ labels = open(f"{run_dir}/labels.txt").read().splitlines()
 rows = [json.loads(l) for l in open(f"{run_dir}/results.jsonl")]
 shovel = next(r for l, r in zip(labels, rows) if l.startswith("shovel"))
 base = n / shovel["seconds"]
-after_base = n / (shovel["seconds"] - shovel["first_move"])
+def after_first(r):
+    """msg/s after the first message moved; None when it cannot be told (at a tiny N the whole move can land
+    before the first poll, so the two times are equal)."""
+    span = r["seconds"] - (r["first_move"] if r["first_move"] is not None else r["seconds"])
+    return n / span if span > 0 else None
+after_base = after_first(shovel)
 print("| tool | messages | seconds | msg/s | ratio vs shovel | first message moved (s) | msg/s after it | ratio | "
       "mover CPU s | broker CPU s | poller CPU s | other CPU s | machine CPU busy |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -215,9 +220,12 @@ if not no_filter_ok:
     print(f"| redrive, no filter | {n} | – | refused | – | | | | | | | | |")
 for label, r in zip(labels, rows):
     rate = n / r["seconds"]
-    after = n / (r["seconds"] - r["first_move"])
-    print(f"| {label} | {n} | {r['seconds']:.2f} | {rate:,.0f} | {rate / base:.2f}× | {r['first_move']:.2f} | "
-          f"{after:,.0f} | {after / after_base:.2f}× | {r['mover_cpu']:.1f} | {r['broker_cpu']:.1f} | "
+    after = after_first(r)
+    first = "–" if r["first_move"] is None else f"{r['first_move']:.2f}"
+    after_text = "–" if after is None else f"{after:,.0f}"
+    ratio = "–" if after is None or after_base is None else f"{after / after_base:.2f}×"
+    print(f"| {label} | {n} | {r['seconds']:.2f} | {rate:,.0f} | {rate / base:.2f}× | {first} | "
+          f"{after_text} | {ratio} | {r['mover_cpu']:.1f} | {r['broker_cpu']:.1f} | "
           f"{r['poller_cpu']:.1f} | {max(r['other_cpu'], 0.0):.1f} | {100 * r['machine_busy']:.0f} % |")
 print()
 print("Busiest threads over the move, as a share of one core (the broker's Erlang schedulers; redrive's threads):")
