@@ -13,6 +13,7 @@
 mod acker;
 pub mod arrivals;
 pub mod offsets;
+mod reader;
 pub mod record;
 pub mod sink;
 pub mod source;

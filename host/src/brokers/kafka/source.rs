@@ -17,7 +17,7 @@
 //! - `redrive plan` (peek) reads the partitions from the committed offsets without joining the group and
 //!   never commits.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -26,7 +26,6 @@ use async_trait::async_trait;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -34,21 +33,14 @@ use tokio::sync::mpsc;
 use super::acker::KafkaAcker;
 use super::arrivals::{self, KafkaArrivals};
 use super::offsets::Offsets;
-use super::record::{Record, record_id, to_envelope};
+use super::reader::{Event, read_loop};
+use super::record::{record_id, to_envelope};
 use super::url::{KafkaUrl, StartAt};
 use super::{explain, metadata_partitions};
 use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, Delivery, PassSize, Received, Source, SourceMode};
 
 /// How long a revoked partition's handed-out messages may take to settle before it is let go.
 const REVOKE_WAIT: Duration = Duration::from_secs(30);
-/// Records read ahead of the pipeline: when this many wait, the consumer stops polling for a while.
-const READ_AHEAD: usize = 1000;
-/// How long the read-ahead may stay full before the partitions are paused. Pausing a partition drops what
-/// librdkafka fetched ahead for it (a resume fetches it again, a round trip to the broker), so a pipeline that
-/// is only briefly behind is waited for without polling (librdkafka's own prefetch bound, 16 MiB, keeps
-/// memory flat); one that stays behind (a rate limit, a canary) is paused, so polling can go on serving the
-/// group's heartbeats and rebalances.
-const PAUSE_AFTER: Duration = Duration::from_millis(500);
 /// Most messages handed to the pipeline and not yet settled, unless the run says otherwise (two seconds of
 /// its rate, or four times its in-flight window). A partition given to another worker waits for its open
 /// messages (a rate-limited run settles them slowly), and the whole group waits with it: the window keeps
@@ -71,13 +63,6 @@ pub struct KafkaSource {
     watch_from: Vec<(i32, Offset)>,
 }
 
-/// What the consumer thread hands to [`KafkaSource::next`].
-enum Event {
-    Record(Record),
-    End,
-    Failed(AdapterError),
-}
-
 /// State shared by the consumer thread, its rebalance callbacks, the source and the acker.
 pub(super) struct Shared {
     pub(super) url: KafkaUrl,
@@ -95,26 +80,26 @@ pub(super) struct State {
     /// Partitions this worker owns (assigned, not being revoked).
     pub(super) owned: BTreeSet<i32>,
     /// Per partition: where the pass ends, and whether it got there.
-    pass: BTreeMap<i32, PartitionPass>,
+    pub(super) pass: BTreeMap<i32, PartitionPass>,
     /// Set once the first assignment arrived.
-    assigned: bool,
+    pub(super) assigned: bool,
     /// Between giving partitions up and being assigned again (a rebalance).
-    rebalancing: bool,
+    pub(super) rebalancing: bool,
     /// The pass has ended: partitions assigned later are left for the next pass.
-    ended: bool,
+    pub(super) ended: bool,
     /// Handed-out messages, for commits.
     pub(super) offsets: Offsets,
     /// When the broker was last found unreachable, until something worked again.
     pub(super) down_since: Option<(Instant, String)>,
     /// A fatal error from the client.
-    fatal: Option<String>,
+    pub(super) fatal: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug)]
-struct PartitionPass {
+pub(super) struct PartitionPass {
     /// The high watermark when the partition was assigned.
-    end: i64,
-    done: bool,
+    pub(super) end: i64,
+    pub(super) done: bool,
 }
 
 pub(super) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -406,135 +391,6 @@ fn start(
         }
     }
     Ok(())
-}
-
-/// The consumer thread: polls, notes partition ends, hands records on, serves rebalances.
-fn read_loop(consumer: &BaseConsumer<PassContext>, shared: &Shared, tx: &mpsc::Sender<Event>) {
-    let started_ms = chrono::Utc::now().timestamp_millis();
-    let mut pending: VecDeque<Event> = VecDeque::new();
-    let mut paused = false;
-    let mut full_since: Option<Instant> = None;
-    let mut ended = false;
-    let joined_by = Instant::now() + Duration::from_secs(60);
-    while !shared.closing.load(Ordering::SeqCst) {
-        while let Some(event) = pending.pop_front() {
-            match tx.try_send(event) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(event)) => {
-                    pending.push_front(event);
-                    break;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
-            }
-        }
-        let full = pending.len() >= READ_AHEAD;
-        match (full, paused) {
-            (true, false) => {
-                let since = *full_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < PAUSE_AFTER {
-                    std::thread::sleep(Duration::from_millis(1));
-                    continue;
-                }
-                if let Ok(assignment) = consumer.assignment() {
-                    let _ = consumer.pause(&assignment);
-                }
-                paused = true;
-            }
-            // Resumed once half the read-ahead went, so a slow pipeline does not pause and resume per record.
-            (false, true) if pending.len() <= READ_AHEAD / 2 => {
-                if let Ok(assignment) = consumer.assignment() {
-                    let _ = consumer.resume(&assignment);
-                }
-                paused = false;
-                full_since = None;
-            }
-            (false, false) => full_since = None,
-            _ => {}
-        }
-        let polled = consumer.poll(Duration::from_millis(if pending.is_empty() { 100 } else { 10 }));
-        let mut state = lock(&shared.state);
-        match polled {
-            None => {}
-            Some(Ok(m)) => {
-                state.down_since = None;
-                let p = m.partition();
-                match state.pass.get_mut(&p) {
-                    Some(part) if !part.done => {
-                        let stamp = m.timestamp().to_millis();
-                        if m.offset() >= part.end && stamp.is_none_or(|t| t >= started_ms) {
-                            // Written after the pass started: the next pass reads it.
-                            part.done = true;
-                        } else {
-                            pending.push_back(Event::Record(Record::read(&m)));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                state.down_since = None;
-                if let Some(part) = state.pass.get_mut(&p) {
-                    part.done = true;
-                }
-            }
-            Some(Err(e)) => {
-                let code = e.rdkafka_error_code();
-                if matches!(
-                    code,
-                    Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
-                ) {
-                    pending.push_back(Event::Failed(AdapterError::Config(format!(
-                        "{}: {}",
-                        shared.url.describe(),
-                        explain(&e, &shared.url)
-                    ))));
-                    ended = true;
-                } else if state.down_since.is_none() {
-                    state.down_since = Some((Instant::now(), explain(&e, &shared.url)));
-                }
-            }
-        }
-        if !ended {
-            if let Some(reason) = state.fatal.take() {
-                pending.push_back(Event::Failed(AdapterError::Broker(format!(
-                    "{}: {reason}",
-                    shared.url.describe()
-                ))));
-                ended = true;
-            } else if let Some((since, why)) = &state.down_since
-                && since.elapsed() > shared.url.reconnect_for
-            {
-                pending.push_back(Event::Failed(AdapterError::Broker(format!(
-                    "{}: {why}; gave up after {}. Nothing is lost: the group's committed offsets never passed a \
-                     message that was not settled, and the same command resumes",
-                    shared.url.describe(),
-                    humantime::format_duration(shared.url.reconnect_for)
-                ))));
-                ended = true;
-            } else if state.assigned && !state.rebalancing && state.pass.values().all(|p| p.done) {
-                pending.push_back(Event::End);
-                state.ended = true;
-                ended = true;
-            } else if !state.assigned && Instant::now() > joined_by {
-                pending.push_back(Event::Failed(AdapterError::Broker(format!(
-                    "{}: no partitions were assigned to this worker within 60 s of joining group `{}`",
-                    shared.url.describe(),
-                    shared.url.group
-                ))));
-                ended = true;
-            }
-        }
-        drop(state);
-        if ended && pending.is_empty() {
-            // Keep serving rebalances and heartbeats until `finish`.
-            while !shared.closing.load(Ordering::SeqCst) {
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                    let _ = m; // past the pass: left for the next one
-                }
-            }
-            return;
-        }
-    }
 }
 
 #[async_trait]
