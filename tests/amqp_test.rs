@@ -911,17 +911,8 @@ impl AmqpKit {
     /// `url` through the kit's proxy, with a 5 s heartbeat: a hung connection is noticed after two missed
     /// heartbeats instead of the broker's default two minutes.
     fn through_proxy(&self, url: String) -> String {
-        url.replacen(&broker_authority(), &format!("127.0.0.1:{}", self.proxy.port()), 1)
-            .replacen('?', "?heartbeat=5&", 1)
+        self.proxy.route(&url).replacen('?', "?heartbeat=5&", 1)
     }
-}
-
-/// The `host:port` of the broker URL.
-fn broker_authority() -> String {
-    let url = broker_url();
-    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
-    rest.split('/').next().unwrap_or(rest).to_owned()
 }
 
 impl Drop for AmqpKit {
@@ -942,7 +933,7 @@ impl kit::Broker for AmqpKit {
             topo.declare(&ch).await;
             Inspector { _conn: conn, ch }
         });
-        let proxy = common::proxy::Proxy::start(&broker_authority());
+        let proxy = common::proxy::Proxy::start(common::proxy::authority(&broker_url()));
         AmqpKit {
             rt,
             topo,

@@ -467,9 +467,7 @@ impl kit::Broker for PubSubKit {
     }
 
     fn destination_url(&self) -> String {
-        self.p
-            .staging_url()
-            .replace(&emulator(), &format!("127.0.0.1:{}", self.proxy.port()))
+        self.proxy.route(&self.p.staging_url())
     }
 
     fn destination_count(&mut self) -> usize {

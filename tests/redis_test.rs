@@ -633,24 +633,6 @@ struct RedisKit {
     user: Option<String>,
 }
 
-impl RedisKit {
-    /// `url` with the server's `host:port` replaced by the proxy's.
-    fn through_proxy(&self, url: String) -> String {
-        url.replacen(
-            authority(&self.s.server),
-            &format!("127.0.0.1:{}", self.proxy.port()),
-            1,
-        )
-    }
-}
-
-/// The `host:port` of a `redis://[user:pass@]host:port/db` URL.
-fn authority(server: &str) -> &str {
-    let rest = server.split_once("://").map_or(server, |(_, rest)| rest);
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
-    rest.split('/').next().unwrap_or(rest)
-}
-
 impl Drop for RedisKit {
     fn drop(&mut self) {
         if let Some(user) = self.user.take() {
@@ -663,7 +645,7 @@ impl kit::Broker for RedisKit {
     fn new(test: &str) -> Self {
         let mut s = Streams::new(&format!("kit-{test}"));
         s.create("staging");
-        let proxy = common::proxy::Proxy::start(authority(&s.server));
+        let proxy = common::proxy::Proxy::start(common::proxy::authority(&s.server));
         RedisKit { s, proxy, user: None }
     }
 
@@ -672,11 +654,11 @@ impl kit::Broker for RedisKit {
     }
 
     fn source_url(&self) -> String {
-        self.through_proxy(self.s.url("dlq", ""))
+        self.proxy.route(&self.s.url("dlq", ""))
     }
 
     fn destination_url(&self) -> String {
-        self.through_proxy(self.s.url("staging", ""))
+        self.proxy.route(&self.s.url("staging", ""))
     }
 
     fn destination_count(&mut self) -> usize {

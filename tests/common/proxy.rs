@@ -17,6 +17,8 @@ struct Link {
 /// them hang (new ones are still taken and forwarded).
 pub struct Proxy {
     port: u16,
+    /// The `host:port` it forwards to.
+    target: String,
     open: Arc<Mutex<Vec<Link>>>,
     stop: Arc<AtomicBool>,
     /// Milliseconds every chunk waits before it is passed on, both ways ([`Proxy::delay`]).
@@ -32,7 +34,7 @@ impl Proxy {
         let open: Arc<Mutex<Vec<Link>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let delay_ms = Arc::new(AtomicU64::new(0));
-        let (target, tracked, stopping, delay) = (target.to_owned(), open.clone(), stop.clone(), delay_ms.clone());
+        let (forward_to, tracked, stopping, delay) = (target.to_owned(), open.clone(), stop.clone(), delay_ms.clone());
         std::thread::spawn(move || {
             while !stopping.load(Ordering::Relaxed) {
                 let client = match listener.accept() {
@@ -42,7 +44,7 @@ impl Proxy {
                         continue;
                     }
                 };
-                let Ok(server) = TcpStream::connect(&target) else {
+                let Ok(server) = TcpStream::connect(&forward_to) else {
                     continue; // the client sees its connection closed
                 };
                 client.set_nonblocking(false).ok();
@@ -64,10 +66,16 @@ impl Proxy {
         });
         Self {
             port,
+            target: target.to_owned(),
             open,
             stop,
             delay_ms,
         }
+    }
+
+    /// `url`, a URL of the server the proxy forwards to, with its `host:port` replaced by the proxy's.
+    pub fn route(&self, url: &str) -> String {
+        url.replacen(&self.target, &format!("127.0.0.1:{}", self.port), 1)
     }
 
     /// The proxy's port.
@@ -129,4 +137,11 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, stalled: Arc<AtomicBool>, delay_
             let _ = to.shutdown(Shutdown::Write);
         }
     });
+}
+
+/// The `host:port` of a `scheme://[user:pass@]host:port/...` URL.
+pub fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
 }
