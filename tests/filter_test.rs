@@ -103,7 +103,13 @@ fn a_chain_feeds_repaired_bodies_forward_and_stops_at_the_first_skip_or_discard(
         let path = audit.join(format!("{m}.jsonl"));
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{m} audit file mode");
-        json_lines(&fs::read_to_string(path).unwrap())
+        let mut lines = json_lines(&fs::read_to_string(path).unwrap());
+        // The run's header comes first: the module and its sha256, once for every record below it.
+        let header = lines.remove(0);
+        assert_eq!(header["module"], m, "{header}");
+        assert_eq!(header["module_sha256"].as_str().unwrap().len(), 64, "{header}");
+        assert!(header["run_started"].is_string(), "{header}");
+        lines
     };
     let route = records("route-by-error");
     let repair = records("repair-json");
@@ -112,14 +118,26 @@ fn a_chain_feeds_repaired_bodies_forward_and_stops_at_the_first_skip_or_discard(
     assert_eq!(repair.len(), 3, "c-2 was skipped by the first module");
     assert_eq!(drop.len(), 3);
     let r1 = repair.iter().find(|r| r["message_id"] == "c-1").unwrap();
+    assert_eq!(r1["body_sha256_out"].as_str().unwrap().len(), 64, "{r1}");
+    assert!(
+        route.iter().all(|r| r.get("body_sha256_out").is_none()),
+        "a module that keeps the body writes no second hash"
+    );
     assert_ne!(r1["body_sha256_in"], r1["body_sha256_out"], "repair changed the body");
     let d1 = drop.iter().find(|r| r["message_id"] == "c-1").unwrap();
     assert_eq!(
         d1["body_sha256_in"], r1["body_sha256_out"],
         "the next module saw the repaired body"
     );
+    // The first module gives the hash of the body as delivered; later ones only when an earlier module changed it.
+    assert!(route.iter().all(|r| r["body_sha256_in"].as_str().unwrap().len() == 64));
+    let r2 = repair.iter().find(|r| r["message_id"] == "c-3").unwrap();
+    assert!(r2.get("body_sha256_in").is_none(), "{r2}");
     for r in route.iter().chain(&repair).chain(&drop) {
-        assert_eq!(r["module_sha256"].as_str().unwrap().len(), 64);
+        assert!(
+            r.get("module_sha256").is_none(),
+            "the module's hash is in the header only: {r}"
+        );
         assert!(r["fuel"].as_u64().unwrap() > 0, "fuel recorded: {r}");
         assert!(r["duration_us"].is_u64());
     }
@@ -230,7 +248,7 @@ fn log_floods_are_capped_with_a_marker_without_failing_the_message() {
         assert_eq!(decision["verdict"], "replay", "{decision}");
     }
     let records = json_lines(&fs::read_to_string(audit.join("hostile-log-flood.jsonl")).unwrap());
-    let logs = records[0]["logs"].as_array().unwrap();
+    let logs = records[1]["logs"].as_array().unwrap();
     let kept: usize = logs.iter().map(|l| l["text"].as_str().unwrap().len()).sum();
     assert!(kept < 8 * 1024 + 512, "log volume capped, kept {kept} bytes");
     let texts: Vec<&str> = logs.iter().map(|l| l["text"].as_str().unwrap()).collect();

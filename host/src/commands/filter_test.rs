@@ -32,7 +32,7 @@ pub fn run(args: &FilterTestArgs) -> Result<u8> {
     let mut audit = args
         .audit_dir
         .as_deref()
-        .map(|dir| AuditLog::open(dir, chain.modules().iter().map(|m| m.name.as_str())))
+        .map(|dir| AuditLog::open(dir, chain.modules().iter().map(|m| m.as_ref())))
         .transpose()?;
 
     let origin = Origin {

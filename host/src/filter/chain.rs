@@ -85,14 +85,14 @@ impl FilterChain {
 /// One module's record of one message, written to its audit log.
 #[derive(Clone, Debug, Serialize)]
 pub struct AuditRecord {
-    /// When the module finished with the message.
+    /// When the module finished with the message (written to the microsecond).
+    #[serde(serialize_with = "micros")]
     pub time: DateTime<Utc>,
     /// The message id.
     pub message_id: String,
-    /// Module name.
+    /// Module name (the audit file's name, and its run header's: not repeated in each line).
+    #[serde(skip)]
     pub module: String,
-    /// sha256 of the module's wasm.
-    pub module_sha256: String,
     /// The module's verdict, or `failed`.
     pub verdict: Outcome,
     /// The module's reason, or why it failed.
@@ -105,16 +105,26 @@ pub struct AuditRecord {
     pub duration_us: u64,
     /// Fuel consumed: the module's cost for this message.
     pub fuel: u64,
-    /// sha256 of the body the module was given.
-    pub body_sha256_in: String,
-    /// sha256 of the body after the module (equal to `body_sha256_in` unless it replaced the body).
-    pub body_sha256_out: String,
+    /// sha256 of the body the module was given: always in the first module's record; in a later module's only
+    /// when an earlier module replaced the body (absent: the body as the source delivered it, whose hash the first
+    /// module's record of the message gives).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_sha256_in: Option<String>,
+    /// sha256 of the body after the module, when it replaced the body with a different one; absent when the body
+    /// went on as it came in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_sha256_out: Option<String>,
     /// The module's log lines (capped, with a truncation marker).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<LogLine>,
     /// What the source noticed about the message (a malformed dead-letter header, ...).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub source_notes: Vec<String>,
+}
+
+/// An RFC 3339 time to the microsecond (the audit records' `time`).
+fn micros<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&time.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
 }
 
 /// What the chain decided about one message.
@@ -168,8 +178,9 @@ impl ChainRunner {
         if let Some(disabled) = self.disabled() {
             return Err(disabled);
         }
-        for runner in &mut self.runners {
+        for (position, runner) in self.runners.iter_mut().enumerate() {
             let current_body = body.as_deref().unwrap_or(&env.body);
+            let as_delivered = position > 0 && body.is_none();
             let call = runner.decide(&to_wit(env, current_body, &attributes));
             let module = runner.module();
             let hash_in = body_hash.clone();
@@ -189,14 +200,13 @@ impl ChainRunner {
                 time: Utc::now(),
                 message_id: env.id.clone(),
                 module: module.name.clone(),
-                module_sha256: module.sha256.clone(),
                 verdict: outcome,
                 reason: reason.clone(),
                 kind,
                 duration_us: call.duration.as_micros() as u64,
                 fuel: call.fuel,
-                body_sha256_in: hash_in,
-                body_sha256_out: body_hash.clone(),
+                body_sha256_out: (body_hash != hash_in).then(|| body_hash.clone()),
+                body_sha256_in: (!as_delivered).then_some(hash_in),
                 logs: call.logs,
                 source_notes: env.notes.clone(),
             });

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
 use super::stage::{Decided, Work};
-use crate::audit::AuditLog;
+use crate::audit::{AuditLines, AuditLog};
 use crate::filter::ChainRunner;
 
 /// Start one worker thread per runner; they end when `work_rx` closes.
@@ -37,6 +37,8 @@ fn decide_loop(
     decided_tx: &mpsc::Sender<Decided>,
     audit: &Mutex<AuditLog>,
 ) {
+    // Records are serialised here, outside the audit log's lock; only the copy into its buffers is inside.
+    let mut lines = AuditLines::default();
     loop {
         let work = work_rx.lock().unwrap_or_else(PoisonError::into_inner).blocking_recv();
         let Some(Work {
@@ -50,10 +52,9 @@ fn decide_loop(
         };
         let result = runner.decide(&delivery.envelope);
         let audit_failed = match &result {
-            Ok(outcome) => audit
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .write(&outcome.records)
+            Ok(outcome) => lines
+                .encode(&outcome.records)
+                .and_then(|()| audit.lock().unwrap_or_else(PoisonError::into_inner).append(&lines))
                 .err()
                 .map(|e| format!("{e:#}")),
             Err(_) => None,

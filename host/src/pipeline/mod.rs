@@ -98,7 +98,7 @@ pub async fn prepare(config: &RunConfig) -> Result<Prepared> {
         plan.check_modules(&modules)?;
     }
     files::check_distinct_files(config, &modules)?;
-    let audit = AuditLog::open(&config.audit_dir, modules.iter().map(|m| m.name.as_str()))?;
+    let audit = AuditLog::open(&config.audit_dir, chain.modules().iter().map(|m| m.as_ref()))?;
     let archive = match config.dry_run {
         true => None,
         false => Some(DiscardArchive::open(&config.archive)?),

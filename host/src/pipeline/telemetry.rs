@@ -268,7 +268,7 @@ impl Telemetry {
                 let module = outcome
                     .records
                     .iter()
-                    .find(|r| r.body_sha256_in != r.body_sha256_out)
+                    .find(|r| r.body_sha256_out.is_some())
                     .map_or_else(|| outcome.decided_by.clone(), |r| r.module.clone());
                 repairs.push(Repair {
                     id: clip(id, 120),
