@@ -62,10 +62,14 @@ chain_args=(-f "$filters/route-by-error.wasm?default=replay" -f "$filters/repair
 run_dir="$bench_dir/run-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$run_dir"
 brokers="127.0.0.1:$PORT"
+# A broker still on the port (an earlier run's tansu shutting down) would answer the readiness probe below and
+# then go away: wait for the port to be free first.
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || break; sleep 0.1; done
+(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && die "127.0.0.1:$PORT is in use: stop what listens there or set PORT"
 "$tansu" broker --listener-url "tcp://$brokers" --advertised-listener-url "tcp://$brokers" \
     --storage-engine memory://tansu/ >"$run_dir/tansu.log" 2>&1 &
 tansu_pid=$!
-trap 'kill $tansu_pid 2>/dev/null || true' EXIT
+trap 'kill $tansu_pid 2>/dev/null && wait $tansu_pid 2>/dev/null; true' EXIT
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
 declare -A wall cpu rss broker_cpu

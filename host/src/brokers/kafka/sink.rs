@@ -93,7 +93,9 @@ fn producer(url: &KafkaUrl) -> Result<FutureProducer, AdapterError> {
         ("enable.idempotence", "true"),
         ("acks", "all"),
         ("partitioner", "murmur2_random"),
-        ("linger.ms", "5"),
+        // A batch is handed over whole and awaited: waiting for more records only delays its delivery reports
+        // (5 ms per batch of the in-flight window; bench/kafka: 0 is 1.3-1.5x the throughput of 5).
+        ("linger.ms", "0"),
         ("message.timeout.ms", &timeout_ms),
     ])
     .create()
