@@ -2,7 +2,7 @@
 # Audit trail size (issue 18): the quickstart's run (600 dead letters, the three example filters, canary and
 # fixed consumer as in scripts/quickstart.sh) with each given redrive binary, side by side; prints the audit
 # bytes per message per module (what the audit files hold / (messages × modules)), per record, and the ratio of
-# each binary to the first.
+# each binary to the first; and the run journal's bytes per message.
 #
 #   bench/audit/run.sh                       # the build's redrive
 #   bench/audit/run.sh OLD_BIN NEW_BIN       # compare two builds (e.g. one built from an earlier commit)
@@ -21,7 +21,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 first=""
-printf '%-50s %12s %10s %14s %8s\n' binary "audit bytes" records "B/msg/module" ratio
+printf '%-50s %12s %10s %14s %8s %16s\n' binary "audit bytes" records "B/msg/module" ratio "journal B/msg"
 for bin in "$@"; do
     [ -x "$bin" ] || { echo "run.sh: no redrive binary at $bin" >&2; exit 2; }
     dir="$work/$(date +%s%N)"
@@ -30,7 +30,7 @@ for bin in "$@"; do
     sed -i "s#\.\./\.\./build#$repo/build#g" "$dir/redrive.toml"
     (cd "$dir" && "$bin" run --config redrive.toml --no-progress >"$dir/run.log" 2>&1) ||
         { echo "run.sh: $bin failed, its output:" >&2; cat "$dir/run.log" >&2; exit 1; }
-    read -r bytes records per ratio < <(python3 - "$dir" "$first" <<'PY'
+    read -r bytes records per ratio journal < <(python3 - "$dir" "$first" <<'PY'
 import pathlib, sys
 d = pathlib.Path(sys.argv[1])
 first = float(sys.argv[2]) if sys.argv[2] else None
@@ -42,10 +42,11 @@ for m in modules:
         records += '"message_id"' in line
 messages = sum(1 for _ in (d / "dlq.jsonl").open())
 per = size / (messages * len(modules))
-print(size, records, f"{per:.0f}", f"{per / (first or per):.2f}")
+journal = sum(p.stat().st_size for p in (d / "out/audit").glob("journal-*.jsonl"))
+print(size, records, f"{per:.0f}", f"{per / (first or per):.2f}", f"{journal / messages:.0f}")
 PY
 )
     first="${first:-$per}"
-    printf '%-50s %12s %10s %14s %7sx\n' "$bin" "$bytes" "$records" "$per" "$ratio"
+    printf '%-50s %12s %10s %14s %7sx %16s\n' "$bin" "$bytes" "$records" "$per" "$ratio" "$journal"
 done
 echo "target (issue 18): <= 200 B per message per module, same information"

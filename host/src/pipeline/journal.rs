@@ -23,8 +23,6 @@ use crate::core::{RunLock, files};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Event {
-    /// The chain decided (the outcome is in the audit logs).
-    Decided,
     /// About to be sent to a destination that can be read back (durable before the send starts).
     Sending,
     /// The destination confirmed the forwarded message.
@@ -169,7 +167,9 @@ pub fn read_lines(reader: impl BufRead) -> std::io::Result<HashMap<u128, PastSta
             }
             // A release after a send that failed leaves the message in doubt: a send given up on (the
             // destination unreachable) may still have arrived, and the next run asks before sending again.
-            Event::Decided | Event::Released => {}
+            // Journals written before 2026-12-03 also hold `decided` lines: they do not parse as an event and are
+            // skipped above, as they were ignored before (the decision is in the audit logs).
+            Event::Released => {}
         }
     }
     Ok(past)
@@ -188,6 +188,24 @@ mod tests {
 
     fn key(text: &str) -> JournalKey {
         JournalKey::from_journal(text.to_owned())
+    }
+
+    #[test]
+    fn reads_journals_that_still_hold_decided_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Journal::open(dir.path(), "file:/x").unwrap().path().to_owned();
+        let earlier = [
+            r#"{"id":"a","event":"decided"}"#,
+            r#"{"id":"a","event":"confirmed"}"#,
+            r#"{"id":"b","event":"decided"}"#,
+            r#"{"id":"c","event":"decided"}"#,
+            r#"{"id":"c","event":"acked"}"#,
+        ];
+        std::fs::write(&path, earlier.join("\n") + "\n").unwrap();
+        let j = Journal::open(dir.path(), "file:/x").unwrap();
+        assert_eq!(j.past(&key("a")), Some(PastState::SettledNotAcked));
+        assert_eq!(j.past(&key("b")), None, "decided and nothing more: do it again");
+        assert_eq!(j.past(&key("c")), Some(PastState::Acked));
     }
 
     #[test]

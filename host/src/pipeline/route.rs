@@ -8,7 +8,6 @@ use anyhow::Result;
 use tokio::sync::mpsc;
 
 use super::config::StopReason;
-use super::journal::Event;
 use super::plan::PlanCollector;
 use super::report::Stats;
 use super::stage::{Decided, Discard, Replay, Settle, Shared};
@@ -79,7 +78,6 @@ async fn route_one(shared: &Shared, decided: Decided, routes: &Routes, plan: Opt
     if let Some(plan) = plan {
         plan.add(&delivery.envelope, &outcome);
     }
-    shared.journal(Event::Decided, [&key])?;
     if let Some(planned) = shared
         .config
         .plan
