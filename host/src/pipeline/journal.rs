@@ -147,7 +147,8 @@ pub fn read_lines(reader: impl BufRead) -> std::io::Result<HashMap<u128, PastSta
     // Bytes, not text: a line torn inside a multi-byte character must not make the whole journal unreadable.
     for line in reader.split(b'\n') {
         let line = line?;
-        // A torn line (crash or full disk mid-write) is ignored: its event was not durable.
+        // A torn line (crash or full disk mid-write) is ignored: its event was not durable. So is a `decided` line
+        // of a journal written before 2026-12-03 (no longer an event; the decision is in the audit logs).
         let Ok(Line { id, event }) = serde_json::from_slice::<Line>(&line) else {
             continue;
         };
@@ -167,8 +168,6 @@ pub fn read_lines(reader: impl BufRead) -> std::io::Result<HashMap<u128, PastSta
             }
             // A release after a send that failed leaves the message in doubt: a send given up on (the
             // destination unreachable) may still have arrived, and the next run asks before sending again.
-            // Journals written before 2026-12-03 also hold `decided` lines: they do not parse as an event and are
-            // skipped above, as they were ignored before (the decision is in the audit logs).
             Event::Released => {}
         }
     }
