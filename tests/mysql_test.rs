@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{module, redrive, run, staged_orders as staged};
+use common::{module, redrive, run};
+use kit::file_orders as staged;
 use mysql_async::prelude::Queryable;
 
 /// The password of every test user: every character a URL gives a meaning to.
@@ -467,14 +468,7 @@ impl kit::Broker for MySqlKit {
     }
 
     fn at_destination(&mut self) -> Vec<kit::Arrived> {
-        // A line a killed run left cut short (ended by the next run) is not a message: skipped, as consumers do.
-        common::jsonl_values(&self.staging())
-            .iter()
-            .map(|v| kit::Arrived {
-                order: order(v["body"].as_str().unwrap()),
-                replay_id: v["attributes"]["x-redrive-replay-id"].as_str().map(str::to_owned),
-            })
-            .collect()
+        kit::file_arrivals(&self.staging())
     }
 
     fn in_dlq(&mut self) -> Vec<u64> {

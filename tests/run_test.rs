@@ -538,13 +538,7 @@ impl kit::Broker for FileKit {
     }
 
     fn at_destination(&mut self) -> Vec<kit::Arrived> {
-        jsonl_values(&self.dirs.p("staging.jsonl"))
-            .iter()
-            .map(|v| kit::Arrived {
-                order: kit::order_of_body(v["body"].as_str().unwrap()).unwrap(),
-                replay_id: v["attributes"]["x-redrive-replay-id"].as_str().map(str::to_owned),
-            })
-            .collect()
+        kit::file_arrivals(&self.dirs.p("staging.jsonl"))
     }
 
     fn in_dlq(&mut self) -> Vec<u64> {

@@ -121,20 +121,6 @@ pub fn jsonl_values(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The `order` field of each body in a JSONL file sink, in file order. Lines that do not parse are left out, as a
-/// consumer of the file leaves them: the last line while the sink is still writing it (a test polling a running
-/// replay), or a line a killed run left cut short, which the next run ended with a newline.
-pub fn staged_orders(path: &Path) -> Vec<u64> {
-    jsonl_values(path)
-        .iter()
-        .map(|v| {
-            let body: serde_json::Value = serde_json::from_str(v["body"].as_str().expect("a body"))
-                .expect("a staged body is the JSON order it was");
-            body["order"].as_u64().expect("an order number")
-        })
-        .collect()
-}
-
 /// `redrive run --no-progress -o json` from the file DLQ `dlq` to `staging.jsonl` in `d` through the built
 /// filters `filters`, with the audit directory and the remainder in `d`.
 pub fn file_run(d: &Dirs, dlq: &Path, filters: &[&str]) -> Command {

@@ -88,6 +88,24 @@ pub fn order_of_body(body: &str) -> Option<u64> {
     serde_json::from_str::<serde_json::Value>(body).ok()?["order"].as_u64()
 }
 
+/// The messages in a JSONL file destination, in file order. A line that does not parse is not a message — the
+/// last line while the sink is still writing it, or one a killed run left cut short (the next run ends it with a
+/// newline) — and is skipped, as a consumer of the file skips it.
+pub fn file_arrivals(path: &Path) -> Vec<Arrived> {
+    jsonl_values(path)
+        .iter()
+        .map(|v| Arrived {
+            order: order_of_body(v["body"].as_str().expect("a body")).expect("a staged body is the order it was"),
+            replay_id: v["attributes"]["x-redrive-replay-id"].as_str().map(str::to_owned),
+        })
+        .collect()
+}
+
+/// The orders in a JSONL file destination, in file order (see [`file_arrivals`]).
+pub fn file_orders(path: &Path) -> Vec<u64> {
+    file_arrivals(path).into_iter().map(|a| a.order).collect()
+}
+
 /// A message found at a destination.
 #[derive(Clone, Debug)]
 pub struct Arrived {
