@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::core::adapter::{AdapterError, Sink, Source, SourceMode};
-use crate::core::{Destination, Endpoint, Scheme};
+use crate::core::{Destination, Endpoint, Scheme, TimeWindow};
 
 /// Settings some brokers take besides their URL.
 #[derive(Clone, Debug, Default)]
@@ -34,6 +34,9 @@ pub struct BrokerOptions {
     /// holding more pointless (about two seconds of it); `None`: the source's own default. Kafka uses it to
     /// keep a rebalance short: a partition given away waits for its open messages.
     pub open_window: Option<usize>,
+    /// `--since` / `--until`: a source that can seek by time (Kafka) reads only that part of the DLQ; the
+    /// pipeline checks every message against it either way.
+    pub window: TimeWindow,
 }
 
 /// Open a source: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`,
@@ -61,7 +64,7 @@ pub async fn open_source(
         Scheme::Amqp => Box::new(amqp::AmqpSource::open(url, mode).await?),
         Scheme::Sqs => Box::new(sqs::SqsSource::open(url, mode, &options.aws).await?),
         Scheme::Redis => Box::new(redis::RedisSource::open(url, mode).await?),
-        Scheme::Kafka => Box::new(kafka::KafkaSource::open(url, mode, options.open_window).await?),
+        Scheme::Kafka => Box::new(kafka::KafkaSource::open(url, mode, options.open_window, options.window).await?),
         Scheme::PubSub => Box::new(pubsub::PubSubSource::open(url, mode).await?),
     })
 }

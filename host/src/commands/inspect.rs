@@ -10,11 +10,11 @@ use super::exit;
 use super::run::time_arg;
 use crate::brokers::{self, BrokerOptions};
 use crate::cli::{InspectArgs, OutputFormat};
-use crate::core::Endpoint;
 use crate::core::adapter::{AckToken, Received, SourceMode};
 use crate::core::envelope::Envelope;
 use crate::core::jsonl::message_to_json;
 use crate::core::text::clip;
+use crate::core::{Endpoint, TimeWindow};
 
 /// Which messages to show.
 struct Selection {
@@ -79,6 +79,10 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
         },
         where_clause: args.where_clause.clone(),
         open_window: None,
+        window: TimeWindow {
+            since: selection.since,
+            until: selection.until,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

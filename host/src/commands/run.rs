@@ -17,7 +17,7 @@ use crate::brokers::{self, BrokerOptions};
 use crate::cli::{OutputFormat, PlanArgs, RunArgs, SelectArgs};
 use crate::core::adapter::SourceMode;
 use crate::core::fleet::FleetLink;
-use crate::core::{Destination, Endpoint};
+use crate::core::{Destination, Endpoint, TimeWindow};
 use crate::filter::ModuleSpec;
 use crate::fleet::{FleetUrl, Member};
 use crate::observe::{Live, PushTarget, ReportKind, RunInfo, RunMetrics, Server, report, server};
@@ -274,6 +274,10 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, B
         },
         where_clause: args.where_clause.clone(),
         open_window: None,
+        window: TimeWindow {
+            since: config.since,
+            until: config.until,
+        },
     };
     Ok((config, options))
 }

@@ -281,6 +281,24 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// The failure-time window a run selects (`--since`, `--until`), both ends open by default. The pipeline
+/// checks every message against it ([`Envelope::failed_within`]); a source that can seek by time (Kafka)
+/// also starts and stops its pass there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// Only messages that failed at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only messages that failed before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl TimeWindow {
+    /// True when neither end is set.
+    pub fn is_open(&self) -> bool {
+        self.since.is_none() && self.until.is_none()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

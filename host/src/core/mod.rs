@@ -31,7 +31,7 @@ pub use adapter::{
     AckToken, Acker, AdapterError, Delivery, PassSize, Received, Redelivery, SendError, Sink, Source, SourceMode,
 };
 pub use endpoint::{Destination, Endpoint, EndpointError, Scheme};
-pub use envelope::Envelope;
+pub use envelope::{Envelope, TimeWindow};
 pub use files::{FileError, FileIdentity};
 pub use ids::JournalKey;
 pub use lock::{LockError, RunLock};

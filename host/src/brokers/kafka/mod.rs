@@ -6,6 +6,7 @@
 //! - [`acker`]: acks and releases, as commits of the group's offsets.
 //! - [`source`]: one pass over a dead-letter topic, committing only past settled messages.
 //! - [`arrivals`]: what arrives in the topic while a pass runs, for the re-poison breaker.
+//! - [`window`]: `--since` / `--until` as offsets, from the broker's time index.
 //! - [`sink`]: an idempotent producer; a message counts as forwarded on its delivery report.
 //!
 //! The client is librdkafka (the `rdkafka` crate, built from its bundled source).
@@ -18,6 +19,7 @@ pub mod record;
 pub mod sink;
 pub mod source;
 pub mod url;
+pub mod window;
 
 use std::time::Duration;
 

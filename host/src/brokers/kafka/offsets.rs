@@ -39,6 +39,12 @@ impl PartitionOffsets {
         }
     }
 
+    /// A message was not read (before `--since`): it stays, so the commit stops at it. The offset need not
+    /// have been handed out.
+    pub fn hold(&mut self, offset: i64) {
+        self.held.insert(offset);
+    }
+
     /// Messages handed out and not settled either way.
     pub fn open(&self) -> usize {
         self.open.len()
@@ -143,6 +149,21 @@ mod tests {
             p.to_commit(),
             None,
             "5 is open: the position stays at 5, already committed"
+        );
+    }
+
+    #[test]
+    fn a_message_left_unread_holds_the_commit() {
+        let mut p = PartitionOffsets::default();
+        p.hold(7);
+        for offset in 20..23 {
+            p.handed_out(offset);
+            p.acked(offset);
+        }
+        assert_eq!(
+            p.to_commit(),
+            Some(7),
+            "7 was passed over (before --since): the commit stays there although 20..23 are settled"
         );
     }
 

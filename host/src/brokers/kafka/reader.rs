@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 use super::explain;
 use super::record::Record;
 use super::source::{PassContext, Shared, lock};
+use super::window::Verdict;
 use crate::core::adapter::AdapterError;
 
 /// Records read ahead of the pipeline: when this many wait, the consumer stops polling for a while.
@@ -25,6 +27,8 @@ const READ_AHEAD: usize = 1000;
 /// memory flat); one that stays behind (a rate limit, a canary) is paused, so polling can go on serving the
 /// group's heartbeats and rebalances.
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
+/// How long a seek to `--since` may take.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the consumer thread hands to `KafkaSource::next`.
 pub(super) enum Event {
     Record(Record),
@@ -77,22 +81,36 @@ pub(super) fn read_loop(consumer: &BaseConsumer<PassContext>, shared: &Shared, t
         }
         let polled = consumer.poll(Duration::from_millis(if pending.is_empty() { 100 } else { 10 }));
         let mut state = lock(&shared.state);
+        let mut seek_to = None;
         match polled {
             None => {}
             Some(Ok(m)) => {
                 state.down_since = None;
-                let p = m.partition();
+                let (p, offset) = (m.partition(), m.offset());
+                let mut hold = None;
                 match state.pass.get_mut(&p) {
                     Some(part) if !part.done => {
                         let stamp = m.timestamp().to_millis();
-                        if m.offset() >= part.end && stamp.is_none_or(|t| t >= started_ms) {
-                            // Written after the pass started: the next pass reads it.
-                            part.done = true;
-                        } else {
-                            pending.push_back(Event::Record(Record::read(&m)));
+                        match part.window.judge(offset, stamp) {
+                            // Past --until: a later run reads it.
+                            Verdict::Stop => part.done = true,
+                            // Before --since: not handed out. The first such record holds the group's commit,
+                            // as a skipped one would; the partition is sought to the window once it fetches.
+                            Verdict::PassOver { hold: first, seek } => {
+                                hold = first;
+                                seek_to = seek.map(|first| (p, first));
+                            }
+                            Verdict::Read if offset >= part.end && stamp.is_none_or(|t| t >= started_ms) => {
+                                // Written after the pass started: the next pass reads it.
+                                part.done = true;
+                            }
+                            Verdict::Read => pending.push_back(Event::Record(Record::read(&m))),
                         }
                     }
                     _ => {}
+                }
+                if let Some(offset) = hold {
+                    state.offsets.partition(p).hold(offset);
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
@@ -149,6 +167,12 @@ pub(super) fn read_loop(consumer: &BaseConsumer<PassContext>, shared: &Shared, t
             }
         }
         drop(state);
+        if let Some((p, first)) = seek_to
+            && let Err(e) = consumer.seek(&shared.url.topic, p, Offset::Offset(first), SEEK_TIMEOUT)
+        {
+            // Reading on is slower but as right: records before the window are still not handed out.
+            tracing::debug!("{}: seeking partition {p} to {first}: {e}", shared.url.describe());
+        }
         if ended && pending.is_empty() {
             // Keep serving rebalances and heartbeats until `finish`.
             while !shared.closing.load(Ordering::SeqCst) {

@@ -14,6 +14,9 @@
 //!   dropped, and the new owner reads them.
 //! - **The broker away**: librdkafka reconnects; after `reconnect=` (default 60 s) without a broker the
 //!   pass stops with an error, and nothing it did not settle was committed.
+//! - **`--since` / `--until`**: the pass starts at the first record of the window and stops before the first
+//!   record past it, on each partition ([`super::window`]); the records before the window are not read, and
+//!   the first of them holds the commit where it is.
 //! - `redrive plan` (peek) reads the partitions from the committed offsets without joining the group and
 //!   never commits.
 
@@ -36,7 +39,9 @@ use super::offsets::Offsets;
 use super::reader::{Event, read_loop};
 use super::record::{record_id, to_envelope};
 use super::url::{KafkaUrl, StartAt};
+use super::window::{self, PartitionWindow};
 use super::{explain, metadata_partitions};
+use crate::core::TimeWindow;
 use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, Delivery, PassSize, Received, Source, SourceMode};
 
 /// How long a revoked partition's handed-out messages may take to settle before it is let go.
@@ -73,6 +78,8 @@ pub(super) struct Shared {
     /// Set by `finish`: stop reading, do not wait in revocations.
     pub(super) closing: AtomicBool,
     pass_size: PassSize,
+    /// `--since` / `--until`: where each partition's pass starts and stops.
+    window: TimeWindow,
 }
 
 #[derive(Default)]
@@ -100,6 +107,8 @@ pub(super) struct PartitionPass {
     /// The high watermark when the partition was assigned.
     pub(super) end: i64,
     pub(super) done: bool,
+    /// Where `--since` / `--until` start and stop the pass, and what it passed over.
+    pub(super) window: PartitionWindow,
 }
 
 pub(super) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -220,6 +229,26 @@ impl PassContext {
                 .unwrap_or(0);
             ends.push((*p, end));
         }
+        let window = self.shared.window;
+        let bounds = match window.is_open() {
+            true => Vec::new(),
+            false => window::bounds(consumer, topic, &ends, window).unwrap_or_else(|e| {
+                tracing::warn!(
+                    "{}: could not look up offsets by time ({}): reading from the committed offsets; \
+                     --since/--until still select each message",
+                    self.shared.url.describe(),
+                    explain(&e, &self.shared.url)
+                );
+                Vec::new()
+            }),
+        };
+        let bounds_of = |p: i32| {
+            bounds
+                .iter()
+                .find(|(q, _)| *q == p)
+                .map(|(_, b)| *b)
+                .unwrap_or_default()
+        };
         let mut size = 0u64;
         if self.shared.pass_size.get().is_none() {
             let mut list = TopicPartitionList::new();
@@ -227,12 +256,15 @@ impl PassContext {
                 list.add_partition(topic, *p);
             }
             if let Ok(committed) = consumer.committed_offsets(list, Duration::from_secs(10)) {
-                for (e, (_, end)) in committed.elements().iter().zip(&ends) {
+                for (e, (p, end)) in committed.elements().iter().zip(&ends) {
                     let start = match e.offset() {
                         Offset::Offset(n) => n,
                         _ => 0,
                     };
-                    size += (*end - start).max(0) as u64;
+                    let b = bounds_of(*p);
+                    let start = b.first.map_or(start, |first| start.max(first));
+                    let end = b.stop.map_or(*end, |stop| stop.min(*end));
+                    size += (end - start).max(0) as u64;
                 }
             }
         }
@@ -241,7 +273,15 @@ impl PassContext {
         let ended = state.ended;
         for (p, end) in ends {
             state.owned.insert(p);
-            state.pass.insert(p, PartitionPass { end, done: ended });
+            let window = PartitionWindow::new(window, bounds_of(p));
+            state.pass.insert(
+                p,
+                PartitionPass {
+                    end,
+                    done: ended || window.empty_before(end),
+                    window,
+                },
+            );
         }
         if !state.assigned {
             state.assigned = true;
@@ -266,7 +306,12 @@ pub(super) fn commit<C: ConsumerContext>(
 
 impl KafkaSource {
     /// Connect, check the topic, move the group when `from=` asks, and start reading.
-    pub async fn open(url: &str, mode: SourceMode, open_window: Option<usize>) -> Result<Self, AdapterError> {
+    pub async fn open(
+        url: &str,
+        mode: SourceMode,
+        open_window: Option<usize>,
+        window: TimeWindow,
+    ) -> Result<Self, AdapterError> {
         let url = KafkaUrl::parse(url)?;
         let identity = format!("{}?topic={}&group={}", url.server, url.topic, url.group);
         let pass_size = PassSize::default();
@@ -277,6 +322,7 @@ impl KafkaSource {
             settled: Condvar::new(),
             closing: AtomicBool::new(false),
             pass_size: pass_size.clone(),
+            window,
         });
         let config = url.client_config(&[
             ("group.id", &url.group),
@@ -450,6 +496,17 @@ impl Source for KafkaSource {
 
     async fn finish(&mut self) -> Result<Vec<String>, AdapterError> {
         let mut lines = Vec::new();
+        let passed_over: u64 = lock(&self.acker.shared().state)
+            .pass
+            .values()
+            .map(|p| p.window.passed_over())
+            .sum();
+        if passed_over > 0 {
+            lines.push(format!(
+                "{passed_over} records older than --since were passed over (not read, or not handed on); they \
+                 stay in the DLQ: the group's offsets were not moved past them"
+            ));
+        }
         if self.mode == SourceMode::Consume {
             let mut attempt = 0;
             while let Err(e) = self.acker.commit_settled().await {
