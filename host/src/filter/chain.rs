@@ -168,6 +168,17 @@ impl ChainRunner {
     /// Run the chain on one message. Returns [`ModuleDisabled`] instead of an outcome when a module was
     /// disabled by an earlier message: the message was not looked at and must stay where it is.
     pub fn decide(&mut self, env: &Envelope) -> Result<ChainOutcome, ModuleDisabled> {
+        if self.runners.is_empty() {
+            // `--no-filter`: every message is replayed as it came, and there is no module to audit.
+            return Ok(ChainOutcome {
+                outcome: Outcome::Replay,
+                reason: String::new(),
+                decided_by: String::new(),
+                body: None,
+                attribute_changes: Vec::new(),
+                records: Vec::new(),
+            });
+        }
         let mut body: Option<Vec<u8>> = None;
         let mut attributes = env.attributes.clone();
         let mut changes = Vec::new();
@@ -224,6 +235,11 @@ impl ChainRunner {
             attribute_changes: changes,
             records,
         })
+    }
+
+    /// True for the chain of no modules (`--no-filter`): every message is replayed unchanged.
+    pub fn is_empty(&self) -> bool {
+        self.runners.is_empty()
     }
 
     /// The first disabled module, if any, as the error a run stops with.

@@ -10,13 +10,47 @@ use super::stage::{Decided, Work};
 use crate::audit::{AuditLines, AuditLog};
 use crate::filter::ChainRunner;
 
-/// Start one worker thread per runner; they end when `work_rx` closes.
+/// The filter workers, to wait for once the pass is read.
+pub(super) enum Deciders {
+    /// One thread per runner.
+    Threads(Vec<std::thread::JoinHandle<()>>),
+    /// The chain of no modules (`--no-filter`): a task passes each message on, without a thread hand-off.
+    PassThrough(tokio::task::JoinHandle<()>),
+}
+
+impl Deciders {
+    /// Wait until every worker has ended (`work_rx` closed and drained).
+    pub(super) async fn join(self) {
+        match self {
+            Deciders::Threads(threads) => {
+                let _ = tokio::task::spawn_blocking(move || {
+                    for thread in threads {
+                        let _ = thread.join();
+                    }
+                })
+                .await;
+            }
+            Deciders::PassThrough(task) => {
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+/// Start one worker thread per runner (a task instead for the chain of no modules); they end when `work_rx`
+/// closes.
 pub(super) fn spawn_deciders(
-    runners: Vec<ChainRunner>,
+    mut runners: Vec<ChainRunner>,
     work_rx: mpsc::Receiver<Work>,
     decided_tx: mpsc::Sender<Decided>,
     audit: Arc<Mutex<AuditLog>>,
-) -> Result<Vec<std::thread::JoinHandle<()>>> {
+) -> Result<Deciders> {
+    if runners.first().is_some_and(ChainRunner::is_empty) {
+        let runner = runners.swap_remove(0);
+        return Ok(Deciders::PassThrough(tokio::spawn(pass_through(
+            runner, work_rx, decided_tx,
+        ))));
+    }
     let work_rx = Arc::new(Mutex::new(work_rx));
     runners
         .into_iter()
@@ -28,7 +62,31 @@ pub(super) fn spawn_deciders(
                 .spawn(move || decide_loop(runner, &work_rx, &decided_tx, &audit))
                 .context("cannot start a filter worker thread")
         })
-        .collect()
+        .collect::<Result<_>>()
+        .map(Deciders::Threads)
+}
+
+/// The chain of no modules: each message is decided (replay, nothing to audit) on the async runtime.
+async fn pass_through(mut runner: ChainRunner, mut work_rx: mpsc::Receiver<Work>, decided_tx: mpsc::Sender<Decided>) {
+    while let Some(Work {
+        seq,
+        key,
+        delivery,
+        in_doubt,
+    }) = work_rx.recv().await
+    {
+        let decided = Decided {
+            seq,
+            key,
+            result: runner.decide(&delivery.envelope),
+            delivery,
+            in_doubt,
+            audit_failed: None,
+        };
+        if decided_tx.send(decided).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn decide_loop(

@@ -231,7 +231,7 @@ pub async fn run(
         _ => GateState::Pending,
     });
 
-    let decide_threads = decide::spawn_deciders(runners, work_rx, decided_tx, audit.clone())?;
+    let deciders = decide::spawn_deciders(runners, work_rx, decided_tx, audit.clone())?;
     let routes = route::Routes {
         replay_tx,
         discard_tx,
@@ -279,9 +279,7 @@ pub async fn run(
         Some(task) => Some(task.await.context("breaker task")?),
         None => None,
     };
-    for thread in decide_threads {
-        let _ = thread.join();
-    }
+    deciders.join().await;
     progress.finish();
     sampler.abort();
     telemetry.sample();
