@@ -571,6 +571,15 @@ fn a_redis_restart_without_persistence_is_named_and_what_was_forwarded_is_kept()
     );
     assert!(text.contains("Redis lost it"), "the error says what happened: {text}");
     assert!(!text.contains("panicked"), "{text}");
+    // What could not be settled is not said to be still in the DLQ: there is no DLQ any more.
+    assert!(
+        !text.contains("still in the DLQ"),
+        "the summary does not promise a DLQ that is gone: {text}"
+    );
+    assert!(
+        text.contains("DLQ gone"),
+        "the summary counts what went unsettled with it: {text}"
+    );
     // Every message the journal records as confirmed is at the destination, once.
     let staged: Vec<serde_json::Value> = std::fs::read_to_string(&staging)
         .unwrap()

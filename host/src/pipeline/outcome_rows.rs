@@ -125,6 +125,13 @@ impl RunReport {
                 "ack/release failed: still in the DLQ; a resumed run acks them",
                 false,
             ),
+            row(
+                "dlq_gone",
+                "DLQ gone",
+                c.dlq_gone,
+                "not settled: the DLQ went away under the run (the replayed ones are at the destination)",
+                false,
+            ),
         ]);
         rows.retain(|r| r.always || r.count > 0);
         rows

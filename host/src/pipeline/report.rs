@@ -38,6 +38,9 @@ pub struct Stats {
     pub plan_drift: AtomicU64,
     /// Settling (ack/release) failed; they are still in the DLQ and a resume acks them.
     pub settle_failed: AtomicU64,
+    /// Not settled because the DLQ itself went away under the run (deleted, or lost by a broker that restarted
+    /// without its data): there is no DLQ left for them to stay in.
+    pub dlq_gone: AtomicU64,
 }
 
 impl Stats {
@@ -88,6 +91,7 @@ impl Stats {
             not_in_plan: g(&self.not_in_plan),
             plan_drift: g(&self.plan_drift),
             settle_failed: g(&self.settle_failed),
+            dlq_gone: g(&self.dlq_gone),
         }
     }
 }
@@ -110,6 +114,7 @@ pub struct Counts {
     pub not_in_plan: u64,
     pub plan_drift: u64,
     pub settle_failed: u64,
+    pub dlq_gone: u64,
 }
 
 /// Shows progress while the run goes: a bar on a terminal, a log line every few seconds otherwise.

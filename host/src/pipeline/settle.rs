@@ -39,7 +39,7 @@ pub(super) async fn settle_stage(
             }
         }
         if gone {
-            Stats::add(&shared.stats.settle_failed, (acks.len() + releases.len()) as u64);
+            Stats::add(&shared.stats.dlq_gone, (acks.len() + releases.len()) as u64);
             continue;
         }
         if !acks.is_empty() {
@@ -52,7 +52,7 @@ pub(super) async fn settle_stage(
                     tracing::error!("{why}");
                     shared.stop_with(StopReason::Error(why));
                     gone = true;
-                    Stats::add(&shared.stats.settle_failed, (acks.len() + releases.len()) as u64);
+                    Stats::add(&shared.stats.dlq_gone, (acks.len() + releases.len()) as u64);
                     continue;
                 }
                 Err(e) => {
@@ -65,9 +65,18 @@ pub(super) async fn settle_stage(
             }
         }
         if !releases.is_empty() {
-            if let Err(e) = acker.release(&releases).await {
-                tracing::warn!("release failed for {} messages: {e}", releases.len());
-                Stats::add(&shared.stats.settle_failed, releases.len() as u64);
+            match acker.release(&releases).await {
+                Ok(()) => {}
+                Err(AdapterError::Gone(why)) => {
+                    tracing::error!("{why}");
+                    shared.stop_with(StopReason::Error(why));
+                    gone = true;
+                    Stats::add(&shared.stats.dlq_gone, releases.len() as u64);
+                }
+                Err(e) => {
+                    tracing::warn!("release failed for {} messages: {e}", releases.len());
+                    Stats::add(&shared.stats.settle_failed, releases.len() as u64);
+                }
             }
             shared.journal(Event::Released, &released_keys)?;
         }
