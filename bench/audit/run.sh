@@ -30,7 +30,9 @@ for bin in "$@"; do
     sed -i "s#\.\./\.\./build#$repo/build#g" "$dir/redrive.toml"
     (cd "$dir" && "$bin" run --config redrive.toml --no-progress >"$dir/run.log" 2>&1) ||
         { echo "run.sh: $bin failed, its output:" >&2; cat "$dir/run.log" >&2; exit 1; }
-    read -r bytes records per ratio journal < <(python3 - "$dir" "$first" <<'PY'
+    # A plain substitution (not `< <(...)`), so a failing measurement stops the script under set -e instead of
+    # printing empty columns.
+    measured="$(python3 - "$dir" "$first" <<'PY'
 import pathlib, sys
 d = pathlib.Path(sys.argv[1])
 first = float(sys.argv[2]) if sys.argv[2] else None
@@ -45,7 +47,8 @@ per = size / (messages * len(modules))
 journal = sum(p.stat().st_size for p in (d / "out/audit").glob("journal-*.jsonl"))
 print(size, records, f"{per:.0f}", f"{per / (first or per):.2f}", f"{journal / messages:.0f}")
 PY
-)
+)" || { echo "run.sh: measuring the audit files of $bin failed (above)" >&2; exit 1; }
+    read -r bytes records per ratio journal <<<"$measured"
     first="${first:-$per}"
     printf '%-50s %12s %10s %14s %7sx %16s\n' "$bin" "$bytes" "$records" "$per" "$ratio" "$journal"
 done
