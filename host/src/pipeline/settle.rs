@@ -49,10 +49,8 @@ pub(super) async fn settle_stage(
                     shared.journal(Event::Acked, &acked_keys)?
                 }
                 Err(AdapterError::Gone(why)) => {
-                    tracing::error!("{why}");
-                    shared.stop_with(StopReason::Error(why));
+                    dlq_went_away(&shared, why, acks.len() + releases.len());
                     gone = true;
-                    Stats::add(&shared.stats.dlq_gone, (acks.len() + releases.len()) as u64);
                     continue;
                 }
                 Err(e) => {
@@ -68,10 +66,8 @@ pub(super) async fn settle_stage(
             match acker.release(&releases).await {
                 Ok(()) => {}
                 Err(AdapterError::Gone(why)) => {
-                    tracing::error!("{why}");
-                    shared.stop_with(StopReason::Error(why));
+                    dlq_went_away(&shared, why, releases.len());
                     gone = true;
-                    Stats::add(&shared.stats.dlq_gone, releases.len() as u64);
                 }
                 Err(e) => {
                     tracing::warn!("release failed for {} messages: {e}", releases.len());
@@ -82,4 +78,12 @@ pub(super) async fn settle_stage(
         }
     }
     Ok(())
+}
+
+/// The DLQ itself is gone (`why` says how): the run stops, and `messages` that could not be settled are counted
+/// as gone with it, not as still in the DLQ.
+fn dlq_went_away(shared: &Shared, why: String, messages: usize) {
+    tracing::error!("{why}");
+    shared.stop_with(StopReason::Error(why));
+    Stats::add(&shared.stats.dlq_gone, messages as u64);
 }
