@@ -7,7 +7,7 @@ use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::exit;
-use super::run::time_arg;
+use super::run_flags::time_arg;
 use crate::brokers::{self, BrokerOptions};
 use crate::cli::{InspectArgs, OutputFormat};
 use crate::core::adapter::{AckToken, Received, SourceMode};

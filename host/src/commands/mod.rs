@@ -19,6 +19,7 @@ pub mod filter_test;
 pub mod fleet;
 pub mod inspect;
 pub mod run;
+mod run_flags;
 pub mod sandbox;
 mod summary;
 
