@@ -617,10 +617,12 @@ pub fn kill_9_at_random_points<B: Broker>() {
     eprintln!("kill_9_at_random_points: REDRIVE_KILL_SEED={seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     let kills = k.broker.random_kills();
-    // Paced, so the 800 replays spread over many runs and most kills land mid-send.
+    // Paced, so the 800 replays spread over many runs and most kills land mid-send: at 50/s the runs (at most
+    // 80, each killed within 0.4 s) cannot replay them all, so every run has work left when its kill comes. (At
+    // 100/s a quick machine finished the work within the first half of the file kit's 80 runs.)
     let mut finished_early = 0;
     for _ in 0..kills {
-        let mut child = k.spawn(&["--rate", "100/s"]);
+        let mut child = k.spawn(&["--rate", "50/s"]);
         std::thread::sleep(Duration::from_millis(rng.u64(0..400)));
         if child.try_wait().unwrap().is_some() {
             finished_early += 1;
