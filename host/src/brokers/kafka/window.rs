@@ -98,9 +98,8 @@ pub struct PartitionWindow {
     bounds: Bounds,
     since_ms: Option<i64>,
     until_ms: Option<i64>,
-    /// The first record passed over: the commit is held there.
-    held: Option<i64>,
-    /// Records passed over (those skipped by the seek counted by their offsets).
+    /// Records passed over (those skipped by the seek counted by their offsets); the first one holds the
+    /// commit.
     passed_over: u64,
     /// The seek to `bounds.first` was asked for.
     sought: bool,
@@ -144,13 +143,8 @@ impl PartitionWindow {
         if before_first.is_none() && !too_old {
             return Verdict::Read;
         }
-        let hold = match self.held {
-            Some(_) => None,
-            None => {
-                self.held = Some(offset);
-                Some(offset)
-            }
-        };
+        // Every pass-over counts at least one record, so none counted yet means this is the first.
+        let hold = (self.passed_over == 0).then_some(offset);
         let seek = match before_first {
             Some(first) if !self.sought => {
                 self.sought = true;
