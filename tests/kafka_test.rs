@@ -316,17 +316,18 @@ impl Tail {
     }
 }
 
-/// Kafka under the adapter kit: a Spring-shaped dead-letter topic and a staging topic, 3 partitions each.
-struct KafkaKit {
+/// Kafka under the adapter kit: a Spring-shaped dead-letter topic and a staging topic, 3 partitions each;
+/// `EXACTLY_ONCE`: replayed with `delivery=exactly-once`, where a crash may repeat nothing at all.
+struct KafkaKit<const EXACTLY_ONCE: bool> {
     t: Topics,
     tail: Tail,
     /// The staging topic's consumer for `fail_again`, reading on from where it stopped.
     failing: Option<BaseConsumer>,
 }
 
-impl kit::Broker for KafkaKit {
+impl<const EXACTLY_ONCE: bool> kit::Broker for KafkaKit<EXACTLY_ONCE> {
     fn new(test: &str) -> Self {
-        let t = Topics::new(&format!("kit-{test}"));
+        let t = Topics::new(&format!("kit-{}{test}", if EXACTLY_ONCE { "eo-" } else { "" }));
         let tail = Tail::new(&t.brokers, &t.staging);
         KafkaKit { t, tail, failing: None }
     }
@@ -340,7 +341,10 @@ impl kit::Broker for KafkaKit {
     }
 
     fn destination_url(&self) -> String {
-        self.t.url(&self.t.staging, "")
+        match EXACTLY_ONCE {
+            true => self.t.url(&self.t.staging, "&delivery=exactly-once"),
+            false => self.t.url(&self.t.staging, ""),
+        }
     }
 
     fn destination_count(&mut self) -> usize {
@@ -377,6 +381,13 @@ impl kit::Broker for KafkaKit {
     }
 
     fn crash_copies(&self) -> kit::Copies {
+        // Exactly once, on Kafka, a crash repeats nothing: a batch whose transaction committed is found in the
+        // replay log, one that did not is aborted, and read-committed readers (librdkafka's default, this
+        // test's) never see it. tansu 0.6 shows aborted records to read-committed readers as well (`Fetch`
+        // ignores the isolation level: checked with confluent-kafka, a producer's open transaction fenced by
+        // its successor and an explicitly aborted one both stay readable), so here a kill inside a
+        // transaction can leave a copy. `a_crash_after_the_commit_repeats_nothing_exactly_once` holds the
+        // window the transaction closes to none.
         kit::Copies::AtMostPerCrash(64)
     }
 
@@ -497,7 +508,7 @@ fn cut_connections_of(pid: u32) -> usize {
     cut
 }
 
-kit::suite!(KafkaKit:
+kit::suite!(KafkaKit<false>:
     reconciles,
     plan_changes_nothing,
     dropped_connection,
@@ -508,6 +519,76 @@ kit::suite!(KafkaKit:
     password_never_printed,
     returning_replays_trip_the_breaker,
 );
+
+/// The kit's cases again with `delivery=exactly-once`: a crash at each step, kill -9s (some inside a
+/// transaction) and cut connections lose nothing (see `crash_copies` for what tansu repeats).
+mod exactly_once {
+    use super::*;
+
+    #[test]
+    fn reconciles() {
+        kit::reconciles::<KafkaKit<true>>();
+    }
+
+    #[test]
+    fn crash_at_each_step() {
+        kit::crash_at_each_step::<KafkaKit<true>>();
+    }
+
+    #[test]
+    fn kill_9_then_resume() {
+        kit::kill_9_then_resume::<KafkaKit<true>>();
+    }
+
+    #[test]
+    fn dropped_connection() {
+        kit::dropped_connection::<KafkaKit<true>>();
+    }
+}
+
+/// A crash after a batch's transaction committed and before the journal recorded it (the window where an
+/// at-least-once producer sends the batch again): with `delivery=exactly-once` the next run finds the batch in
+/// the replay log and sends none of it again; the same crash at least once repeats the batch.
+#[test]
+fn a_crash_after_the_commit_repeats_nothing_exactly_once() {
+    let n = 200;
+    let replays: BTreeSet<u64> = (0..n).filter(|o| kit::fate(*o) == kit::Fate::Replay).collect();
+    let mut copies = BTreeMap::new();
+    for (delivery, query) in [("exactly once", "&delivery=exactly-once"), ("at least once", "")] {
+        let t = Topics::new(if query.is_empty() { "sent-alo" } else { "sent-eo" });
+        t.seed(n, Dialect::Spring);
+        let tmp = tempfile::tempdir().unwrap();
+        let (from, to) = (t.url(&t.dlq, ""), t.url(&t.staging, query));
+        let mut crashing = redrive(tmp.path());
+        replay(&mut crashing, tmp.path(), &from, &to);
+        crashing.args(["--rate", "200/s"]).env("REDRIVE_CRASH_AT", "sent:2");
+        let (code, stdout, stderr) = run(&mut crashing);
+        assert!(
+            code == -1 && stderr.contains("crash point `sent` reached"),
+            "{delivery}: the run was to kill itself after its second batch was confirmed ({code})\n{stdout}\n{stderr}"
+        );
+        let mut resumed = redrive(tmp.path());
+        replay(&mut resumed, tmp.path(), &from, &to);
+        resumed.arg("-v");
+        let (code, stdout, stderr) = run(&mut resumed);
+        assert_eq!(code, 0, "{delivery}: the resumed run\n{stdout}\n{stderr}");
+        let arrived: Vec<u64> = read_all(&t.brokers, &t.staging).iter().map(Read::order).collect();
+        let unique: BTreeSet<u64> = arrived.iter().copied().collect();
+        assert_eq!(unique, replays, "{delivery}: every replay arrived");
+        copies.insert(delivery, arrived.len() - unique.len());
+        if !query.is_empty() {
+            assert_eq!(copies[delivery], 0, "{delivery}: no copy");
+            assert!(
+                stderr.contains("messages in doubt were delivered") && !stderr.contains("cannot check"),
+                "{delivery}: the resumed run looked the batch up in the replay log\n{stderr}"
+            );
+        }
+    }
+    assert!(
+        copies["at least once"] > 0,
+        "at least once, the same crash repeats the batch: {copies:?}"
+    );
+}
 
 /// A Kafka Connect dead-letter queue back to its origin topic: the records arrive with their keys, the
 /// dead-letter headers moved aside, a replay id; the failure context came from the Connect headers.

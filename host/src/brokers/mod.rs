@@ -37,6 +37,17 @@ pub struct BrokerOptions {
     /// `--since` / `--until`: a source that can seek by time (Kafka) reads only that part of the DLQ; the
     /// pipeline checks every message against it either way.
     pub window: TimeWindow,
+    /// A fleet worker's id: destinations that name their producer after what it replays for (a Kafka
+    /// transactional id) add it, so two workers on one DLQ never share a name.
+    pub worker: Option<String>,
+}
+
+/// What a sink replays for, without credentials: the source, and the fleet worker if any.
+fn producer_name(source: &Endpoint, options: &BrokerOptions) -> String {
+    match &options.worker {
+        Some(worker) => format!("{source} worker {worker}"),
+        None => source.to_string(),
+    }
 }
 
 /// Open a source: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`,
@@ -85,7 +96,9 @@ pub async fn open_sink(
                 Scheme::Amqp => Ok(Arc::new(amqp::AmqpSink::origin(url).await?)),
                 Scheme::Sqs => Ok(Arc::new(sqs::SqsSink::origin(url, aws).await?)),
                 Scheme::Redis => Ok(Arc::new(redis::RedisSink::origin(url).await?)),
-                Scheme::Kafka => Ok(Arc::new(kafka::KafkaSink::origin(url).await?)),
+                Scheme::Kafka => Ok(Arc::new(
+                    kafka::KafkaSink::origin(url, &producer_name(source, options)).await?,
+                )),
                 Scheme::PubSub => Ok(Arc::new(pubsub::PubSubSink::origin(url).await?)),
                 Scheme::File | Scheme::Postgres | Scheme::MySql => Err(AdapterError::Config(format!(
                     "--to origin needs a broker source that records where each message was dead-lettered from \
@@ -103,7 +116,9 @@ pub async fn open_sink(
         Scheme::Amqp => Ok(Arc::new(amqp::AmqpSink::open(url).await?)),
         Scheme::Sqs => Ok(Arc::new(sqs::SqsSink::open(url, aws).await?)),
         Scheme::Redis => Ok(Arc::new(redis::RedisSink::open(url).await?)),
-        Scheme::Kafka => Ok(Arc::new(kafka::KafkaSink::open(url).await?)),
+        Scheme::Kafka => Ok(Arc::new(
+            kafka::KafkaSink::open(url, &producer_name(source, options)).await?,
+        )),
         Scheme::PubSub => Ok(Arc::new(pubsub::PubSubSink::open(url).await?)),
         Scheme::Postgres | Scheme::MySql => Err(AdapterError::Config(format!(
             "a {}:// table is a source only; replay to a queue, a stream or a file",

@@ -83,6 +83,7 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
             since: selection.since,
             until: selection.until,
         },
+        worker: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -277,6 +277,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, B
             since: config.since,
             until: config.until,
         },
+        worker: None,
     };
     Ok((config, options))
 }
@@ -319,6 +320,10 @@ async fn open_and_run(
     // A fleet worker's id labels its metrics, so it is chosen before they are served.
     let fleet = fleet.map(|url| (url, crate::fleet::new_worker_id()));
     let mut info = run_info(&config, fleet.as_ref().map(|(_, id)| id.clone()));
+    let options = BrokerOptions {
+        worker: fleet.as_ref().map(|(_, id)| id.clone()),
+        ..options
+    };
     let metrics = match observe.metrics {
         Some(addr) => Some(serve_metrics(addr, telemetry.clone(), info.clone()).await?),
         None => None,

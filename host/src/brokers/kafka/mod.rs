@@ -8,11 +8,13 @@
 //! - [`arrivals`]: what arrives in the topic while a pass runs, for the re-poison breaker.
 //! - [`window`]: `--since` / `--until` as offsets, from the broker's time index.
 //! - [`sink`]: an idempotent producer; a message counts as forwarded on its delivery report.
+//! - [`exactly_once`]: `delivery=exactly-once`, a transaction per batch and the replay log.
 //!
 //! The client is librdkafka (the `rdkafka` crate, built from its bundled source).
 
 mod acker;
 pub mod arrivals;
+pub mod exactly_once;
 pub mod offsets;
 mod reader;
 pub mod record;

@@ -7,6 +7,9 @@
 //! `x-redrive-replay-count` added. Keyed messages are partitioned as Java clients do (murmur2), so a key
 //! goes back to the partition its consumers expect; `partition=original` sends each message to the
 //! partition it was dead-lettered from.
+//!
+//! `delivery=exactly-once` makes each batch one transaction, with a record of its replay ids in the replay
+//! log topic ([`super::exactly_once`]): a crash can then neither lose a batch nor make one visible twice.
 
 use std::time::Duration;
 
@@ -15,12 +18,14 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
 
+use super::exactly_once::{Transactions, log_value, transactional_id};
 use super::record::{origin_of, outgoing};
-use super::url::{KafkaUrl, Partitioning};
+use super::url::{Delivery, KafkaUrl, Partitioning};
 use super::{explain, metadata_partitions};
-use crate::core::adapter::{AdapterError, SendError, Sink};
-use crate::core::envelope::Envelope;
+use crate::core::adapter::{AdapterError, Redelivery, SendError, Sink};
+use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
 
 /// Sends replayed messages to Kafka topics.
 pub struct KafkaSink {
@@ -28,34 +33,50 @@ pub struct KafkaSink {
     /// `None`: each message's origin topic.
     topic: Option<String>,
     producer: FutureProducer,
+    /// `delivery=exactly-once`: the transactional producer's calls; one transaction at a time.
+    transactions: Option<(Transactions, tokio::sync::Mutex<()>)>,
 }
 
 impl KafkaSink {
     /// A destination topic; it must exist (a typo would otherwise create one where the broker allows it).
-    pub async fn open(url: &str) -> Result<Self, AdapterError> {
-        Self::connect(url, true).await
+    /// `producer_name` names what this sink replays for (the source, and the fleet worker): with
+    /// `delivery=exactly-once` the transactional id is derived from it and the destination.
+    pub async fn open(url: &str, producer_name: &str) -> Result<Self, AdapterError> {
+        Self::connect(url, true, producer_name).await
     }
 
     /// `--to origin` for the Kafka source `source_url`: each message to the topic it was dead-lettered from,
     /// on the source's cluster.
-    pub async fn origin(source_url: &str) -> Result<Self, AdapterError> {
-        Self::connect(source_url, false).await
+    pub async fn origin(source_url: &str, producer_name: &str) -> Result<Self, AdapterError> {
+        Self::connect(source_url, false, producer_name).await
     }
 
     /// Make the producer and check the URL's topic exists: the destination for `open`; for `origin`, the
     /// source topic, which checks the cluster can be reached with these settings.
-    async fn connect(url: &str, to_url_topic: bool) -> Result<Self, AdapterError> {
+    async fn connect(url: &str, to_url_topic: bool, producer_name: &str) -> Result<Self, AdapterError> {
         let url = KafkaUrl::parse(url)?;
-        let producer = producer(&url)?;
+        let id = match url.delivery {
+            Delivery::AtLeastOnce => None,
+            Delivery::ExactlyOnce => Some(transactional_id(&url, producer_name)),
+        };
+        let producer = producer(&url, id.as_deref())?;
         let client_url = url.clone();
         let client = producer.clone();
         tokio::task::spawn_blocking(move || metadata_partitions(client.client(), &client_url))
             .await
             .map_err(|e| AdapterError::Broker(e.to_string()))??;
+        let transactions = match id {
+            None => None,
+            Some(id) => {
+                let started = Transactions::start(producer.clone(), &url, id, transaction_timeout(&url)).await?;
+                Some((started, tokio::sync::Mutex::new(())))
+            }
+        };
         Ok(Self {
             topic: to_url_topic.then(|| url.topic.clone()),
             url,
             producer,
+            transactions,
         })
     }
 
@@ -85,56 +106,12 @@ impl KafkaSink {
         };
         Ok((topic, partition))
     }
-}
 
-fn producer(url: &KafkaUrl) -> Result<FutureProducer, AdapterError> {
-    let timeout_ms = url.reconnect_for.as_millis().clamp(1_000, 3_600_000).to_string();
-    url.client_config(&[
-        ("enable.idempotence", "true"),
-        ("acks", "all"),
-        ("partitioner", "murmur2_random"),
-        // A batch is handed over whole and awaited: waiting for more records only delays its delivery reports
-        // (5 ms per batch of the in-flight window; bench/kafka: 0 is 1.3-1.5x the throughput of 5).
-        ("linger.ms", "0"),
-        ("message.timeout.ms", &timeout_ms),
-    ])
-    .create()
-    .map_err(|e| AdapterError::Config(format!("{}: {}", url.describe(), explain(&e, url))))
-}
-
-/// A failed delivery in words; whether sending again may work.
-fn send_error(error: &KafkaError, topic: &str, url: &KafkaUrl) -> SendError {
-    let reason = format!("producing to `{topic}`: {}", explain(error, url));
-    match error.rdkafka_error_code() {
-        Some(
-            RDKafkaErrorCode::MessageSizeTooLarge
-            | RDKafkaErrorCode::UnknownTopicOrPartition
-            | RDKafkaErrorCode::UnknownTopic
-            | RDKafkaErrorCode::UnknownPartition
-            | RDKafkaErrorCode::TopicAuthorizationFailed
-            | RDKafkaErrorCode::InvalidRecord,
-        ) => SendError::refused(reason),
-        _ => SendError::retryable(format!("{reason}; not confirmed")),
-    }
-}
-
-#[async_trait]
-impl Sink for KafkaSink {
-    fn describe(&self) -> String {
-        match &self.topic {
-            Some(_) => self.url.describe(),
-            None => format!("the origin topics on {}", self.url.server),
-        }
-    }
-
-    fn max_batch(&self) -> usize {
-        500
-    }
-
-    async fn send(&self, batch: &[Envelope]) -> Vec<Result<(), SendError>> {
+    /// Produce `batch` and wait for each record's delivery report.
+    async fn produce(&self, batch: &[&Envelope]) -> Vec<Result<(), SendError>> {
         let mut results: Vec<Result<(), SendError>> = vec![Ok(()); batch.len()];
         let mut deliveries = Vec::with_capacity(batch.len());
-        for (index, env) in batch.iter().enumerate() {
+        for (index, &env) in batch.iter().enumerate() {
             let (topic, partition) = match self.target(env) {
                 Ok(target) => target,
                 Err(e) => {
@@ -186,6 +163,201 @@ impl Sink for KafkaSink {
             };
         }
         results
+    }
+
+    /// Send `batch` as one transaction with its replay log record. Messages the destination refuses are left
+    /// out and the rest sent again in a new transaction, once.
+    async fn send_in_transactions(
+        &self,
+        transactions: &Transactions,
+        batch: &[Envelope],
+    ) -> Vec<Result<(), SendError>> {
+        let mut results: Vec<Option<Result<(), SendError>>> = vec![None; batch.len()];
+        for (index, env) in batch.iter().enumerate() {
+            if let Err(e) = self.target(env) {
+                results[index] = Some(Err(e));
+            }
+        }
+        for _ in 0..2 {
+            let pending: Vec<usize> = (0..batch.len()).filter(|i| results[*i].is_none()).collect();
+            if pending.is_empty() {
+                break;
+            }
+            match self.one_transaction(transactions, batch, &pending).await {
+                Ok(()) => {
+                    for index in pending {
+                        results[index] = Some(Ok(()));
+                    }
+                    break;
+                }
+                Err(Aborted::Refused(refused)) => {
+                    for (index, e) in refused {
+                        results[index] = Some(Err(e));
+                    }
+                }
+                Err(Aborted::Failed(e)) => {
+                    for index in pending {
+                        results[index] = Some(Err(e.clone()));
+                    }
+                    break;
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(SendError::retryable(
+                        "not sent: the destination refused other messages of its batch twice",
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// One transaction: the messages at `pending`, then the replay log record listing their replay ids, then
+    /// the commit.
+    async fn one_transaction(
+        &self,
+        transactions: &Transactions,
+        batch: &[Envelope],
+        pending: &[usize],
+    ) -> Result<(), Aborted> {
+        let failed = |reason: String| Aborted::Failed(SendError::retryable(reason));
+        transactions.begin().await.map_err(|e| failed(e.reason))?;
+        let envelopes: Vec<&Envelope> = pending.iter().map(|&i| &batch[i]).collect();
+        let produced = self.produce(&envelopes).await;
+        let refused: Vec<(usize, SendError)> = pending
+            .iter()
+            .zip(produced)
+            .filter_map(|(&index, result)| result.err().map(|e| (index, e)))
+            .collect();
+        if let Some((_, first)) = refused.first() {
+            let why = first.reason.clone();
+            transactions.abort().await.map_err(|e| failed(e.reason))?;
+            if refused.iter().all(|(_, e)| !e.retryable) {
+                return Err(Aborted::Refused(refused));
+            }
+            return Err(failed(format!("not sent: its transaction was aborted ({why})")));
+        }
+        let ids = log_value(envelopes.iter().filter_map(|env| env.attribute(REPLAY_ID_ATTRIBUTE)));
+        let record = FutureRecord::<str, str>::to(transactions.log_topic())
+            .key(transactions.id())
+            .payload(&ids);
+        if let Err((e, _)) = self
+            .producer
+            .send(record, Timeout::After(message_timeout(&self.url)))
+            .await
+        {
+            transactions.abort().await.ok();
+            return Err(failed(format!(
+                "not sent: its transaction was aborted (producing to the replay log `{}`: {})",
+                transactions.log_topic(),
+                explain(&e, &self.url)
+            )));
+        }
+        transactions.commit().await.map_err(|e| match e.outcome_unknown {
+            true => failed(format!(
+                "{}; whether the batch was delivered is unknown: the next run looks it up in the replay log",
+                e.reason
+            )),
+            false => failed(format!("not sent: {}", e.reason)),
+        })
+    }
+}
+
+/// How long a delivery may take before it counts as failed (`reconnect=`).
+fn message_timeout(url: &KafkaUrl) -> Duration {
+    url.reconnect_for
+        .clamp(Duration::from_secs(1), Duration::from_secs(3_600))
+}
+
+/// How long the broker lets a transaction stay open before aborting it: a little more than a delivery may
+/// take (librdkafka requires at least that).
+fn transaction_timeout(url: &KafkaUrl) -> Duration {
+    message_timeout(url) + Duration::from_secs(10)
+}
+
+fn producer(url: &KafkaUrl, transactional_id: Option<&str>) -> Result<FutureProducer, AdapterError> {
+    let timeout_ms = message_timeout(url).as_millis().to_string();
+    let transaction_ms = transaction_timeout(url).as_millis().to_string();
+    let mut config = url.client_config(&[
+        ("enable.idempotence", "true"),
+        ("acks", "all"),
+        ("partitioner", "murmur2_random"),
+        // A batch is handed over whole and awaited: waiting for more records only delays its delivery reports
+        // (5 ms per batch of the in-flight window; bench/kafka: 0 is 1.3-1.5x the throughput of 5).
+        ("linger.ms", "0"),
+        ("message.timeout.ms", &timeout_ms),
+    ]);
+    if let Some(id) = transactional_id {
+        config.set("transactional.id", id);
+        config.set("transaction.timeout.ms", &transaction_ms);
+    }
+    config
+        .create()
+        .map_err(|e| AdapterError::Config(format!("{}: {}", url.describe(), explain(&e, url))))
+}
+
+/// Why a transaction was aborted.
+enum Aborted {
+    /// The destination refused these messages (index, why): the others may go in a new transaction.
+    Refused(Vec<(usize, SendError)>),
+    /// Nothing of it was delivered (or whether it was is unknown) for this reason.
+    Failed(SendError),
+}
+
+/// A failed delivery in words; whether sending again may work.
+fn send_error(error: &KafkaError, topic: &str, url: &KafkaUrl) -> SendError {
+    let reason = format!("producing to `{topic}`: {}", explain(error, url));
+    match error.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::InvalidRecord,
+        ) => SendError::refused(reason),
+        _ => SendError::retryable(format!("{reason}; not confirmed")),
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    fn describe(&self) -> String {
+        match &self.topic {
+            Some(_) => self.url.describe(),
+            None => format!("the origin topics on {}", self.url.server),
+        }
+    }
+
+    fn max_batch(&self) -> usize {
+        500
+    }
+
+    async fn send(&self, batch: &[Envelope]) -> Vec<Result<(), SendError>> {
+        match &self.transactions {
+            None => self.produce(&batch.iter().collect::<Vec<_>>()).await,
+            Some((transactions, one_at_a_time)) => {
+                let _turn = one_at_a_time.lock().await;
+                self.send_in_transactions(transactions, batch).await
+            }
+        }
+    }
+
+    fn redelivery(&self) -> Redelivery {
+        match &self.transactions {
+            None => Redelivery::Possible,
+            Some(_) => Redelivery::Checkable,
+        }
+    }
+
+    async fn delivered(&self, batch: &[Envelope]) -> Result<Vec<bool>, AdapterError> {
+        match &self.transactions {
+            None => Ok(vec![false; batch.len()]),
+            Some((transactions, _)) => transactions.delivered(batch).await,
+        }
     }
 
     async fn close(&self) -> Result<(), AdapterError> {

@@ -37,6 +37,20 @@ pub enum DeathHeaders {
     Keep,
 }
 
+/// How a sink's sends become visible to consumers of the destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// An idempotent producer; a crash between a delivery report and the journal's record of it can send a
+    /// batch again on resume, at most `--max-in-flight` messages (default).
+    AtLeastOnce,
+    /// A transactional producer (`delivery=exactly-once`): each batch and a record of its replay ids in the
+    /// replay log topic commit together, so a resumed run can tell what an interrupted one delivered.
+    ExactlyOnce,
+}
+
+/// The replay log topic's default name (`replay_log=` changes it).
+pub const DEFAULT_REPLAY_LOG: &str = "redrive.replays";
+
 /// A parsed `kafka://` URL.
 #[derive(Clone, Debug)]
 pub struct KafkaUrl {
@@ -54,6 +68,11 @@ pub struct KafkaUrl {
     pub partition: Partitioning,
     /// Sink: dead-letter headers (`death=move|keep`).
     pub death: DeathHeaders,
+    /// Sink: at least once (default) or exactly once (`delivery=at-least-once|exactly-once`).
+    pub delivery: Delivery,
+    /// Sink, exactly once: the topic recording which replay ids each committed transaction delivered
+    /// (`replay_log=`, default `redrive.replays`; created with one partition when missing).
+    pub replay_log: String,
     /// How long to keep trying after the broker went away (`reconnect=`, default 60 s).
     pub reconnect_for: Duration,
     /// Other keys: librdkafka properties (`security.protocol`, `sasl.mechanism`, ...), user and password
@@ -87,6 +106,8 @@ impl KafkaUrl {
             from: StartAt::Committed,
             partition: Partitioning::ByKey,
             death: DeathHeaders::Move,
+            delivery: Delivery::AtLeastOnce,
+            replay_log: DEFAULT_REPLAY_LOG.to_owned(),
             reconnect_for: Duration::from_secs(60),
             client: Vec::new(),
         };
@@ -150,6 +171,14 @@ impl KafkaUrl {
                     _ => return Err(format!("expected `move` or `keep`, got {value:?}")),
                 }
             }
+            "delivery" => {
+                self.delivery = match value {
+                    "at-least-once" => Delivery::AtLeastOnce,
+                    "exactly-once" => Delivery::ExactlyOnce,
+                    _ => return Err(format!("expected `at-least-once` or `exactly-once`, got {value:?}")),
+                }
+            }
+            "replay_log" => self.replay_log = non_empty()?,
             "reconnect" => self.reconnect_for = duration_option(value)?,
             "bootstrap.servers" | "enable.auto.commit" | "enable.auto.offset.store" | "transactional.id" => {
                 return Err("redrive sets this one itself".into());
@@ -247,5 +276,18 @@ mod tests {
         assert!(err("kafka://h:9092").contains("name the topic"));
         assert!(err("kafka://h:9092?topic=t&from=latest").contains("`from`"));
         assert!(err("kafka://h:9092?topic=t&enable.auto.commit=true").contains("sets this one itself"));
+        assert!(err("kafka://h:9092?topic=t&transactional.id=x").contains("sets this one itself"));
+        assert!(err("kafka://h:9092?topic=t&delivery=once").contains("`exactly-once`"));
+        assert!(err("kafka://h:9092?topic=t&replay_log=").contains("`replay_log`"));
+    }
+
+    #[test]
+    fn delivery_defaults_to_at_least_once() {
+        let url = KafkaUrl::parse("kafka://h:9092?topic=t").unwrap();
+        assert_eq!(url.delivery, Delivery::AtLeastOnce);
+        assert_eq!(url.replay_log, DEFAULT_REPLAY_LOG);
+        let url = KafkaUrl::parse("kafka://h:9092?topic=t&delivery=exactly-once&replay_log=ops.replays").unwrap();
+        assert_eq!(url.delivery, Delivery::ExactlyOnce);
+        assert_eq!(url.replay_log, "ops.replays");
     }
 }

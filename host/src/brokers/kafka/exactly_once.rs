@@ -1,0 +1,323 @@
+//! `delivery=exactly-once`: a transactional producer, and the replay log that lets a resumed run tell what
+//! an interrupted one delivered.
+//!
+//! Each batch is one transaction: its records, and one record in the replay log topic listing the batch's
+//! replay ids (`x-redrive-replay-id`). Consumers reading the destination with `isolation.level=read_committed`
+//! (librdkafka's default, and Kafka Streams') see a batch whole or not at all. The run journals a batch as
+//! `sending` before its transaction starts; when a run ends between the commit and the journal's `confirmed`
+//! (the window where an at-least-once producer may send a batch twice), the next run finds those messages in
+//! doubt and looks their replay ids up in the replay log: committed ones count as delivered and are not sent
+//! again; a transaction that never committed was aborted when the next producer with the same transactional
+//! id started, and its messages are sent again.
+//!
+//! The transactional id is derived from the source and the destination (and the fleet worker), so a resumed
+//! run fences the producer of the run it resumes: nothing the old one left open can commit later.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use sha2::{Digest, Sha256};
+
+use super::explain;
+use super::url::KafkaUrl;
+use crate::core::adapter::AdapterError;
+use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
+
+/// How long a blocking transaction call (init, commit, abort) may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a commit whose outcome the client could not learn is tried again.
+const COMMIT_TRIES: usize = 3;
+
+/// The transactional id of a sink: stable for one source, destination and worker, so a resumed run fences
+/// the run it resumes; different for any two of them, so concurrent runs never fence each other.
+pub fn transactional_id(destination: &KafkaUrl, producer_name: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(destination.describe().as_bytes());
+    hash.update([0]);
+    hash.update(producer_name.as_bytes());
+    format!("redrive-{}", &hex::encode(hash.finalize())[..24])
+}
+
+/// The replay log record of one committed batch: its replay ids, one per line.
+pub fn log_value<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+    ids.collect::<Vec<_>>().join("\n")
+}
+
+/// The replay ids a replay log record lists.
+pub fn logged_ids(value: &[u8]) -> impl Iterator<Item = &str> {
+    std::str::from_utf8(value)
+        .unwrap_or_default()
+        .split('\n')
+        .filter(|id| !id.is_empty())
+}
+
+/// A transactional producer's calls, made off the async runtime (they block on the broker).
+#[derive(Clone)]
+pub struct Transactions {
+    producer: FutureProducer,
+    url: KafkaUrl,
+    /// The `transactional.id`, for messages.
+    id: String,
+    /// How long `delivered` waits for transactions still open in the replay log to end.
+    settle_for: Duration,
+}
+
+/// What went wrong with a transaction, and whether the batch may simply be sent again.
+#[derive(Debug)]
+pub struct TransactionError {
+    /// What happened, in words, with what to check.
+    pub reason: String,
+    /// Whether the transaction's outcome is unknown (a commit whose answer was lost): the replay log tells.
+    pub outcome_unknown: bool,
+}
+
+impl Transactions {
+    /// Make sure the replay log topic exists, then register the transactional id (fencing an earlier
+    /// producer with the same id, and aborting whatever it left open).
+    pub async fn start(
+        producer: FutureProducer,
+        url: &KafkaUrl,
+        id: String,
+        settle_for: Duration,
+    ) -> Result<Self, AdapterError> {
+        ensure_log_topic(url).await?;
+        let me = Self {
+            producer,
+            url: url.clone(),
+            id,
+            settle_for,
+        };
+        me.blocking("registering the transactional producer", |p| {
+            p.init_transactions(CALL_TIMEOUT)
+        })
+        .await
+        .map_err(|e| {
+            AdapterError::Broker(format!(
+                "{}: delivery=exactly-once: {} (the broker must support transactions; the user needs WRITE and \
+                 DESCRIBE on transactional id {})",
+                url.server, e.reason, me.id
+            ))
+        })?;
+        Ok(me)
+    }
+
+    /// The replay log topic.
+    pub fn log_topic(&self) -> &str {
+        &self.url.replay_log
+    }
+
+    /// The transactional id, for the log record's key.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Start a transaction.
+    pub async fn begin(&self) -> Result<(), TransactionError> {
+        self.blocking("starting a transaction", |p| p.begin_transaction()).await
+    }
+
+    /// Abort the open transaction: none of its records become visible to read-committed consumers.
+    pub async fn abort(&self) -> Result<(), TransactionError> {
+        self.blocking("aborting a transaction", |p| p.abort_transaction(CALL_TIMEOUT))
+            .await
+    }
+
+    /// Commit the open transaction. A commit the client could not finish is tried again; one the broker
+    /// refused is aborted.
+    pub async fn commit(&self) -> Result<(), TransactionError> {
+        let mut last = None;
+        for _ in 0..COMMIT_TRIES {
+            match self
+                .blocking("committing a transaction", |p| p.commit_transaction(CALL_TIMEOUT))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if e.outcome_unknown => last = Some(e),
+                Err(e) => {
+                    // Refused: abort, so the producer can start the next one.
+                    self.abort().await.ok();
+                    return Err(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| TransactionError {
+            reason: "committing a transaction: no answer".into(),
+            outcome_unknown: true,
+        }))
+    }
+
+    async fn blocking(
+        &self,
+        what: &'static str,
+        call: impl FnOnce(&FutureProducer) -> Result<(), KafkaError> + Send + 'static,
+    ) -> Result<(), TransactionError> {
+        let producer = self.producer.clone();
+        let url = self.url.clone();
+        let id = self.id.clone();
+        tokio::task::spawn_blocking(move || {
+            call(&producer).map_err(|e| {
+                let (retriable, fatal) = match &e {
+                    KafkaError::Transaction(t) => (t.is_retriable(), t.is_fatal()),
+                    _ => (false, false),
+                };
+                let fenced = e.rdkafka_error_code() == Some(RDKafkaErrorCode::ProducerFenced);
+                let reason = match (fenced, fatal) {
+                    (true, _) => format!(
+                        "{what}: another producer took transactional id {id} (a second redrive run on this source \
+                         and destination?); this run can send no more"
+                    ),
+                    (false, true) => format!("{what}: {}; this run can send no more", explain(&e, &url)),
+                    (false, false) => format!("{what}: {}", explain(&e, &url)),
+                };
+                TransactionError {
+                    reason,
+                    outcome_unknown: retriable && !fatal,
+                }
+            })
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(TransactionError {
+                reason: format!("{what}: {e}"),
+                outcome_unknown: true,
+            })
+        })
+    }
+
+    /// Whether each message's replay id is in a committed replay log record: read the whole log up to its
+    /// end, read-committed, waiting (up to the transaction timeout) for transactions still open to end.
+    pub async fn delivered(&self, batch: &[Envelope]) -> Result<Vec<bool>, AdapterError> {
+        let wanted: HashSet<String> = batch
+            .iter()
+            .filter_map(|env| env.attribute(REPLAY_ID_ATTRIBUTE).map(str::to_owned))
+            .collect();
+        let url = self.url.clone();
+        let deadline = Instant::now() + self.settle_for;
+        let asked = wanted.len();
+        let found = tokio::task::spawn_blocking(move || read_log(&url, wanted, deadline))
+            .await
+            .map_err(|e| AdapterError::Broker(e.to_string()))??;
+        tracing::info!(
+            "replay log `{}`: {} of {asked} messages in doubt were delivered",
+            self.url.replay_log,
+            found.len()
+        );
+        Ok(batch
+            .iter()
+            .map(|env| env.attribute(REPLAY_ID_ATTRIBUTE).is_some_and(|id| found.contains(id)))
+            .collect())
+    }
+}
+
+/// The ids of `wanted` that a committed record of the replay log lists.
+fn read_log(url: &KafkaUrl, mut wanted: HashSet<String>, deadline: Instant) -> Result<HashSet<String>, AdapterError> {
+    let topic = url.replay_log.as_str();
+    let broker =
+        |e: KafkaError| AdapterError::Broker(format!("{}: reading `{topic}`: {}", url.server, explain(&e, url)));
+    let consumer: BaseConsumer = url
+        .client_config(&[
+            ("group.id", "redrive-replay-log-reader"),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "true"),
+            ("isolation.level", "read_committed"),
+        ])
+        .create()
+        .map_err(broker)?;
+    let (_, high) = consumer.fetch_watermarks(topic, 0, CALL_TIMEOUT).map_err(broker)?;
+    let mut found = HashSet::new();
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning).map_err(broker)?;
+    consumer.assign(&list).map_err(broker)?;
+    loop {
+        if wanted.is_empty() {
+            return Ok(found);
+        }
+        let position = consumer
+            .position()
+            .ok()
+            .and_then(|list| list.find_partition(topic, 0).map(|p| p.offset()));
+        let at_end = matches!(position, Some(Offset::Offset(p)) if p >= high);
+        if high == 0 || at_end {
+            return Ok(found);
+        }
+        if Instant::now() >= deadline {
+            return Err(AdapterError::Broker(format!(
+                "{}: `{topic}` did not become readable up to offset {high} in time (read to {position:?}; a \
+                 transaction still open?)",
+                url.server
+            )));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(record)) => {
+                for id in logged_ids(record.payload().unwrap_or_default()) {
+                    if let Some(id) = wanted.take(id) {
+                        found.insert(id);
+                    }
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+            Some(Err(e)) => return Err(broker(e)),
+        }
+    }
+}
+
+/// Create the replay log topic (one partition) unless it exists.
+async fn ensure_log_topic(url: &KafkaUrl) -> Result<(), AdapterError> {
+    let topic = url.replay_log.as_str();
+    let admin: AdminClient<DefaultClientContext> = url
+        .client_config(&[])
+        .create()
+        .map_err(|e| AdapterError::Config(format!("{}: {}", url.describe(), explain(&e, url))))?;
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1));
+    let results = admin
+        .create_topics([&new], &AdminOptions::new().operation_timeout(Some(CALL_TIMEOUT)))
+        .await
+        .map_err(|e| AdapterError::Broker(format!("{}: creating `{topic}`: {}", url.server, explain(&e, url))))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(AdapterError::Config(format!(
+                    "{}: delivery=exactly-once needs the replay log topic `{topic}`, and creating it failed: {code} \
+                     (create it with one partition, or name another with replay_log=)",
+                    url.server
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transactional_ids_are_stable_and_distinct() {
+        let a = KafkaUrl::parse("kafka://h:9092?topic=staging").unwrap();
+        let b = KafkaUrl::parse("kafka://h:9092?topic=other").unwrap();
+        let id = transactional_id(&a, "kafka://h:9092?topic=orders.DLT");
+        assert_eq!(id, transactional_id(&a, "kafka://h:9092?topic=orders.DLT"));
+        assert!(id.starts_with("redrive-") && id.len() == "redrive-".len() + 24, "{id}");
+        assert_ne!(id, transactional_id(&b, "kafka://h:9092?topic=orders.DLT"));
+        assert_ne!(id, transactional_id(&a, "kafka://h:9092?topic=payments.DLT"));
+        assert_ne!(id, transactional_id(&a, "kafka://h:9092?topic=orders.DLT worker w-1"));
+    }
+
+    #[test]
+    fn a_log_record_lists_its_ids() {
+        let value = log_value(["r-1", "r-2", "r-3"].into_iter());
+        assert_eq!(logged_ids(value.as_bytes()).collect::<Vec<_>>(), ["r-1", "r-2", "r-3"]);
+        assert_eq!(logged_ids(b"").count(), 0);
+        assert_eq!(logged_ids(&[0xff, 0xfe]).count(), 0, "not UTF-8: no ids");
+    }
+}
