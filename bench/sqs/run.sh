@@ -11,6 +11,7 @@
 #
 #   bench/sqs/run.sh                  # N=1000
 #   N=500 SWEEP= bench/sqs/run.sh     # a quick run, no sweep rows
+#   DELAY_MS=20 bench/sqs/run.sh      # each of the movers' API calls 20 ms slower, as in a real region
 #
 # For each mover: create two fresh queues (rdb-<pid>-<mover>-dlq / -staging), fill the DLQ with SendMessageBatch
 # (bench/sqs/sqs.py fill, which waits until the DLQ holds N), wait for a quiet machine, then time from starting
@@ -40,6 +41,13 @@
 # (default http://127.0.0.1:9324, started by scripts/services.sh if down).
 # A private server also keeps other users' requests out of the CPU figures.
 #
+# Latency: moto on 127.0.0.1 answers with next to no network time, while a client in a real AWS region waits ~20 ms
+# per call. DELAY_MS (default 0: none) > 0 puts bench/sqs/delay_proxy.py in front of the endpoint, on a free port of
+# 127.0.0.1: a TCP proxy that holds the first bytes of each response for DELAY_MS, so every API call takes DELAY_MS
+# longer (calls on different connections in parallel). Only the movers go through it (redrive's --endpoint-url and
+# the boto3 loops' SQS_ENDPOINT); filling, polling and checking stay direct, so the measurement is not slowed. The
+# proxy runs at nice NICE; its CPU seconds are not counted in "other CPU s" (they are listed under the table).
+#
 # The private moto_server and each mover (with the poller) run at nice NICE (default -10 as root, else 0), so that
 # builds running on the machine at the same time take less CPU from them; the table's "other CPU s" shows how much
 # they still took.
@@ -47,7 +55,7 @@
 # Environment: MOVERS (default "chain none one-by-one batched": which of the four to run), N (default 1000; moto
 # slows down sharply with thousands of messages queued), SIZE (1024), SWEEP (default "1:1 8:16"), POLL_MS (100),
 # POLL_SHARE (0.02), POLL_MAX_MS (30000), EXIT_GRACE (10), SETTLE (2 s before each move), IDLE_PCT (15), IDLE_WAIT
-# (900 s), NICE, TRIES (3) and OTHER_MAX (0.10): a move during which processes other than moto, the mover and the poller took more than
+# (900 s), NICE, DELAY_MS (0), TRIES (3) and OTHER_MAX (0.10): a move during which processes other than moto, the mover and the poller took more than
 # OTHER_MAX of the machine's busy CPU is measured again, up to TRIES times (the least disturbed try is reported). MOTO (private|shared), MOTO_PORT,
 # SQS_ENDPOINT (for MOTO=shared), BENCH_DIR (default /var/tmp/redrive-bench-sqs: the venv with boto3 and each run's
 # output), REDRIVE_BIN (default $CARGO_TARGET_DIR or target, /release/redrive). Credentials default to
@@ -69,6 +77,9 @@ IDLE_PCT="${IDLE_PCT:-15}"
 IDLE_WAIT="${IDLE_WAIT:-900}"
 TRIES="${TRIES:-3}"
 OTHER_MAX="${OTHER_MAX:-0.10}"
+DELAY_MS="${DELAY_MS:-0}"
+case "$DELAY_MS" in '' | *[!0-9]*) echo "run.sh: DELAY_MS must be a whole number of milliseconds" >&2; exit 2 ;; esac
+DELAY_MS=$((10#$DELAY_MS))
 export POLL_MS="${POLL_MS:-100}"
 export SQS_ENDPOINT="${SQS_ENDPOINT:-http://127.0.0.1:9324}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-testing}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-testing}"
@@ -131,9 +142,11 @@ cp "$redrive" "$run_dir/redrive"
 built="$(stat -c %y "$redrive" | cut -d. -f1)"
 redrive="$run_dir/redrive"
 queues=()
+proxy_pid=""
 cleanup() {
     if [ "${#queues[@]}" -gt 0 ]; then q delete "${queues[@]}" >/dev/null 2>&1 || true; fi
     rm -f "$run_dir/redrive"
+    if [ -n "$proxy_pid" ]; then kill "$proxy_pid" 2>/dev/null && wait "$proxy_pid" 2>/dev/null || true; fi
     if [ "$MOTO" = private ] && [ -n "$moto_pid" ]; then kill "$moto_pid" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
@@ -150,8 +163,33 @@ if [ "$MOTO" = private ]; then
 fi
 export MOTO_PID="$moto_pid"
 
+# The movers' endpoint: SQS_ENDPOINT, or with DELAY_MS > 0 the delaying proxy in front of it (on a free port: the
+# proxy binds port 0 and prints the one it got).
+mover_endpoint="$SQS_ENDPOINT"
+if [ "$DELAY_MS" -gt 0 ]; then
+    target="${SQS_ENDPOINT#*://}" target="${target%%/*}"
+    case "$target" in
+        *:*) target_host="${target%:*}" target_port="${target##*:}" ;;
+        *) target_host="$target" target_port=80 ;;
+    esac
+    nice -n "$NICE" "$py" "$here/delay_proxy.py" 0 "$target_host" "$target_port" "$DELAY_MS" >"$run_dir/proxy.log" 2>&1 &
+    proxy_pid=$!
+    proxy_port=""
+    for _ in $(seq 1 50); do
+        proxy_port="$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$run_dir/proxy.log")"
+        [ -n "$proxy_port" ] && break
+        kill -0 "$proxy_pid" 2>/dev/null || die "bench/sqs/delay_proxy.py exited: $(tail -5 "$run_dir/proxy.log")"
+        sleep 0.2
+    done
+    [ -n "$proxy_port" ] || die "bench/sqs/delay_proxy.py did not start listening: $(tail -5 "$run_dir/proxy.log")"
+    mover_endpoint="http://127.0.0.1:$proxy_port"
+fi
+
+# cpu_s PID: the CPU seconds (user + system) process PID used so far, from /proc (0 if it is gone)
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / t }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 machine="$(machine_line)"
-say "machine: $machine; moto $moto_version (pid ${moto_pid:-?}) at $SQS_ENDPOINT; $("$redrive" --version) (binary built $built); boto3 $("$py" -c 'import boto3; print(boto3.__version__)'); N=$N, SIZE=$SIZE"
+say "machine: $machine; moto $moto_version (pid ${moto_pid:-?}) at $SQS_ENDPOINT; $("$redrive" --version) (binary built $built); boto3 $("$py" -c 'import boto3; print(boto3.__version__)'); N=$N, SIZE=$SIZE; DELAY_MS=$DELAY_MS (movers at $mover_endpoint${proxy_pid:+, delay_proxy.py pid $proxy_pid})"
 
 # Warm the compiled-module cache, so no row pays for compiling the modules.
 "$redrive" filter test "${modules[@]}" --input "$repo/examples/filters/route-by-error/input.jsonl" >/dev/null ||
@@ -174,10 +212,23 @@ move() {
         q fill "$dlq" "$N" "$SIZE"
         sleep "$SETTLE"
         q idle "$IDLE_PCT" "$IDLE_WAIT" || echo "run.sh: WARNING: measuring on a busy machine (see 'other CPU s')" >&2
+        if [ -n "$proxy_pid" ]; then
+            kill -0 "$proxy_pid" 2>/dev/null || die "bench/sqs/delay_proxy.py exited: $(tail -5 "$run_dir/proxy.log")"
+        fi
         say "$label: moving"
+        local proxy0=0
+        [ -z "$proxy_pid" ] || proxy0="$(cpu_s "$proxy_pid")"
         if ! result="$(nice -n "$NICE" "$py" "$here/sqs.py" move "$dlq" "$staging" "$N" -- "${cmd[@]}")" || [ "$(field "$result" rc)" != 0 ]; then
             incomplete "$label" "$try" "$dlq" "$staging" "$result"
             continue
+        fi
+        if [ -n "$proxy_pid" ]; then
+            # the proxy's CPU (over the whole move, up to the mover's exit) is not "other" work on the machine
+            result="$("$py" -c 'import json, sys
+r = json.loads(sys.argv[1])
+r["proxy_cpu"] = float(sys.argv[3]) - float(sys.argv[2])
+r["other_cpu"] -= r["proxy_cpu"]
+print(json.dumps(r))' "$result" "$proxy0" "$(cpu_s "$proxy_pid")")"
         fi
         echo "$result" >&2
         local dlq_after staging_after
@@ -262,17 +313,17 @@ redrive_move() {
     mkdir -p "$dir"
     rm -rf "$dir/audit"
     MOVE_STDOUT="$dir/summary.txt" MOVE_STDERR="$dir/stderr.txt" MOVE_AUDIT="$dir/audit" move "$label" "$slug" check_redrive \
-        "$redrive" run --from "sqs://@DLQ@$from_opts" --to "sqs://@STAGING@$to_opts" --endpoint-url "$SQS_ENDPOINT" \
+        "$redrive" run --from "sqs://@DLQ@$from_opts" --to "sqs://@STAGING@$to_opts" --endpoint-url "$mover_endpoint" \
         "$@" --audit-dir "$dir/audit" --no-progress
 }
 
-# loop_move LABEL SLUG: one of sqs.py's boto3 movers
+# loop_move LABEL SLUG: one of sqs.py's boto3 movers (at the movers' endpoint; the poller stays at SQS_ENDPOINT)
 loop_move() {
     local dir="$run_dir/$2"
     mkdir -p "$dir"
     show_loop() { sed 's/^/    /' "$dir/stderr.txt" >&2; }
     MOVE_STDOUT="$dir/stdout.txt" MOVE_STDERR="$dir/stderr.txt" move "$1" "$2" show_loop \
-        "$py" "$here/sqs.py" "$2" @DLQ@ @STAGING@
+        env SQS_ENDPOINT="$mover_endpoint" "$py" "$here/sqs.py" "$2" @DLQ@ @STAGING@
 }
 
 want() { [[ " $MOVERS " == *" $1 "* ]]; }
@@ -292,9 +343,9 @@ printf '%s\n' "${results[@]}" >"$run_dir/results.jsonl"
 printf '%s\n' "${labels[@]}" >"$run_dir/labels.txt"
 printf '%s\n' "${verifies[@]}" >"$run_dir/verify.jsonl"
 printf '%s\n' ${failures[@]+"${failures[@]}"} >"$run_dir/failures.txt"
-"$py" - "$run_dir" "$N" "$machine" "$moto_version" <<'EOF' | tee "$run_dir/table.md"
+"$py" - "$run_dir" "$N" "$machine" "$moto_version" "$DELAY_MS" <<'EOF' | tee "$run_dir/table.md"
 import json, os, sys
-run_dir, n, machine, moto_version = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+run_dir, n, machine, moto_version, delay_ms = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 labels = open(f"{run_dir}/labels.txt").read().splitlines()
 rows = [json.loads(l) for l in open(f"{run_dir}/results.jsonl")]
 by = dict(zip(labels, rows))
@@ -302,7 +353,9 @@ one = n / by["boto3 loop, one by one"]["seconds"] if "boto3 loop, one by one" in
 batched = n / by["boto3 loop, batched"]["seconds"] if "boto3 loop, batched" in by else None
 ratio = lambda a, b: "–" if b is None else f"{a / b:.2f}×"
 fmt = lambda v, f: "–" if v is None else format(v, f)
-print(f"N = {n} messages of 1 KiB; {machine}; moto {moto_version}")
+print(f"N = {n} messages of 1 KiB; {machine}; moto {moto_version}; DELAY_MS = {delay_ms} "
+      + (f"(every API call of the movers {delay_ms} ms slower, through bench/sqs/delay_proxy.py)" if delay_ms
+         else "(no added latency)"))
 print()
 print("| mover | seconds | msg/s | vs one-by-one | vs batched | mover exit (s) | mover CPU s | "
       "moto CPU s (of it polling, est.) | moto CPU ms/msg | other CPU s | machine busy |")
@@ -321,7 +374,9 @@ print("seconds: from starting the mover until the DLQ reports no message (visibl
       "mover process ended (redrive ends a pass after an empty long poll, 2 s by default; the loops after an empty "
       "1 s receive). moto CPU: the moto_server process from the mover's start until done; in brackets the "
       "estimated share of the polling (" + ", ".join(str(r["polls"]) for r in rows) + " polls). "
-      "other CPU: the machine's busy CPU less moto, the mover and the poller.")
+      "other CPU: the machine's busy CPU less moto, the mover and the poller" +
+      ("" if not delay_ms else ", and less the delaying proxy (CPU s: " +
+       ", ".join(f"{r.get('proxy_cpu', 0):.2f}" for r in rows) + ")") + ".")
 failures = [l for l in open(f"{run_dir}/failures.txt").read().splitlines() if l]
 if failures:
     print()
