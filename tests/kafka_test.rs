@@ -317,7 +317,7 @@ impl Tail {
 }
 
 /// Kafka under the adapter kit: a Spring-shaped dead-letter topic and a staging topic, 3 partitions each;
-/// `EXACTLY_ONCE`: replayed with `delivery=exactly-once`, where a crash may repeat nothing at all.
+/// `EXACTLY_ONCE`: replayed with `delivery=exactly-once` (what a crash may repeat there: `crash_copies`).
 struct KafkaKit<const EXACTLY_ONCE: bool> {
     t: Topics,
     tail: Tail,
