@@ -61,7 +61,6 @@ pub fn logged_ids(value: &[u8]) -> impl Iterator<Item = &str> {
 }
 
 /// A transactional producer's calls, made off the async runtime (they block on the broker).
-#[derive(Clone)]
 pub struct Transactions {
     producer: FutureProducer,
     url: KafkaUrl,
@@ -69,6 +68,8 @@ pub struct Transactions {
     id: String,
     /// How long `delivered` waits for transactions still open in the replay log to end.
     settle_for: Duration,
+    /// One transaction at a time: held by the sender from `begin` to the commit or abort.
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// What went wrong with a transaction, and whether the batch may simply be sent again.
@@ -95,6 +96,7 @@ impl Transactions {
             url: url.clone(),
             id,
             settle_for,
+            turn: tokio::sync::Mutex::new(()),
         };
         me.blocking("registering the transactional producer", |p| {
             p.init_transactions(CALL_TIMEOUT)
@@ -118,6 +120,11 @@ impl Transactions {
     /// The transactional id, for the log record's key.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Wait for the transaction before this one to end; hold the guard until this one ends.
+    pub async fn turn(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.turn.lock().await
     }
 
     /// Start a transaction.
@@ -161,35 +168,33 @@ impl Transactions {
         call: impl FnOnce(&FutureProducer) -> Result<(), KafkaError> + Send + 'static,
     ) -> Result<(), TransactionError> {
         let producer = self.producer.clone();
-        let url = self.url.clone();
-        let id = self.id.clone();
-        tokio::task::spawn_blocking(move || {
-            call(&producer).map_err(|e| {
-                let (retriable, fatal) = match &e {
-                    KafkaError::Transaction(t) => (t.is_retriable(), t.is_fatal()),
-                    _ => (false, false),
-                };
-                let fenced = e.rdkafka_error_code() == Some(RDKafkaErrorCode::ProducerFenced);
-                let reason = match (fenced, fatal) {
-                    (true, _) => format!(
-                        "{what}: another producer took transactional id {id} (a second redrive run on this source \
-                         and destination?); this run can send no more"
-                    ),
-                    (false, true) => format!("{what}: {}; this run can send no more", explain(&e, &url)),
-                    (false, false) => format!("{what}: {}", explain(&e, &url)),
-                };
-                TransactionError {
-                    reason,
-                    outcome_unknown: retriable && !fatal,
-                }
-            })
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(TransactionError {
-                reason: format!("{what}: {e}"),
-                outcome_unknown: true,
-            })
+        let e = match tokio::task::spawn_blocking(move || call(&producer)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => e,
+            Err(e) => {
+                return Err(TransactionError {
+                    reason: format!("{what}: {e}"),
+                    outcome_unknown: true,
+                });
+            }
+        };
+        let (retriable, fatal) = match &e {
+            KafkaError::Transaction(t) => (t.is_retriable(), t.is_fatal()),
+            _ => (false, false),
+        };
+        let fenced = e.rdkafka_error_code() == Some(RDKafkaErrorCode::ProducerFenced);
+        let reason = match (fenced, fatal) {
+            (true, _) => format!(
+                "{what}: another producer took transactional id {} (a second redrive run on this source and \
+                 destination?); this run can send no more",
+                self.id
+            ),
+            (false, true) => format!("{what}: {}; this run can send no more", explain(&e, &self.url)),
+            (false, false) => format!("{what}: {}", explain(&e, &self.url)),
+        };
+        Err(TransactionError {
+            reason,
+            outcome_unknown: retriable && !fatal,
         })
     }
 

@@ -33,8 +33,8 @@ pub struct KafkaSink {
     /// `None`: each message's origin topic.
     topic: Option<String>,
     producer: FutureProducer,
-    /// `delivery=exactly-once`: the transactional producer's calls; one transaction at a time.
-    transactions: Option<(Transactions, tokio::sync::Mutex<()>)>,
+    /// `delivery=exactly-once`: the transactional producer's calls.
+    transactions: Option<Transactions>,
 }
 
 impl KafkaSink {
@@ -67,10 +67,7 @@ impl KafkaSink {
             .map_err(|e| AdapterError::Broker(e.to_string()))??;
         let transactions = match id {
             None => None,
-            Some(id) => {
-                let started = Transactions::start(producer.clone(), &url, id, transaction_timeout(&url)).await?;
-                Some((started, tokio::sync::Mutex::new(())))
-            }
+            Some(id) => Some(Transactions::start(producer.clone(), &url, id, transaction_timeout(&url)).await?),
         };
         Ok(Self {
             topic: to_url_topic.then(|| url.topic.clone()),
@@ -339,8 +336,8 @@ impl Sink for KafkaSink {
     async fn send(&self, batch: &[Envelope]) -> Vec<Result<(), SendError>> {
         match &self.transactions {
             None => self.produce(&batch.iter().collect::<Vec<_>>()).await,
-            Some((transactions, one_at_a_time)) => {
-                let _turn = one_at_a_time.lock().await;
+            Some(transactions) => {
+                let _turn = transactions.turn().await;
                 self.send_in_transactions(transactions, batch).await
             }
         }
@@ -356,7 +353,7 @@ impl Sink for KafkaSink {
     async fn delivered(&self, batch: &[Envelope]) -> Result<Vec<bool>, AdapterError> {
         match &self.transactions {
             None => Ok(vec![false; batch.len()]),
-            Some((transactions, _)) => transactions.delivered(batch).await,
+            Some(transactions) => transactions.delivered(batch).await,
         }
     }
 
