@@ -281,8 +281,13 @@ fn a_batch_sqs_refuses_as_a_whole_is_retried_entry_by_entry() {
         ..Default::default()
     };
     let sink =
-        q.rt.block_on(redrive::brokers::open_sink(&destination, &no_source, &options))
-            .unwrap();
+        q.rt.block_on(redrive::brokers::open_sink(
+            &destination,
+            &no_source,
+            &Default::default(),
+            &options,
+        ))
+        .unwrap();
     // The queue's limit drops after the sink read it: SQS (moto) now refuses the whole batch.
     q.rt.block_on(
         q.client

@@ -42,6 +42,14 @@ pub struct BrokerOptions {
     pub worker: Option<String>,
 }
 
+/// What a source lends the sinks that replay its messages, handed from [`open_source`] to [`open_sink`] by
+/// the command that opens both: today a Kafka source's consumer group, whose offsets an exactly-once Kafka
+/// destination on the same cluster commits in its transactions. Opaque to everything else.
+#[derive(Clone, Default)]
+pub struct SourceLink {
+    kafka_group: Option<kafka::DlqGroup>,
+}
+
 /// What a sink replays for, without credentials: the source, and the fleet worker if any.
 fn producer_name(source: &Endpoint, options: &BrokerOptions) -> String {
     match &options.worker {
@@ -53,19 +61,21 @@ fn producer_name(source: &Endpoint, options: &BrokerOptions) -> String {
 /// Open a source: `file:path/to/dlq.jsonl`, `amqp://user:pass@host/vhost?queue=orders.dlq`,
 /// `sqs://orders-dlq` (or an SQS queue URL or ARN), `redis://host:6379/0?stream=orders:dlq`,
 /// `postgres://user@host/db?table=failed_jobs`, `mysql://user@host/db?table=failed_jobs`,
-/// `kafka://host:9092?topic=orders.DLT`, `pubsub://projects/P/subscriptions/S`.
+/// `kafka://host:9092?topic=orders.DLT`, `pubsub://projects/P/subscriptions/S`. With it, what the sinks
+/// replaying its messages may use of it ([`SourceLink`]).
 pub async fn open_source(
     endpoint: &Endpoint,
     mode: SourceMode,
     options: &BrokerOptions,
-) -> Result<Box<dyn Source>, AdapterError> {
+) -> Result<(Box<dyn Source>, SourceLink), AdapterError> {
     if options.where_clause.is_some() && !matches!(endpoint.scheme(), Scheme::Postgres | Scheme::MySql) {
         return Err(AdapterError::Config(
             "--where selects rows of a database table (postgres://... or mysql://...); this source is not one".into(),
         ));
     }
     let url = endpoint.secret_text();
-    Ok(match endpoint.scheme() {
+    let mut link = SourceLink::default();
+    let source: Box<dyn Source> = match endpoint.scheme() {
         Scheme::File => {
             let path = endpoint.file_path().unwrap_or_default();
             Box::new(file::FileSource::open(path, mode, options.remainder.clone(), options.count_pass).await?)
@@ -75,9 +85,14 @@ pub async fn open_source(
         Scheme::Amqp => Box::new(amqp::AmqpSource::open(url, mode).await?),
         Scheme::Sqs => Box::new(sqs::SqsSource::open(url, mode, &options.aws).await?),
         Scheme::Redis => Box::new(redis::RedisSource::open(url, mode).await?),
-        Scheme::Kafka => Box::new(kafka::KafkaSource::open(url, mode, options.open_window, options.window).await?),
+        Scheme::Kafka => {
+            let source = kafka::KafkaSource::open(url, mode, options.open_window, options.window).await?;
+            link.kafka_group = source.dlq_group();
+            Box::new(source)
+        }
         Scheme::PubSub => Box::new(pubsub::PubSubSource::open(url, mode).await?),
-    })
+    };
+    Ok((source, link))
 }
 
 /// Open a destination: `file:path/to/staging.jsonl`, `amqp://host/vhost?queue=staging`,
@@ -86,6 +101,7 @@ pub async fn open_source(
 pub async fn open_sink(
     destination: &Destination,
     source: &Endpoint,
+    link: &SourceLink,
     options: &BrokerOptions,
 ) -> Result<Arc<dyn Sink>, AdapterError> {
     let aws = &options.aws;
@@ -97,7 +113,7 @@ pub async fn open_sink(
                 Scheme::Sqs => Ok(Arc::new(sqs::SqsSink::origin(url, aws).await?)),
                 Scheme::Redis => Ok(Arc::new(redis::RedisSink::origin(url).await?)),
                 Scheme::Kafka => Ok(Arc::new(
-                    kafka::KafkaSink::origin(url, &producer_name(source, options)).await?,
+                    kafka::KafkaSink::origin(url, &producer_name(source, options), link.kafka_group.clone()).await?,
                 )),
                 Scheme::PubSub => Ok(Arc::new(pubsub::PubSubSink::origin(url).await?)),
                 Scheme::File | Scheme::Postgres | Scheme::MySql => Err(AdapterError::Config(format!(
@@ -117,7 +133,7 @@ pub async fn open_sink(
         Scheme::Sqs => Ok(Arc::new(sqs::SqsSink::open(url, aws).await?)),
         Scheme::Redis => Ok(Arc::new(redis::RedisSink::open(url).await?)),
         Scheme::Kafka => Ok(Arc::new(
-            kafka::KafkaSink::open(url, &producer_name(source, options)).await?,
+            kafka::KafkaSink::open(url, &producer_name(source, options), link.kafka_group.clone()).await?,
         )),
         Scheme::PubSub => Ok(Arc::new(pubsub::PubSubSink::open(url).await?)),
         Scheme::Postgres | Scheme::MySql => Err(AdapterError::Config(format!(

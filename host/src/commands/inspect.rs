@@ -118,7 +118,7 @@ async fn browse(
     selection: &Selection,
     args: &InspectArgs,
 ) -> Result<Tally> {
-    let mut source = brokers::open_source(endpoint, SourceMode::Peek, options)
+    let (mut source, _) = brokers::open_source(endpoint, SourceMode::Peek, options)
         .await
         .with_context(|| format!("cannot open the source {endpoint}"))?;
     // Each message goes back as soon as it is shown, in batches of whatever has queued up meanwhile: a

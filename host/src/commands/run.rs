@@ -337,7 +337,7 @@ async fn open_and_run(
         true => SourceMode::Peek,
         false => SourceMode::Consume,
     };
-    let source = brokers::open_source(&config.from, mode, &options)
+    let (source, link) = brokers::open_source(&config.from, mode, &options)
         .await
         .with_context(|| format!("cannot open the source {}", config.from))?;
     let journal = match config.dry_run {
@@ -350,7 +350,7 @@ async fn open_and_run(
         .zip([(&config.to, "destination"), (&config.park, "park destination")])
     {
         if let (Some(destination), false) = (destination, config.dry_run) {
-            let sink = brokers::open_sink(destination, &config.from, &options)
+            let sink = brokers::open_sink(destination, &config.from, &link, &options)
                 .await
                 .with_context(|| format!("cannot open the {what} {destination}"))?;
             *slot = Some(sink);

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use rdkafka::consumer::BaseConsumer;
 
 use super::explain;
+use super::record::parse_record_id;
 use super::source::{PassContext, Shared, commit, lock};
 use crate::core::adapter::{AckToken, Acker, AdapterError, SourceMode};
 
@@ -15,8 +16,6 @@ use crate::core::adapter::{AckToken, Acker, AdapterError, SourceMode};
 pub(super) struct KafkaAcker {
     consumer: Arc<BaseConsumer<PassContext>>,
     shared: Arc<Shared>,
-    /// One commit at a time, so positions only move forward.
-    commit_lock: tokio::sync::Mutex<()>,
     /// When offsets were last committed: acks commit at most every [`COMMIT_EVERY`]; `finish` and
     /// rebalances commit what is left.
     last_commit: Mutex<Instant>,
@@ -31,7 +30,6 @@ impl KafkaAcker {
         Self {
             consumer,
             shared,
-            commit_lock: tokio::sync::Mutex::new(()),
             last_commit: Mutex::new(Instant::now()),
         }
     }
@@ -40,10 +38,14 @@ impl KafkaAcker {
         &self.shared
     }
 
+    pub(super) fn shared_arc(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
     fn settle(&self, tokens: &[AckToken], acked: bool) {
         let mut state = lock(&self.shared.state);
         for token in tokens {
-            let Some((p, o)) = token.key.as_deref().and_then(parse_id) else {
+            let Some((p, o)) = token.key.as_deref().and_then(parse_record_id) else {
                 continue;
             };
             // A partition revoked meanwhile: its new owner reads the message again.
@@ -63,7 +65,7 @@ impl KafkaAcker {
 
     /// Commit every owned partition's position that moved.
     pub(super) async fn commit_settled(&self) -> Result<(), AdapterError> {
-        let _one = self.commit_lock.lock().await;
+        let _one = self.shared.commits.lock().await;
         let positions = {
             let state = lock(&self.shared.state);
             let mut positions = state.offsets.to_commit();
@@ -99,11 +101,6 @@ impl KafkaAcker {
             ))),
         }
     }
-}
-
-fn parse_id(id: &str) -> Option<(i32, i64)> {
-    let (p, o) = id.split_once('-')?;
-    Some((p.parse().ok()?, o.parse().ok()?))
 }
 
 #[async_trait]

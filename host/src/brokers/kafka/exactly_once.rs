@@ -26,6 +26,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use sha2::{Digest, Sha256};
 
+use super::dlq_offsets::GroupCommit;
 use super::explain;
 use super::url::KafkaUrl;
 use crate::core::adapter::AdapterError;
@@ -136,6 +137,18 @@ impl Transactions {
     pub async fn abort(&self) -> Result<(), TransactionError> {
         self.blocking("aborting a transaction", |p| p.abort_transaction(CALL_TIMEOUT))
             .await
+    }
+
+    /// Add the DLQ group's offsets to the open transaction: they commit with it, or not at all.
+    pub async fn send_offsets(&self, commit: &GroupCommit) -> Result<(), TransactionError> {
+        let Some((offsets, metadata)) = commit.request() else {
+            return Ok(());
+        };
+        self.blocking(
+            "committing the dead-letter topic's offsets in the transaction",
+            move |p| p.send_offsets_to_transaction(&offsets, &metadata, CALL_TIMEOUT),
+        )
+        .await
     }
 
     /// Commit the open transaction. A commit the client could not finish is tried again; one the broker

@@ -9,11 +9,13 @@
 //! - [`window`]: `--since` / `--until` as offsets, from the broker's time index.
 //! - [`sink`]: an idempotent producer; a message counts as forwarded on its delivery report.
 //! - [`exactly_once`]: `delivery=exactly-once`, a transaction per batch and the replay log.
+//! - [`dlq_offsets`]: the DLQ group's offsets committed in those transactions, on the source's cluster.
 //!
 //! The client is librdkafka (the `rdkafka` crate, built from its bundled source).
 
 mod acker;
 pub mod arrivals;
+pub mod dlq_offsets;
 pub mod exactly_once;
 pub mod offsets;
 mod reader;
@@ -29,6 +31,7 @@ use rdkafka::client::{Client, ClientContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
+pub use dlq_offsets::DlqGroup;
 pub use sink::KafkaSink;
 pub use source::KafkaSource;
 pub use url::KafkaUrl;

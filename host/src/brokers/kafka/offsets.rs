@@ -87,6 +87,21 @@ impl Offsets {
             .collect()
     }
 
+    /// Positions to commit if the messages `acked` (partition, offset) were acked: what a transaction that
+    /// delivers them may commit with them. Nothing changes here; untracked partitions are left out.
+    pub fn to_commit_after(&self, acked: &[(i32, i64)]) -> Vec<(i32, i64)> {
+        self.partitions
+            .iter()
+            .filter_map(|(p, offsets)| {
+                let mut offsets = offsets.clone();
+                for (_, o) in acked.iter().filter(|(q, _)| q == p) {
+                    offsets.acked(*o);
+                }
+                offsets.to_commit().map(|position| (*p, position))
+            })
+            .collect()
+    }
+
     /// Open messages of every partition.
     pub fn open_total(&self) -> usize {
         self.partitions.values().map(PartitionOffsets::open).sum()
@@ -165,6 +180,27 @@ mod tests {
             Some(7),
             "7 was passed over (before --since): the commit stays there although 20..23 are settled"
         );
+    }
+
+    #[test]
+    fn a_transaction_commits_as_if_its_messages_were_acked() {
+        let mut all = Offsets::default();
+        for offset in 0..4 {
+            all.partition(0).handed_out(offset);
+        }
+        all.partition(1).handed_out(9);
+        all.partition(0).released(2);
+        assert_eq!(
+            all.to_commit_after(&[(0, 0), (0, 1), (1, 9), (7, 1)]),
+            vec![(0, 2), (1, 10)],
+            "0 and 1 delivered, 2 stays: partition 0 stops at 2; partition 7 is not tracked"
+        );
+        assert_eq!(
+            all.to_commit_after(&[(0, 1)]),
+            vec![(0, 0), (1, 9)],
+            "0 is still open: nothing moves past it"
+        );
+        assert_eq!(all.to_commit(), vec![(0, 0), (1, 9)], "the trackers did not change");
     }
 
     #[test]

@@ -92,6 +92,12 @@ pub fn record_id(partition: i32, offset: i64) -> String {
     format!("{partition}-{offset}")
 }
 
+/// The partition and offset a [`record_id`] names.
+pub fn parse_record_id(id: &str) -> Option<(i32, i64)> {
+    let (p, o) = id.split_once('-')?;
+    Some((p.parse().ok()?, o.parse().ok()?))
+}
+
 /// Read a record into an envelope.
 pub fn to_envelope(record: Record) -> Envelope {
     let mut notes = Vec::new();

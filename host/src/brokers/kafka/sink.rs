@@ -10,6 +10,8 @@
 //!
 //! `delivery=exactly-once` makes each batch one transaction, with a record of its replay ids in the replay
 //! log topic ([`super::exactly_once`]): a crash can then neither lose a batch nor make one visible twice.
+//! From a Kafka source on the same cluster, the transaction also commits the DLQ group's offsets past the
+//! batch ([`super::dlq_offsets`]) unless `dlq_offsets=separately`.
 
 use std::time::Duration;
 
@@ -20,9 +22,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 
+use super::dlq_offsets::DlqGroup;
 use super::exactly_once::{Transactions, log_value, transactional_id};
 use super::record::{origin_of, outgoing};
-use super::url::{Delivery, KafkaUrl, Partitioning};
+use super::url::{Delivery, DlqOffsets, KafkaUrl, Partitioning};
 use super::{explain, metadata_partitions};
 use crate::core::adapter::{AdapterError, Redelivery, SendError, Sink};
 use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
@@ -35,25 +38,35 @@ pub struct KafkaSink {
     producer: FutureProducer,
     /// `delivery=exactly-once`: the transactional producer's calls.
     transactions: Option<Transactions>,
+    /// The Kafka source's group on this cluster, whose offsets each transaction commits
+    /// (`dlq_offsets=in-transaction`).
+    dlq: Option<DlqGroup>,
 }
 
 impl KafkaSink {
     /// A destination topic; it must exist (a typo would otherwise create one where the broker allows it).
     /// `producer_name` names what this sink replays for (the source, and the fleet worker): with
-    /// `delivery=exactly-once` the transactional id is derived from it and the destination.
-    pub async fn open(url: &str, producer_name: &str) -> Result<Self, AdapterError> {
-        Self::connect(url, true, producer_name).await
+    /// `delivery=exactly-once` the transactional id is derived from it and the destination. `dlq`: the
+    /// source's consumer group when the source is a Kafka topic; an exactly-once sink on its cluster commits
+    /// the group's offsets in its transactions.
+    pub async fn open(url: &str, producer_name: &str, dlq: Option<DlqGroup>) -> Result<Self, AdapterError> {
+        Self::connect(url, true, producer_name, dlq).await
     }
 
     /// `--to origin` for the Kafka source `source_url`: each message to the topic it was dead-lettered from,
     /// on the source's cluster.
-    pub async fn origin(source_url: &str, producer_name: &str) -> Result<Self, AdapterError> {
-        Self::connect(source_url, false, producer_name).await
+    pub async fn origin(source_url: &str, producer_name: &str, dlq: Option<DlqGroup>) -> Result<Self, AdapterError> {
+        Self::connect(source_url, false, producer_name, dlq).await
     }
 
     /// Make the producer and check the URL's topic exists: the destination for `open`; for `origin`, the
     /// source topic, which checks the cluster can be reached with these settings.
-    async fn connect(url: &str, to_url_topic: bool, producer_name: &str) -> Result<Self, AdapterError> {
+    async fn connect(
+        url: &str,
+        to_url_topic: bool,
+        producer_name: &str,
+        dlq: Option<DlqGroup>,
+    ) -> Result<Self, AdapterError> {
         let url = KafkaUrl::parse(url)?;
         let id = match url.delivery {
             Delivery::AtLeastOnce => None,
@@ -69,11 +82,16 @@ impl KafkaSink {
             None => None,
             Some(id) => Some(Transactions::start(producer.clone(), &url, id, transaction_timeout(&url)).await?),
         };
+        let dlq = match (&transactions, url.dlq_offsets, dlq) {
+            (Some(_), DlqOffsets::InTransaction, Some(group)) => same_cluster(&producer, group, &url).await,
+            _ => None,
+        };
         Ok(Self {
             topic: to_url_topic.then(|| url.topic.clone()),
             url,
             producer,
             transactions,
+            dlq,
         })
     }
 
@@ -237,6 +255,26 @@ impl KafkaSink {
             }
             return Err(failed(format!("not sent: its transaction was aborted ({why})")));
         }
+        // The DLQ group's commit turn, held to the end of the transaction; its positions go in the transaction.
+        let group_turn = match &self.dlq {
+            Some(group) => Some(group.turn().await),
+            None => None,
+        };
+        let group_commit = self
+            .dlq
+            .as_ref()
+            .map(|group| group.commit_for(envelopes.iter().map(|env| env.id.as_str())));
+        if let (Some(group), Some(commit)) = (&self.dlq, &group_commit)
+            && let Err(e) = transactions.send_offsets(commit).await
+        {
+            transactions.abort().await.ok();
+            return Err(failed(format!(
+                "not sent: its transaction was aborted ({}; if the producer's user may not commit the offsets of \
+                 group `{}`, add dlq_offsets=separately to the destination URL)",
+                e.reason,
+                group.name()
+            )));
+        }
         let ids = log_value(envelopes.iter().filter_map(|env| env.attribute(REPLAY_ID_ATTRIBUTE)));
         let record = FutureRecord::<str, str>::to(transactions.log_topic())
             .key(transactions.id())
@@ -259,7 +297,44 @@ impl KafkaSink {
                 e.reason
             )),
             false => failed(format!("not sent: {}", e.reason)),
-        })
+        })?;
+        if let (Some(group), Some(commit)) = (&self.dlq, &group_commit) {
+            group.committed(commit);
+        }
+        drop(group_turn);
+        Ok(())
+    }
+}
+
+/// `group` when the producer's cluster is the source's (same cluster id): the transactions may commit its
+/// offsets. Otherwise the source commits them itself, as with `dlq_offsets=separately`.
+async fn same_cluster(producer: &FutureProducer, group: DlqGroup, url: &KafkaUrl) -> Option<DlqGroup> {
+    let producer = producer.clone();
+    let (group, ours, theirs) = tokio::task::spawn_blocking(move || {
+        let ours = producer.client().fetch_cluster_id(Duration::from_secs(10));
+        let theirs = group.cluster_id();
+        (group, ours, theirs)
+    })
+    .await
+    .ok()?;
+    match (ours, theirs) {
+        (Some(ours), Some(theirs)) if ours == theirs => {
+            tracing::info!(
+                "{}: each transaction also commits the offsets of group `{}` (dlq_offsets=in-transaction)",
+                url.describe(),
+                group.name()
+            );
+            Some(group)
+        }
+        (ours, theirs) => {
+            tracing::info!(
+                "{}: not the source's cluster (cluster ids {ours:?} and {theirs:?}): the source commits group \
+                 `{}`'s offsets itself, after the journal",
+                url.describe(),
+                group.name()
+            );
+            None
+        }
     }
 }
 

@@ -35,6 +35,7 @@ use tokio::sync::mpsc;
 
 use super::acker::KafkaAcker;
 use super::arrivals::{self, KafkaArrivals};
+use super::dlq_offsets::DlqGroup;
 use super::offsets::Offsets;
 use super::reader::{Event, read_loop};
 use super::record::{record_id, to_envelope};
@@ -80,6 +81,9 @@ pub(super) struct Shared {
     pass_size: PassSize,
     /// `--since` / `--until`: where each partition's pass starts and stops.
     window: TimeWindow,
+    /// One commit of the group's offsets at a time (the acker's, or a transaction's with
+    /// `dlq_offsets=in-transaction`), so positions only move forward.
+    pub(super) commits: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -305,6 +309,12 @@ pub(super) fn commit<C: ConsumerContext>(
 }
 
 impl KafkaSource {
+    /// The consumer group, for an exactly-once destination on this cluster that commits the group's offsets
+    /// in its transactions; `None` when the run only peeks (`plan`, `--dry-run`).
+    pub fn dlq_group(&self) -> Option<DlqGroup> {
+        (self.mode == SourceMode::Consume).then(|| DlqGroup::new(self.consumer.clone(), self.acker.shared_arc()))
+    }
+
     /// Connect, check the topic, move the group when `from=` asks, and start reading.
     pub async fn open(
         url: &str,
@@ -323,6 +333,7 @@ impl KafkaSource {
             closing: AtomicBool::new(false),
             pass_size: pass_size.clone(),
             window,
+            commits: tokio::sync::Mutex::new(()),
         });
         let config = url.client_config(&[
             ("group.id", &url.group),

@@ -48,6 +48,18 @@ pub enum Delivery {
     ExactlyOnce,
 }
 
+/// Whether an exactly-once destination's transactions also commit the dead-letter topic's group offsets
+/// (`send_offsets_to_transaction`), when the source is a Kafka topic on the same cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DlqOffsets {
+    /// In the transaction (default): a batch's replays and the DLQ position past them commit together, so
+    /// even a run that lost its journal does not replay them again.
+    InTransaction,
+    /// Only by the source's own commits, after the journal (`dlq_offsets=separately`): for a producer whose
+    /// user may not commit the group's offsets (it needs READ on the group).
+    Separately,
+}
+
 /// The replay log topic's default name (`replay_log=` changes it).
 pub const DEFAULT_REPLAY_LOG: &str = "redrive.replays";
 
@@ -73,6 +85,9 @@ pub struct KafkaUrl {
     /// Sink, exactly once: the topic recording which replay ids each committed transaction delivered
     /// (`replay_log=`, default `redrive.replays`; created with one partition when missing).
     pub replay_log: String,
+    /// Sink, exactly once, Kafka source on the same cluster: where the DLQ's offsets are committed
+    /// (`dlq_offsets=in-transaction|separately`).
+    pub dlq_offsets: DlqOffsets,
     /// How long to keep trying after the broker went away (`reconnect=`, default 60 s).
     pub reconnect_for: Duration,
     /// Other keys: librdkafka properties (`security.protocol`, `sasl.mechanism`, ...), user and password
@@ -108,6 +123,7 @@ impl KafkaUrl {
             death: DeathHeaders::Move,
             delivery: Delivery::AtLeastOnce,
             replay_log: DEFAULT_REPLAY_LOG.to_owned(),
+            dlq_offsets: DlqOffsets::InTransaction,
             reconnect_for: Duration::from_secs(60),
             client: Vec::new(),
         };
@@ -179,6 +195,13 @@ impl KafkaUrl {
                 }
             }
             "replay_log" => self.replay_log = non_empty()?,
+            "dlq_offsets" => {
+                self.dlq_offsets = match value {
+                    "in-transaction" => DlqOffsets::InTransaction,
+                    "separately" => DlqOffsets::Separately,
+                    _ => return Err(format!("expected `in-transaction` or `separately`, got {value:?}")),
+                }
+            }
             "reconnect" => self.reconnect_for = duration_option(value)?,
             "bootstrap.servers" | "enable.auto.commit" | "enable.auto.offset.store" | "transactional.id" => {
                 return Err("redrive sets this one itself".into());
@@ -279,6 +302,7 @@ mod tests {
         assert!(err("kafka://h:9092?topic=t&transactional.id=x").contains("sets this one itself"));
         assert!(err("kafka://h:9092?topic=t&delivery=once").contains("`exactly-once`"));
         assert!(err("kafka://h:9092?topic=t&replay_log=").contains("`replay_log`"));
+        assert!(err("kafka://h:9092?topic=t&dlq_offsets=later").contains("`separately`"));
     }
 
     #[test]
@@ -288,6 +312,9 @@ mod tests {
         assert_eq!(url.replay_log, DEFAULT_REPLAY_LOG);
         let url = KafkaUrl::parse("kafka://h:9092?topic=t&delivery=exactly-once&replay_log=ops.replays").unwrap();
         assert_eq!(url.delivery, Delivery::ExactlyOnce);
+        assert_eq!(url.dlq_offsets, DlqOffsets::InTransaction);
         assert_eq!(url.replay_log, "ops.replays");
+        let url = KafkaUrl::parse("kafka://h:9092?topic=t&delivery=exactly-once&dlq_offsets=separately").unwrap();
+        assert_eq!(url.dlq_offsets, DlqOffsets::Separately);
     }
 }
