@@ -88,12 +88,17 @@ fn bodies_attributes_and_logs_cross_the_protocol_intact() {
     let logs = rec["logs"].as_array().unwrap();
     let levels: Vec<(&str, &str)> = logs
         .iter()
-        .map(|l| (l["level"].as_str().unwrap(), l["text"].as_str().unwrap()))
+        // `level` is left out for `info`.
+        .map(|l| (l["level"].as_str().unwrap_or("info"), l["text"].as_str().unwrap()))
         .collect();
     for level in ["trace", "debug", "info", "warn", "error"] {
         assert!(levels.contains(&(level, &format!("{level} line"))), "{levels:?}");
     }
     assert!(levels.contains(&("info", "a line without a level")), "{levels:?}");
+    assert!(
+        logs.iter().all(|l| l["level"] != "info"),
+        "an info line's level is left out: {logs:?}"
+    );
     assert!(rec["fuel"].as_u64().unwrap() > 0, "{rec}");
     assert_eq!(
         b1["attribute_changes"],

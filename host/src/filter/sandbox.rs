@@ -17,10 +17,17 @@ use super::blocking::{BoundedWaits, WaitLimit};
 /// One line a module logged while handling a message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LogLine {
-    /// `trace`, `debug`, `info`, `warn`, `error`, or `stdout` / `stderr` for captured output.
+    /// `trace`, `debug`, `info`, `warn`, `error`, or `stdout` / `stderr` for captured output. Written only
+    /// when it is not `info` (most lines are: the audit records stay short).
+    #[serde(skip_serializing_if = "is_info")]
     pub level: &'static str,
     /// The text (one line; captured output is split at newlines).
     pub text: String,
+}
+
+/// The level an audit record's log line leaves out.
+fn is_info(level: &&'static str) -> bool {
+    *level == "info"
 }
 
 /// Log lines of one call, capped by bytes, with what was dropped.
