@@ -3,7 +3,8 @@
 # partitions, moved to a staging topic on the same broker, four ways in one run, each on fresh topics:
 #   1. redrive run with the 3-module chain (route-by-error?default=replay, repair-json, drop-test-traffic)
 #   2. redrive run --no-filter
-#   (chain-eo, none-eo: the same with delivery=exactly-once: a transaction per batch and the replay log)
+#   (chain-eo, none-eo: the same with delivery=exactly-once: a transaction per batch and the replay log, which also
+#   commits the DLQ's offsets; none-eo-sep: none-eo with dlq_offsets=separately, the offsets left to the source)
 #   3. the consume -> produce -> commit loop a team writes with confluent-kafka in Python (bench/kafka/kafka.py loop:
 #      batches of 500, idempotent producer, acks=all, flush, synchronous commit)
 #   4. the floor: what `kcat -C | kcat -P` does, in confluent-kafka (bench/kafka/kafka.py pipe: read to the end,
@@ -19,7 +20,7 @@
 #
 # The broker: a private tansu (in-memory storage) on 127.0.0.1:PORT (default 19192), from the venv
 # scripts/services.sh installs (/var/tmp/redrive-tools/tansu-0.6.0). Environment: N, SIZE (1024), PORT, REDRIVE_ARGS, MOVERS
-# (default "chain chain-eo none python floor"; also none-eo; KCAT=1 measures a real kcat pipe as the floor), BENCH_DIR (/var/tmp/redrive-bench-kafka: the venv with confluent-kafka and the
+# (default "chain chain-eo none python floor"; also none-eo, none-eo-sep; KCAT=1 measures a real kcat pipe as the floor), BENCH_DIR (/var/tmp/redrive-bench-kafka: the venv with confluent-kafka and the
 # run's output), REDRIVE_BIN (default $CARGO_TARGET_DIR or target, /release/redrive).
 set -euo pipefail
 
@@ -94,9 +95,11 @@ read -r -a redrive_extra <<<"${REDRIVE_ARGS:-}"
 redrive_common=(run --no-progress --audit-dir "$run_dir/audit-@DLQ@" ${redrive_extra[@]+"${redrive_extra[@]}"})
 to_staging=(--to "kafka://$brokers?topic=@STAGING@")
 to_staging_eo=(--to "kafka://$brokers?topic=@STAGING@&delivery=exactly-once&replay_log=bench-replays-$$")
+to_staging_eo_sep=(--to "kafka://$brokers?topic=@STAGING@&delivery=exactly-once&replay_log=bench-replays-$$&dlq_offsets=separately")
 want chain && move chain bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging[@]}" --from "kafka://$brokers?topic=@DLQ@" "${chain_args[@]}") >/dev/null"
 want chain-eo && move chain-eo bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging_eo[@]}" --from "kafka://$brokers?topic=@DLQ@" "${chain_args[@]}") >/dev/null"
 want none && move none bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging[@]}" --from "kafka://$brokers?topic=@DLQ@" --no-filter) >/dev/null"
+want none-eo-sep && move none-eo-sep bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging_eo_sep[@]}" --from "kafka://$brokers?topic=@DLQ@" --no-filter) >/dev/null"
 want none-eo && move none-eo bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging_eo[@]}" --from "kafka://$brokers?topic=@DLQ@" --no-filter) >/dev/null"
 want python && move python "$py" "$here/kafka.py" loop "$brokers" @DLQ@ @STAGING@ bench-loop
 if [ -n "$kcat" ]; then
@@ -109,9 +112,9 @@ echo
 echo "Kafka: $N x $SIZE B records, 3 partitions, tansu 0.6.0 (memory) on 127.0.0.1; $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo
 printf '| mover | s | msg/s | CPU µs/msg | broker CPU s | peak RSS MiB | vs Python loop | vs floor |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
-for name in chain chain-eo none none-eo python floor; do
+for name in chain chain-eo none none-eo none-eo-sep python floor; do
     [ -n "${wall[$name]:-}" ] || continue
-    label=$(case $name in chain) echo "redrive, 3-module chain";; chain-eo) echo "redrive, 3-module chain, exactly once";; none) echo "redrive --no-filter";; none-eo) echo "redrive --no-filter, exactly once";; python) echo "Python confluent-kafka loop";; floor) [ -n "$kcat" ] && echo "kcat -C \| kcat -P" || echo "floor: unconfirmed pipe (Python)";; esac)
+    label=$(case $name in chain) echo "redrive, 3-module chain";; chain-eo) echo "redrive, 3-module chain, exactly once";; none) echo "redrive --no-filter";; none-eo) echo "redrive --no-filter, exactly once";; none-eo-sep) echo "redrive --no-filter, exactly once, dlq_offsets=separately";; python) echo "Python confluent-kafka loop";; floor) [ -n "$kcat" ] && echo "kcat -C \| kcat -P" || echo "floor: unconfirmed pipe (Python)";; esac)
     awk -v l="$label" -v n="$N" -v w="${wall[$name]}" -v c="${cpu[$name]}" -v b="${broker_cpu[$name]}" -v r="${rss[$name]}" \
         -v py="${wall[python]:-0}" -v kc="${wall[floor]:-0}" 'BEGIN {
         vp = py > 0 ? sprintf("%.2f×", py / w) : "-"; vk = kc > 0 ? sprintf("%.2f×", kc / w) : "-";
