@@ -19,7 +19,7 @@
 #   N=20000 bench/kafka/run.sh      # a quicker run
 #
 # The broker: a private tansu (in-memory storage) on 127.0.0.1:PORT (default 19192), from the venv
-# scripts/services.sh installs (/var/tmp/redrive-tools/tansu-0.6.0). Environment: N, SIZE (1024), PORT, REDRIVE_ARGS, MOVERS
+# scripts/services.sh installs (/var/tmp/redrive-tools/tansu-0.6.0). Environment: N, SIZE (1024), PORT, REDRIVE_ARGS, TO_QUERY, MOVERS
 # (default "chain chain-eo none python floor"; also none-eo, none-eo-sep; KCAT=1 measures a real kcat pipe as the floor), BENCH_DIR (/var/tmp/redrive-bench-kafka: the venv with confluent-kafka and the
 # run's output), REDRIVE_BIN (default $CARGO_TARGET_DIR or target, /release/redrive).
 set -euo pipefail
@@ -93,9 +93,11 @@ want() { [[ " $MOVERS " == *" $1 "* ]]; }
 # REDRIVE_ARGS: more options for both redrive rows (e.g. "--max-in-flight 500"); word-split on spaces.
 read -r -a redrive_extra <<<"${REDRIVE_ARGS:-}"
 redrive_common=(run --no-progress --audit-dir "$run_dir/audit-@DLQ@" ${redrive_extra[@]+"${redrive_extra[@]}"})
-to_staging=(--to "kafka://$brokers?topic=@STAGING@")
-to_staging_eo=(--to "kafka://$brokers?topic=@STAGING@&delivery=exactly-once&replay_log=bench-replays-$$")
-to_staging_eo_sep=(--to "kafka://$brokers?topic=@STAGING@&delivery=exactly-once&replay_log=bench-replays-$$&dlq_offsets=separately")
+# TO_QUERY: more destination URL options for every redrive row (e.g. "&linger.ms=5", a librdkafka property).
+to_query="${TO_QUERY:-}"
+to_staging=(--to "kafka://$brokers?topic=@STAGING@$to_query")
+to_staging_eo=(--to "kafka://$brokers?topic=@STAGING@&delivery=exactly-once&replay_log=bench-replays-$$$to_query")
+to_staging_eo_sep=(--to "kafka://$brokers?topic=@STAGING@&delivery=exactly-once&replay_log=bench-replays-$$&dlq_offsets=separately$to_query")
 want chain && move chain bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging[@]}" --from "kafka://$brokers?topic=@DLQ@" "${chain_args[@]}") >/dev/null"
 want chain-eo && move chain-eo bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging_eo[@]}" --from "kafka://$brokers?topic=@DLQ@" "${chain_args[@]}") >/dev/null"
 want none && move none bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging[@]}" --from "kafka://$brokers?topic=@DLQ@" --no-filter) >/dev/null"
