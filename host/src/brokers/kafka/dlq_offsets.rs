@@ -1,8 +1,9 @@
 //! `dlq_offsets=in-transaction` (the default with `delivery=exactly-once`): a transactional destination on
 //! the dead-letter topic's own cluster commits the DLQ group's offsets in each batch's transaction
-//! (`send_offsets_to_transaction`). The replays and the DLQ position past them then become visible together:
-//! a run killed after the commit, even one whose journal is lost, leaves no settled message for the next run
-//! to read again, and a transaction that never commits moves neither.
+//! (`send_offsets_to_transaction`). The replays and the DLQ position past them then become visible together,
+//! and a transaction that never commits moves neither: a run killed after the commit, even one whose journal
+//! is lost, leaves the next run nothing of the batch to read again — up to the first message of a partition
+//! that stays in the DLQ (skipped, failed, parked), which no commit passes.
 //!
 //! A transaction commits, per partition the source owns, the position the source's own commit would reach if
 //! the transaction's messages were acked: never past a message still open, skipped, failed or parked
@@ -33,6 +34,7 @@ pub struct GroupCommit {
     /// The offsets and the group membership they are committed in (a rebalance since makes the broker
     /// refuse them, and the transaction is aborted); `None` when no position moves.
     request: Option<(TopicPartitionList, Arc<ConsumerGroupMetadata>)>,
+    /// The positions in `request` (partition, offset); empty without a request.
     positions: Vec<(i32, i64)>,
     /// The transaction's messages (partition, offset).
     delivered: Vec<(i32, i64)>,
