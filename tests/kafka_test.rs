@@ -1247,7 +1247,7 @@ impl kit::Broker for ProxiedKafka {
         self.proxy.cut();
         // Then wait until the group hands out partitions again. After a stalled run, tansu 0.6 sometimes kept
         // the group from assigning anything to the next member for over 60 s (the time redrive allows: seen
-        // in 2 of 6 runs on 2026-12-04; a member killed outright is replaced in ~11 s, checked with
+        // in 2 of the first 9 runs on 2026-12-04; a member killed outright is replaced in ~11 s, checked with
         // confluent-kafka). A member of the group that waits for its assignment takes that wait, and leaves.
         let started = Instant::now();
         let probe: BaseConsumer = config(&self.kit.t.brokers)
