@@ -532,25 +532,12 @@ kit::suite!(KafkaKit<false>:
 mod exactly_once {
     use super::*;
 
-    #[test]
-    fn reconciles() {
-        kit::reconciles::<KafkaKit<true>>();
-    }
-
-    #[test]
-    fn crash_at_each_step() {
-        kit::crash_at_each_step::<KafkaKit<true>>();
-    }
-
-    #[test]
-    fn kill_9_then_resume() {
-        kit::kill_9_then_resume::<KafkaKit<true>>();
-    }
-
-    #[test]
-    fn dropped_connection() {
-        kit::dropped_connection::<KafkaKit<true>>();
-    }
+    kit::suite!(KafkaKit<true>:
+        reconciles,
+        crash_at_each_step,
+        kill_9_then_resume,
+        dropped_connection,
+    );
 }
 
 /// A crash after a batch's transaction committed and before the journal recorded it (the window where an
@@ -954,13 +941,27 @@ fn moto_endpoint() -> String {
     )
 }
 
+/// A port of 127.0.0.1 nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait (up to 10 s) until a tansu just started listens on `port`.
+fn wait_for_tansu(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tansu did not start on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl OwnBroker {
     fn start(bucket: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let status = Command::new("python3")
             .args([
                 "-c",
@@ -1005,11 +1006,7 @@ impl OwnBroker {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start on {}", self.port);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_tansu(self.port);
     }
 
     fn down(&mut self) {
@@ -1177,13 +1174,6 @@ impl Drop for ProxiedKafka {
 
 impl kit::Broker for ProxiedKafka {
     fn new(test: &str) -> Self {
-        let free_port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
         let port = free_port();
         let proxy = common::proxy::Proxy::start(&format!("127.0.0.1:{port}"));
         let broker = Command::new(tansu_binary())
@@ -1197,11 +1187,7 @@ impl kit::Broker for ProxiedKafka {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not start on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_tansu(port);
         let kit = KafkaKit::on(&format!("127.0.0.1:{}", proxy.port()), test);
         ProxiedKafka { kit, proxy, broker }
     }
@@ -1286,13 +1272,5 @@ impl kit::Broker for ProxiedKafka {
 mod through_a_proxy {
     use super::*;
 
-    #[test]
-    fn slow_connection() {
-        kit::slow_connection::<ProxiedKafka>();
-    }
-
-    #[test]
-    fn stalled_connection() {
-        kit::stalled_connection::<ProxiedKafka>();
-    }
+    kit::suite!(ProxiedKafka: slow_connection, stalled_connection);
 }
