@@ -19,7 +19,7 @@
 #   N=20000 bench/kafka/run.sh      # a quicker run
 #
 # The broker: a private tansu (in-memory storage) on 127.0.0.1:PORT (default 19192), from the venv
-# scripts/services.sh installs (/var/tmp/redrive-tools/tansu-0.6.0). Environment: N, SIZE (1024), PORT, REDRIVE_ARGS, TO_QUERY, MOVERS
+# scripts/services.sh installs (/var/tmp/redrive-tools/tansu-0.6.0). Environment: N, SIZE (1024), PORT, REDRIVE_ARGS, TO_QUERY, FROM_QUERY, MOVERS
 # (default "chain chain-eo none python floor"; also none-eo, none-eo-sep; KCAT=1 measures a real kcat pipe as the floor), BENCH_DIR (/var/tmp/redrive-bench-kafka: the venv with confluent-kafka and the
 # run's output), REDRIVE_BIN (default $CARGO_TARGET_DIR or target, /release/redrive).
 set -euo pipefail
@@ -95,14 +95,16 @@ read -r -a redrive_extra <<<"${REDRIVE_ARGS:-}"
 redrive_common=(run --no-progress --audit-dir "$run_dir/audit-@DLQ@" ${redrive_extra[@]+"${redrive_extra[@]}"})
 # TO_QUERY: more destination URL options for every redrive row (e.g. "&linger.ms=5", a librdkafka property).
 to_query="${TO_QUERY:-}"
+# FROM_QUERY: more source URL options for every redrive row (e.g. "&fetch.queue.backoff.ms=1000").
+from_query="${FROM_QUERY:-}"
 to_staging=(--to "kafka://$brokers?topic=@STAGING@$to_query")
 to_staging_eo=(--to "kafka://$brokers?topic=@STAGING@&delivery=exactly-once&replay_log=bench-replays-$$$to_query")
 to_staging_eo_sep=(--to "kafka://$brokers?topic=@STAGING@&delivery=exactly-once&replay_log=bench-replays-$$&dlq_offsets=separately$to_query")
-want chain && move chain bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging[@]}" --from "kafka://$brokers?topic=@DLQ@" "${chain_args[@]}") >/dev/null"
-want chain-eo && move chain-eo bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging_eo[@]}" --from "kafka://$brokers?topic=@DLQ@" "${chain_args[@]}") >/dev/null"
-want none && move none bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging[@]}" --from "kafka://$brokers?topic=@DLQ@" --no-filter) >/dev/null"
-want none-eo-sep && move none-eo-sep bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging_eo_sep[@]}" --from "kafka://$brokers?topic=@DLQ@" --no-filter) >/dev/null"
-want none-eo && move none-eo bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging_eo[@]}" --from "kafka://$brokers?topic=@DLQ@" --no-filter) >/dev/null"
+want chain && move chain bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging[@]}" --from "kafka://$brokers?topic=@DLQ@$from_query" "${chain_args[@]}") >/dev/null"
+want chain-eo && move chain-eo bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging_eo[@]}" --from "kafka://$brokers?topic=@DLQ@$from_query" "${chain_args[@]}") >/dev/null"
+want none && move none bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging[@]}" --from "kafka://$brokers?topic=@DLQ@$from_query" --no-filter) >/dev/null"
+want none-eo-sep && move none-eo-sep bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging_eo_sep[@]}" --from "kafka://$brokers?topic=@DLQ@$from_query" --no-filter) >/dev/null"
+want none-eo && move none-eo bash -c "$(printf '%q ' "$redrive" "${redrive_common[@]}" "${to_staging_eo[@]}" --from "kafka://$brokers?topic=@DLQ@$from_query" --no-filter) >/dev/null"
 want python && move python "$py" "$here/kafka.py" loop "$brokers" @DLQ@ @STAGING@ bench-loop
 if [ -n "$kcat" ]; then
     want floor && move floor bash -c "$kcat -C -b $brokers -t @DLQ@ -o beginning -e -q -f '%s\n' | $kcat -P -b $brokers -t @STAGING@"
