@@ -14,7 +14,7 @@
 # then prints the side-by-side table, the chain cost, the ratios, the reconciliation and the targets.
 #
 # Environment: BENCH_DIR (default /var/tmp/redrive-bench-pipeline: the generated DLQs are cached there, and each
-# run's outputs go to a fresh directory in it), REDRIVE_BIN (default target/release/redrive), VARIANTS=0|1,
+# run's outputs go to a fresh directory in it), REDRIVE_BIN (default $CARGO_TARGET_DIR or target, /release/redrive), VARIANTS=0|1,
 # DIAGNOSE=0|1, ENGINE_CHAIN_US (the engine benchmark's "wasm chain of 3" per message, when neither BENCHMARKS.md
 # nor target/criterion/engine-summary.txt has it), KEEP_OUTPUTS=1 (keep the staging, remainder and audit files;
 # they are big: ~3 GB per million messages).
@@ -29,7 +29,7 @@ SMALL=$((N / 10))
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-redrive="${REDRIVE_BIN:-$repo/target/release/redrive}"
+redrive="${REDRIVE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/redrive}"
 filters="$repo/build/filters"
 chain=(route-by-error repair-json drop-test-traffic)
 work="${BENCH_DIR:-/var/tmp/redrive-bench-pipeline}"
