@@ -25,7 +25,7 @@
 # Environment: N (default 100000), SIZE (1024), POLL_MS (100), SETTLE (5 s), IDLE_PCT, IDLE_WAIT, AMQP_URL (default
 # amqp://guest:guest@127.0.0.1:5672/%2f), BENCH_DIR (default /var/tmp/redrive-bench-rabbitmq: the Python venv with
 # pika, and each run's audit output), REDRIVE_BIN (default $CARGO_TARGET_DIR or target, /release/redrive),
-# SUBSTITUTE=0|1, TRIES, OTHER_MAX. redrive's audit output is deleted after each move (~1 KB per message and
+# SUBSTITUTE=0|1, TRIES, OTHER_MAX, REDRIVE_ARGS (more flags for the redrive rows). redrive's audit output is deleted after each move (~1 KB per message and
 # module); its summary and stderr stay in the run directory.
 # The shovel's URIs are amqp://guest:guest@127.0.0.1 (the broker rabbitmqctl talks to), whatever AMQP_URL says.
 # Needs root for rabbitmqctl. Runs scripts/services.sh if the broker or the shovel plugin is not up.
@@ -179,8 +179,10 @@ redrive_move() {
     rm -rf "$dir/audit" "$dir/archive.jsonl"
     MOVE_STDOUT="$dir/summary.txt" MOVE_STDERR="$dir/stderr.txt" move "$label" check_redrive \
         "$redrive" run --from "$AMQP_URL?queue=$dlq" --to "$AMQP_URL?queue=$staging" "$@" \
-        --audit-dir "$dir/audit" --archive "$dir/archive.jsonl" --no-progress
+        --audit-dir "$dir/audit" --archive "$dir/archive.jsonl" --no-progress ${redrive_extra[@]+"${redrive_extra[@]}"}
 }
+# REDRIVE_ARGS: more flags for every redrive row (e.g. "--max-in-flight 1000", the shovel's own unconfirmed window).
+read -r -a redrive_extra <<<"${REDRIVE_ARGS:-}"
 
 redrive_move "redrive, 3-module chain" chain "${chain_args[@]}"
 if [ "$no_filter_ok" = 1 ]; then
