@@ -88,7 +88,7 @@ impl KafkaAcker {
                 let mut state = lock(&self.shared.state);
                 state.down_since = None;
                 for (p, position) in positions {
-                    state.offsets.partition(p).committed(position);
+                    state.offsets.committed(p, position);
                 }
                 Ok(())
             }

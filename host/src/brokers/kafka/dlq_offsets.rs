@@ -109,14 +109,10 @@ impl DlqGroup {
         let mut state = lock(&self.shared.state);
         state.down_since = None;
         for (p, o) in &commit.delivered {
-            if state.offsets.tracks(*p) {
-                state.offsets.partition(*p).acked(*o);
-            }
+            state.offsets.acked(*p, *o);
         }
         for (p, position) in &commit.positions {
-            if state.offsets.tracks(*p) {
-                state.offsets.partition(*p).committed(*position);
-            }
+            state.offsets.committed(*p, *position);
         }
         drop(state);
         self.shared.settled.notify_all();

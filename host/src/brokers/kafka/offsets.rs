@@ -116,6 +116,21 @@ impl Offsets {
             .sum()
     }
 
+    /// A commit of `position` went through. Only recorded for a partition still tracked: one revoked while the
+    /// commit was on its way is not tracked again.
+    pub fn committed(&mut self, partition: i32, position: i64) {
+        if let Some(offsets) = self.partitions.get_mut(&partition) {
+            offsets.committed(position);
+        }
+    }
+
+    /// The message at `offset` was settled. Only recorded for a partition still tracked.
+    pub fn acked(&mut self, partition: i32, offset: i64) {
+        if let Some(offsets) = self.partitions.get_mut(&partition) {
+            offsets.acked(offset);
+        }
+    }
+
     /// True while the partition's messages are tracked (handed out, not revoked).
     pub fn tracks(&self, partition: i32) -> bool {
         self.partitions.contains_key(&partition)
@@ -130,6 +145,23 @@ impl Offsets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partition_revoked_meanwhile_is_not_tracked_again() {
+        let mut offsets = Offsets::default();
+        offsets.partition(0).handed_out(7);
+        offsets.forget(0);
+        offsets.committed(0, 8);
+        offsets.acked(0, 7);
+        assert!(
+            !offsets.tracks(0),
+            "a commit or ack that lands after the revoke re-created the tracker"
+        );
+        offsets.partition(1).handed_out(3);
+        offsets.acked(1, 3);
+        offsets.committed(1, 4);
+        assert_eq!(offsets.to_commit(), Vec::new(), "partition 1 committed up to 4 already");
+    }
 
     #[test]
     fn the_commit_never_passes_an_unsettled_message() {
