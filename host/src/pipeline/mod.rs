@@ -221,8 +221,8 @@ pub async fn run(
 
     let workers = shared.config.workers.max(1);
     // 64 waiting per filter thread: with 4 a thread ran dry and slept (a futex wake and a context switch per few
-    // messages); 64 took the 1 KiB, 3-filter file replay from ~22 k to ~26-28 k msg/s (BENCHMARKS.md). A message
-    // is ~2 KiB here: 256 KiB at 2 workers, beside the 1 024 the replay channel holds.
+    // messages); 64 took the 1 KiB, 3-filter file replay from ~22 k to ~26-28 k msg/s (BENCHMARKS.md). Like the
+    // replay channel's 1 024, this bounds messages, not bytes: ~0.5 MiB at 2 workers for 1 KiB messages.
     let (work_tx, work_rx) = mpsc::channel::<Work>(workers * 64);
     let (decided_tx, decided_rx) = mpsc::channel::<Decided>(workers * 64 + 16);
     let (replay_tx, replay_rx) = mpsc::channel::<Replay>(1024);
