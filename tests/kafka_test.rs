@@ -170,11 +170,7 @@ impl Topics {
 
     fn on(brokers: &str, test: &str) -> Self {
         check_server(brokers);
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let base = format!("rdt-{test}-{}-{stamp}", std::process::id());
+        let base = format!("rdt-{test}-{}-{}", std::process::id(), now_nanos());
         let t = Topics {
             brokers: brokers.to_owned(),
             orders: base.clone(),
@@ -943,6 +939,14 @@ fn moto_endpoint() -> String {
     )
 }
 
+/// Nanoseconds since the epoch: makes names of topics and buckets unique per run.
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
 /// A port of 127.0.0.1 nothing listens on now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -962,13 +966,15 @@ fn wait_for_tansu(port: u16) {
 }
 
 impl OwnBroker {
-    fn start(bucket: &str) -> Self {
+    /// A broker of its own on a free port, its data in a new bucket named after `name`.
+    fn start(name: &str) -> Self {
         let port = free_port();
-        Self::start_on(bucket, port, port)
+        Self::start_on(name, port, port)
     }
 
     /// Started on `port`, telling clients to connect to `advertised`.
-    fn start_on(bucket: &str, port: u16, advertised: u16) -> Self {
+    fn start_on(name: &str, port: u16, advertised: u16) -> Self {
+        let bucket = format!("redrive-{name}-{}", now_nanos());
         let status = Command::new("python3")
             .args([
                 "-c",
@@ -985,7 +991,7 @@ impl OwnBroker {
         let mut b = OwnBroker {
             port,
             advertised,
-            bucket: bucket.to_owned(),
+            bucket,
             child: None,
         };
         b.up();
@@ -1064,11 +1070,7 @@ fn confirmed_in_journal(dir: &Path) -> BTreeSet<String> {
 /// for sends the run reported as not confirmed.
 #[test]
 fn a_broker_restarted_mid_run_loses_nothing() {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    let mut broker = OwnBroker::start(&format!("redrive-restart-{stamp}"));
+    let mut broker = OwnBroker::start("restart");
     let t = Topics::on(&broker.brokers(), "restart");
     let n = 300;
     t.seed(n, Dialect::Spring);
@@ -1179,11 +1181,7 @@ impl kit::Broker for ProxiedKafka {
         let port = free_port();
         let proxy = common::proxy::Proxy::start(&format!("127.0.0.1:{port}"));
         // Storage that survives a restart (as the restart test's), for `after_crash`'s remedy.
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let broker = OwnBroker::start_on(&format!("redrive-proxied-{stamp}"), port, proxy.port());
+        let broker = OwnBroker::start_on("proxied", port, proxy.port());
         let kit = KafkaKit::on(&format!("127.0.0.1:{}", proxy.port()), test);
         ProxiedKafka { kit, proxy, broker }
     }

@@ -48,15 +48,11 @@ impl KafkaAcker {
             let Some((p, o)) = token.key.as_deref().and_then(parse_record_id) else {
                 continue;
             };
-            // A partition revoked meanwhile: its new owner reads the message again.
-            if !state.offsets.tracks(p) {
-                continue;
-            }
-            let offsets = state.offsets.partition(p);
+            // Not recorded for a partition revoked meanwhile: its new owner reads the message again.
             if acked {
-                offsets.acked(o);
+                state.offsets.acked(p, o);
             } else {
-                offsets.released(o);
+                state.offsets.released(p, o);
             }
         }
         drop(state);

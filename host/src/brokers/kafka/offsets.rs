@@ -131,7 +131,15 @@ impl Offsets {
         }
     }
 
+    /// The message at `offset` stays in the DLQ. Only recorded for a partition still tracked.
+    pub fn released(&mut self, partition: i32, offset: i64) {
+        if let Some(offsets) = self.partitions.get_mut(&partition) {
+            offsets.released(offset);
+        }
+    }
+
     /// True while the partition's messages are tracked (handed out, not revoked).
+    #[cfg(test)]
     pub fn tracks(&self, partition: i32) -> bool {
         self.partitions.contains_key(&partition)
     }
