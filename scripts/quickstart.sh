@@ -8,7 +8,8 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-scripts/setup.sh
+# Only what the quickstart needs: redrive without the broker clients (scripts/setup.sh builds them all).
+scripts/setup.sh --quickstart
 
 redrive="${CARGO_TARGET_DIR:-$repo/target}/release/redrive"
 out=examples/quickstart/out

@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # Install what redrive needs and build it: the pinned Rust toolchain with its wasm targets, wasm-tools,
-# the redrive binary (release) and the example filters. Idempotent: re-running only rebuilds what changed.
+# the redrive binary (release) with every broker, the example filters and the test fixtures. Idempotent:
+# re-running only rebuilds what changed.
 #
-#   scripts/setup.sh
+#   scripts/setup.sh                 everything (what scripts/test.sh needs)
+#   scripts/setup.sh --quickstart    only what the quickstart needs: redrive with the embedded default
+#                                    (files) and Redis Streams but no other broker (cargo --no-default-features:
+#                                    about half the build), and the three example filters
 #
 # Honours CARGO_TARGET_DIR. Needs rustup, python3 and a C compiler (gcc or clang) on the machine.
 set -euo pipefail
+
+quickstart=false
+case "${1:-}" in
+    "") ;;
+    --quickstart) quickstart=true ;;
+    *) printf 'setup: unknown argument %q; use scripts/setup.sh [--quickstart]\n' "$1" >&2; exit 2 ;;
+esac
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -35,25 +46,33 @@ if ! command -v wasm-tools >/dev/null 2>&1; then
     hash -r
 fi
 
-# librdkafka (Kafka) is built from its bundled source with configure + make; it links the system's OpenSSL.
-missing=()
-command -v make >/dev/null 2>&1 || missing+=(make)
-command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
-if [ ${#missing[@]} -gt 0 ]; then
-    command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] ||
-        die "building librdkafka needs ${missing[*]}: install them (Debian: sudo apt-get install ${missing[*]})"
-    say "installing ${missing[*]} (Debian packages, for building librdkafka)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null ||
-        { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; } ||
-        die "could not install ${missing[*]}"
+if $quickstart; then
+    say "building redrive (release, the embedded default only; the first build takes a few minutes)"
+    cargo build --release -p redrive --no-default-features
+
+    say "building the example filters to wasm"
+    scripts/build-filters.sh route-by-error repair-json drop-test-traffic >/dev/null
+else
+    # librdkafka (Kafka) is built from its bundled source with configure + make; it links the system's OpenSSL.
+    missing=()
+    command -v make >/dev/null 2>&1 || missing+=(make)
+    command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+    pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+    if [ ${#missing[@]} -gt 0 ]; then
+        command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] ||
+            die "building librdkafka needs ${missing[*]}: install them (Debian: sudo apt-get install ${missing[*]})"
+        say "installing ${missing[*]} (Debian packages, for building librdkafka)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null ||
+            { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; } ||
+            die "could not install ${missing[*]}"
+    fi
+
+    say "building redrive (release, every broker; the first build takes several minutes)"
+    cargo build --release -p redrive
+
+    say "building the example filters and test fixtures to wasm"
+    scripts/build-filters.sh >/dev/null
 fi
-
-say "building redrive (release; the first build takes several minutes)"
-cargo build --release -p redrive
-
-say "building the example filters and test fixtures to wasm"
-scripts/build-filters.sh >/dev/null
 
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 say "done: $target_dir/release/redrive"

@@ -5,6 +5,7 @@
 pub mod fleet;
 pub mod own_redis;
 pub mod proxy;
+#[cfg(feature = "sqs")]
 pub mod sqs;
 
 use std::path::{Path, PathBuf};

@@ -72,7 +72,7 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
     let options = BrokerOptions {
         remainder: None,
         count_pass: false,
-        aws: brokers::sqs::AwsSettings {
+        aws: crate::core::AwsSettings {
             profile: args.aws.profile.clone(),
             region: args.aws.region.clone(),
             endpoint_url: args.aws.endpoint_url.clone(),

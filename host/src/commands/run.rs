@@ -266,7 +266,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, B
     let options = BrokerOptions {
         remainder: None,
         count_pass: config.progress,
-        aws: brokers::sqs::AwsSettings {
+        aws: crate::core::AwsSettings {
             profile: args.aws.profile.clone().or_else(|| file.aws.profile.clone()),
             region: args.aws.region.clone().or_else(|| file.aws.region.clone()),
             endpoint_url: args.aws.endpoint_url.clone().or_else(|| file.aws.endpoint_url.clone()),

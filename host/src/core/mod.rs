@@ -8,6 +8,7 @@
 //! - [`ids`]: journal keys, replay ids, digests.
 //! - [`jsonl`]: the JSONL message format of files and `redrive filter test`.
 //! - [`backoff`]: retrying for a bounded time.
+//! - [`aws`]: AWS profile, region and endpoint from the command line.
 //! - [`failed_jobs`]: a database table of failed jobs as a DLQ (presets, rows, `--where`), for every database;
 //!   [`table_options`]: the URL options every table source shares.
 //! - [`text`]: text clipped for people.
@@ -15,6 +16,7 @@
 //! - [`files`], [`lock`]: private directories, files opened without following symlinks, one run per DLQ.
 
 pub mod adapter;
+pub mod aws;
 pub mod backoff;
 pub mod endpoint;
 pub mod envelope;
@@ -30,6 +32,7 @@ pub mod text;
 pub use adapter::{
     AckToken, Acker, AdapterError, Delivery, PassSize, Received, Redelivery, SendError, Sink, Source, SourceMode,
 };
+pub use aws::AwsSettings;
 pub use endpoint::{Destination, Endpoint, EndpointError, Scheme};
 pub use envelope::{Envelope, TimeWindow};
 pub use files::{FileError, FileIdentity};

@@ -28,15 +28,4 @@ pub use sink::SqsSink;
 pub use source::SqsSource;
 pub use url::{QueueRef, ReleaseAt, SqsUrl};
 
-/// AWS settings from the command line or the config file. What is not set here comes from the standard
-/// AWS chain: `AWS_PROFILE`, `AWS_REGION`, `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL`, `~/.aws/config`,
-/// `~/.aws/credentials`, SSO, web identity, the container or instance role.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AwsSettings {
-    /// Named profile (`--profile`); overrides `AWS_PROFILE`.
-    pub profile: Option<String>,
-    /// Region (`--region`); a queue URL or ARN that names its region wins.
-    pub region: Option<String>,
-    /// Endpoint (`--endpoint-url`), e.g. a local SQS-compatible server.
-    pub endpoint_url: Option<String>,
-}
+pub use crate::core::AwsSettings;
