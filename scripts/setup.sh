@@ -4,18 +4,19 @@
 # re-running only rebuilds what changed.
 #
 #   scripts/setup.sh                 everything (what scripts/test.sh needs)
-#   scripts/setup.sh --quickstart    only what the quickstart needs: redrive with the embedded default
+#   scripts/setup.sh --files-only    only what the quickstart needs: redrive with the embedded default
 #                                    (files) and Redis Streams but no other broker (cargo --no-default-features:
-#                                    about half the build), and the three example filters
+#                                    about 30 % less to compile), and the three example filters; building every
+#                                    broker in later recompiles most of it (BENCHMARKS.md, "First build")
 #
 # Honours CARGO_TARGET_DIR. Needs rustup, python3 and a C compiler (gcc or clang) on the machine.
 set -euo pipefail
 
-quickstart=false
+files_only=false
 case "${1:-}" in
     "") ;;
-    --quickstart) quickstart=true ;;
-    *) printf 'setup: unknown argument %q; use scripts/setup.sh [--quickstart]\n' "$1" >&2; exit 2 ;;
+    --files-only) files_only=true ;;
+    *) printf 'setup: unknown argument %q; use scripts/setup.sh [--files-only]\n' "$1" >&2; exit 2 ;;
 esac
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,7 +47,7 @@ if ! command -v wasm-tools >/dev/null 2>&1; then
     hash -r
 fi
 
-if $quickstart; then
+if $files_only; then
     say "building redrive (release, the embedded default only; the first build takes a few minutes)"
     cargo build --release -p redrive --no-default-features
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The quickstart on a fresh machine (issue 18): how long `scripts/quickstart.sh` takes from a clean clone with
+# The quickstart on a fresh machine (issue 18): how long `scripts/quickstart.sh --files-only` takes from a clean clone with
 # nothing cached (no Rust toolchain, no crates, no build outputs, no compiled modules), and what building every
 # broker in costs after it (`scripts/setup.sh`, what a user runs next to replay from a broker), and, side by
 # side, the build the quickstart used to make: every broker at once.
@@ -39,8 +39,8 @@ timed() {
     echo "$(echo "$end - $start" | bc) $cpu"
 }
 
-echo "first-build: scripts/quickstart.sh in a fresh clone (toolchain: ${KEEP_TOOLCHAIN:+kept}${KEEP_TOOLCHAIN:-downloaded})" >&2
-qs="$(timed "$work/quickstart.log" scripts/quickstart.sh)"
+echo "first-build: scripts/quickstart.sh --files-only in a fresh clone (toolchain: ${KEEP_TOOLCHAIN:+kept}${KEEP_TOOLCHAIN:-downloaded})" >&2
+qs="$(timed "$work/quickstart.log" scripts/quickstart.sh --files-only)"
 grep -q "replayed" "$work/quickstart.log" || { echo "first-build: the quickstart did not report its run" >&2; exit 1; }
 echo "first-build: scripts/setup.sh after it (every broker built in)" >&2
 more="$(timed "$work/setup.log" scripts/setup.sh)"
@@ -62,7 +62,7 @@ read -r min_wall min_cpu <<<"$min"
 echo
 echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(git -C "$repo" rev-parse --short HEAD)"
 printf '%-62s %9s %9s\n' "what" "wall s" "CPU s"
-printf '%-62s %9.0f %9.0f\n' "scripts/quickstart.sh, fresh (toolchain, crates, build, filters, run)" "$qs_wall" "$qs_cpu"
+printf '%-62s %9.0f %9.0f\n' "scripts/quickstart.sh --files-only, fresh (toolchain, crates, ...)" "$qs_wall" "$qs_cpu"
 printf '%-62s %9.0f %9.0f\n' "then scripts/setup.sh (the other brokers, all fixtures)" "$more_wall" "$more_cpu"
 printf 'quickstart: %.1f min (target <= 8)\n' "$(echo "$qs_wall / 60" | bc -l)"
 if [ "${COMPARE:-1}" != 0 ]; then
