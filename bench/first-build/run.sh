@@ -2,9 +2,9 @@
 # The quickstart on a fresh machine (issue 18): how long `scripts/quickstart.sh --files-only` takes from a clean clone with
 # nothing cached (no Rust toolchain, no crates, no build outputs, no compiled modules), and what building every
 # broker in costs after it (`scripts/setup.sh`, what a user runs next to replay from a broker), and, side by
-# side, the build the quickstart used to make: every broker at once.
+# side, both builds from nothing: files only, and every broker (what the plain scripts/quickstart.sh builds).
 #
-#   bench/first-build/run.sh                  # everything, the toolchain downloaded too (~25 min on 2 cores)
+#   bench/first-build/run.sh                  # everything, the toolchain downloaded too (30-50 min on 2 cores)
 #   KEEP_TOOLCHAIN=1 bench/first-build/run.sh # use the installed toolchain (the rest still fresh)
 #   COMPARE=0 bench/first-build/run.sh        # skip the two comparison builds (~19 min less)
 #
