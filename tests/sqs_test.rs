@@ -262,7 +262,7 @@ fn an_oversized_message_fails_alone_and_stays_in_the_dlq() {
 fn a_batch_sqs_refuses_as_a_whole_is_retried_entry_by_entry() {
     let mut q = Queues::new("wholebatch");
     let staging = q.create("staging", &[]);
-    let aws = redrive::brokers::sqs::AwsSettings {
+    let aws = redrive::core::AwsSettings {
         endpoint_url: Some(endpoint()),
         region: Some("us-east-1".into()),
         profile: None,

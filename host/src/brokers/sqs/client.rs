@@ -7,8 +7,8 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use super::AwsSettings;
 use super::url::{QueueRef, SqsUrl};
+use crate::core::AwsSettings;
 use crate::core::{adapter::AdapterError, endpoint::redact};
 
 /// The HTTPS client the AWS SDK uses: rustls with ring (the SDK's default, aws-lc, is a long C build).

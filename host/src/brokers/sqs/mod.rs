@@ -27,5 +27,3 @@ pub use client::{
 pub use sink::SqsSink;
 pub use source::SqsSource;
 pub use url::{QueueRef, ReleaseAt, SqsUrl};
-
-pub use crate::core::AwsSettings;

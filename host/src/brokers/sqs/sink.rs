@@ -22,9 +22,9 @@ use tokio::sync::Mutex;
 use super::attributes::{Outgoing, SqsNative, outgoing};
 use super::batch::{CallResult, EntryError, WholeCallRefused, run_batch};
 use super::{
-    self as sqs, AwsSettings, Explained, QueueInfo, SqsClient, SqsUrl, chunk_indices, explain, outcome_unknown,
-    send_call_settings,
+    self as sqs, Explained, QueueInfo, SqsClient, SqsUrl, chunk_indices, explain, outcome_unknown, send_call_settings,
 };
+use crate::core::AwsSettings;
 use crate::core::adapter::{AdapterError, SendError, Sink};
 use crate::core::backoff::Backoff;
 use crate::core::envelope::Envelope;

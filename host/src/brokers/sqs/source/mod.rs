@@ -29,7 +29,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{self as sqs, AwsSettings, QueueInfo, ReleaseAt, SqsClient, SqsUrl};
+use super::{self as sqs, QueueInfo, ReleaseAt, SqsClient, SqsUrl};
+use crate::core::AwsSettings;
 use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, PassSize, Received, Source, SourceMode};
 use crate::core::envelope::Envelope;
 use held::{change_visibility, delete};
