@@ -6,8 +6,9 @@
 #   scripts/setup.sh                 everything (what scripts/test.sh needs)
 #   scripts/setup.sh --files-only    only what the quickstart needs: redrive with the embedded default
 #                                    (files) and Redis Streams but no other broker (cargo --no-default-features:
-#                                    about 30 % less to compile), and the three example filters; building every
-#                                    broker in later recompiles most of it (BENCHMARKS.md, "First build")
+#                                    about 30 % less to compile), one wasm target and the three example
+#                                    filters. Running scripts/setup.sh later adds the brokers by compiling only
+#                                    their clients (feature-unification/Cargo.toml; BENCHMARKS.md, "First build")
 #
 # Honours CARGO_TARGET_DIR. Needs rustup, python3 and a C compiler (gcc or clang) on the machine.
 set -euo pipefail
@@ -35,9 +36,11 @@ command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || die "a C comp
 
 # RUSTUP_AUTO_INSTALL=0 may be set: install the pinned toolchain and targets explicitly.
 say "Rust $toolchain with wasm targets (rustup)"
+# The example filters need wasm32-wasip2; the command-profile test fixtures also need wasm32-wasip1.
+targets=(--target wasm32-wasip2)
+$files_only || targets+=(--target wasm32-wasip1)
 rustup toolchain install "$toolchain" --profile minimal \
-    --component rustfmt --component clippy \
-    --target wasm32-wasip2 --target wasm32-wasip1 --target wasm32-unknown-unknown >/dev/null
+    --component rustfmt --component clippy "${targets[@]}" >/dev/null
 
 # wasm-tools checks that filters are components (optional but recommended); prebuilt on PyPI.
 if ! command -v wasm-tools >/dev/null 2>&1; then

@@ -25,7 +25,7 @@ cargo fmt --all -- --check
 
 echo "test: cargo clippy (workspace, all targets, warnings are errors)" >&2
 cargo clippy --release --workspace --all-targets -- -D warnings
-echo "test: cargo clippy, redrive without the optional brokers (scripts/quickstart.sh --files-only)" >&2
+echo "test: cargo clippy, redrive without the optional brokers (what scripts/quickstart.sh builds)" >&2
 cargo clippy --release -p redrive --no-default-features --all-targets -- -D warnings
 
 echo "test: cargo test (workspace)" >&2

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The quickstart on a fresh machine (issue 18): how long `scripts/quickstart.sh --files-only` takes from a clean clone with
+# The quickstart on a fresh machine (issue 18): how long `scripts/quickstart.sh` (no broker clients) takes from a clean clone with
 # nothing cached (no Rust toolchain, no crates, no build outputs, no compiled modules), and what building every
 # broker in costs after it (`scripts/setup.sh`, what a user runs next to replay from a broker), and, side by
-# side, both builds from nothing: files only, and every broker (what the plain scripts/quickstart.sh builds).
+# side, both builds from nothing: files only, and every broker (what scripts/quickstart.sh --every-broker builds).
 #
 #   bench/first-build/run.sh                  # everything, the toolchain downloaded too (30-50 min on 2 cores)
 #   KEEP_TOOLCHAIN=1 bench/first-build/run.sh # use the installed toolchain (the rest still fresh)
@@ -39,11 +39,15 @@ timed() {
     echo "$(echo "$end - $start" | bc) $cpu"
 }
 
-echo "first-build: scripts/quickstart.sh --files-only in a fresh clone (toolchain: ${KEEP_TOOLCHAIN:+kept}${KEEP_TOOLCHAIN:-downloaded})" >&2
-qs="$(timed "$work/quickstart.log" scripts/quickstart.sh --files-only)"
+echo "first-build: scripts/quickstart.sh in a fresh clone (toolchain: ${KEEP_TOOLCHAIN:+kept}${KEEP_TOOLCHAIN:-downloaded})" >&2
+qs="$(timed "$work/quickstart.log" scripts/quickstart.sh)"
 grep -q "replayed" "$work/quickstart.log" || { echo "first-build: the quickstart did not report its run" >&2; exit 1; }
 echo "first-build: scripts/setup.sh after it (every broker built in)" >&2
 more="$(timed "$work/setup.log" scripts/setup.sh)"
+# Crates compiled for redrive by that second build (before it turns to the wasm fixtures): the broker clients it
+# adds, plus any shared crate whose features changed (feature-unification/Cargo.toml keeps those out;
+# tests/feature_unification_test.rs checks it).
+compiled=$(awk '/building the example filters/ { exit } /^ *Compiling / { n++ } END { print n + 0 }' "$work/setup.log")
 
 all="0 0"
 min="0 0"
@@ -62,8 +66,9 @@ read -r min_wall min_cpu <<<"$min"
 echo
 echo "machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(git -C "$repo" rev-parse --short HEAD)"
 printf '%-62s %9s %9s\n' "what" "wall s" "CPU s"
-printf '%-62s %9.0f %9.0f\n' "scripts/quickstart.sh --files-only, fresh (toolchain, crates, ...)" "$qs_wall" "$qs_cpu"
+printf '%-62s %9.0f %9.0f\n' "scripts/quickstart.sh, fresh (toolchain, crates, ...)" "$qs_wall" "$qs_cpu"
 printf '%-62s %9.0f %9.0f\n' "then scripts/setup.sh (the other brokers, all fixtures)" "$more_wall" "$more_cpu"
+printf 'crates compiled for redrive by that scripts/setup.sh: %d\n' "$compiled"
 printf 'quickstart: %.1f min (target <= 8)\n' "$(echo "$qs_wall / 60" | bc -l)"
 if [ "${COMPARE:-1}" != 0 ]; then
     printf '%-62s %9.0f %9.0f\n' "cargo build --release -p redrive --no-default-features" "$min_wall" "$min_cpu"

@@ -66,8 +66,8 @@ fn not_built_in(scheme: Scheme) -> AdapterError {
     let feature = scheme.name();
     AdapterError::Config(format!(
         "this redrive was built without the {feature}:// broker (cargo feature `{feature}`, left out of this \
-         build, e.g. by `scripts/quickstart.sh --files-only`); build every broker in with scripts/setup.sh (or \
-         `cargo build --release -p redrive`)"
+         build, e.g. by `scripts/quickstart.sh`); build every broker in with scripts/setup.sh (or `cargo build \
+         --release -p redrive`)"
     ))
 }
 
