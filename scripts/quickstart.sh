@@ -4,7 +4,7 @@
 # at a ramped rate limit. Output lands in examples/quickstart/out/.
 #
 #   scripts/quickstart.sh                 builds redrive without the broker clients (scripts/setup.sh
-#                                         --files-only): the quickstart needs none, and it is about 30 % less
+#                                         --files-only): the quickstart needs none, and it is about 45 % less
 #                                         to compile. scripts/setup.sh adds them later, compiling only them.
 #   scripts/quickstart.sh --every-broker  builds every broker in first (scripts/setup.sh)
 set -euo pipefail

@@ -6,7 +6,7 @@
 #   scripts/setup.sh                 everything (what scripts/test.sh needs)
 #   scripts/setup.sh --files-only    only what the quickstart needs: redrive with the embedded default
 #                                    (files) and Redis Streams but no other broker (cargo --no-default-features:
-#                                    about 30 % less to compile), one wasm target and the three example
+#                                    about 45 % less to compile), one wasm target and the three example
 #                                    filters. Running scripts/setup.sh later adds the brokers by compiling only
 #                                    their clients (feature-unification/Cargo.toml; BENCHMARKS.md, "First build")
 #
