@@ -58,18 +58,6 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
-fn host_triple() -> String {
-    let out = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned()))
-        .arg("-vV")
-        .output()
-        .expect("rustc -vV runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("host: "))
-        .expect("rustc -vV names the host")
-        .to_owned()
-}
-
 /// `cargo tree` of the redrive package, with or without its default features (the brokers).
 fn tree(with_brokers: bool) -> String {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -84,9 +72,10 @@ fn tree(with_brokers: bool) -> String {
         "--no-dedupe",
         "-f",
         "{p} {f}",
+        // The machine's own platform, where host and target features are resolved apart as in a build.
         "--target",
+        "host-tuple",
     ]);
-    cmd.arg(host_triple());
     if !with_brokers {
         cmd.arg("--no-default-features");
     }
