@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of glibc's malloc: a message is allocated by one pipeline stage and freed by another, on
+/// another thread, and glibc's per-arena locks made those threads wait on each other (BENCHMARKS.md, issue 18).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = redrive::cli::Cli::parse();
     // -v raises redrive's own level only; the engine's internals stay at warn unless RUST_LOG says otherwise.

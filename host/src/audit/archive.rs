@@ -33,8 +33,8 @@ pub struct Discarded<'a> {
     pub envelope: &'a Envelope,
     /// Why it was discarded.
     pub reason: &'a str,
-    /// The module that discarded it.
-    pub module: &'a str,
+    /// The module that discarded it (`None` only if something other than a module did).
+    pub module: Option<&'a str>,
     /// Its [`archive_key`](crate::core::ids::archive_key).
     pub key: &'a str,
 }
@@ -103,9 +103,12 @@ impl DiscardArchive {
                 continue; // archived by an earlier, interrupted run of the same source
             }
             let mut archived = item.envelope.clone();
-            archived.attributes.extend([
-                (DISCARD_REASON_ATTRIBUTE.to_owned(), item.reason.to_owned()),
-                (DISCARDED_BY_ATTRIBUTE.to_owned(), item.module.to_owned()),
+            let attributes = &mut archived.attributes;
+            attributes.push((DISCARD_REASON_ATTRIBUTE.to_owned(), item.reason.to_owned()));
+            if let Some(module) = item.module {
+                attributes.push((DISCARDED_BY_ATTRIBUTE.to_owned(), module.to_owned()));
+            }
+            attributes.extend([
                 (DISCARDED_FROM_ATTRIBUTE.to_owned(), source.to_owned()),
                 (ARCHIVE_KEY_ATTRIBUTE.to_owned(), item.key.to_owned()),
             ]);
@@ -152,7 +155,7 @@ mod tests {
         let item = |envelope, key| Discarded {
             envelope,
             reason: "test traffic",
-            module: "drop",
+            module: Some("drop"),
             key,
         };
         DiscardArchive::open(&path)

@@ -140,7 +140,8 @@ fn decision_json(id: &str, decided: &ChainOutcome) -> Value {
     obj.insert("id".into(), Value::String(id.to_owned()));
     obj.insert("verdict".into(), Value::String(decided.outcome.as_str().into()));
     obj.insert("reason".into(), Value::String(decided.reason.clone()));
-    obj.insert("decided_by".into(), Value::String(decided.decided_by.clone()));
+    let decided_by = decided.decided_by.clone().map_or(Value::Null, Value::String);
+    obj.insert("decided_by".into(), decided_by);
     if let Some(body) = &decided.body {
         insert_body(&mut obj, body);
     }

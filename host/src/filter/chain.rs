@@ -134,8 +134,8 @@ pub struct ChainOutcome {
     pub outcome: Outcome,
     /// The reason given by the module that settled the outcome (the last one, for a replay).
     pub reason: String,
-    /// That module's name.
-    pub decided_by: String,
+    /// That module's name; `None` for the chain of no modules (`--no-filter`), which decides nothing itself.
+    pub decided_by: Option<String>,
     /// The new body, when a module replaced it.
     pub body: Option<Vec<u8>>,
     /// Attribute changes from every module, in order.
@@ -173,7 +173,7 @@ impl ChainRunner {
             return Ok(ChainOutcome {
                 outcome: Outcome::Replay,
                 reason: String::new(),
-                decided_by: String::new(),
+                decided_by: None,
                 body: None,
                 attribute_changes: Vec::new(),
                 records: Vec::new(),
@@ -230,7 +230,7 @@ impl ChainRunner {
         Ok(ChainOutcome {
             outcome,
             reason,
-            decided_by,
+            decided_by: Some(decided_by),
             body,
             attribute_changes: changes,
             records,

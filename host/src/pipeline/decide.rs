@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, Result};
-use tokio::sync::mpsc;
 
+use super::chunks::{ChunkRx, ChunkTx};
 use super::stage::{Decided, Work};
 use crate::audit::{AuditLines, AuditLog};
 use crate::filter::ChainRunner;
@@ -38,11 +38,11 @@ impl Deciders {
 }
 
 /// Start one worker thread per runner (a task instead for the chain of no modules); they end when `work_rx`
-/// closes.
+/// closes. A worker takes a chunk of messages at a time and passes their decisions on as one chunk.
 pub(super) fn spawn_deciders(
     mut runners: Vec<ChainRunner>,
-    work_rx: mpsc::Receiver<Work>,
-    decided_tx: mpsc::Sender<Decided>,
+    work_rx: ChunkRx<Work>,
+    decided_tx: ChunkTx<Decided>,
     audit: Arc<Mutex<AuditLog>>,
 ) -> Result<Deciders> {
     if runners.first().is_some_and(ChainRunner::is_empty) {
@@ -67,23 +67,20 @@ pub(super) fn spawn_deciders(
 }
 
 /// The chain of no modules: each message is decided (replay, nothing to audit) on the async runtime.
-async fn pass_through(mut runner: ChainRunner, mut work_rx: mpsc::Receiver<Work>, decided_tx: mpsc::Sender<Decided>) {
-    while let Some(Work {
-        seq,
-        key,
-        delivery,
-        in_doubt,
-    }) = work_rx.recv().await
-    {
-        let decided = Decided {
-            seq,
-            key,
-            result: runner.decide(&delivery.envelope),
-            delivery,
-            in_doubt,
-            audit_failed: None,
-        };
-        if decided_tx.send(decided).await.is_err() {
+async fn pass_through(mut runner: ChainRunner, mut work_rx: ChunkRx<Work>, decided_tx: ChunkTx<Decided>) {
+    while let Some(chunk) = work_rx.recv_chunk().await {
+        let decided = chunk
+            .into_iter()
+            .map(|work| Decided {
+                result: runner.decide(&work.delivery.envelope),
+                seq: work.seq,
+                key: work.key,
+                delivery: work.delivery,
+                in_doubt: work.in_doubt,
+                audit_failed: None,
+            })
+            .collect();
+        if decided_tx.send_all(decided).await.is_err() {
             return;
         }
     }
@@ -91,41 +88,47 @@ async fn pass_through(mut runner: ChainRunner, mut work_rx: mpsc::Receiver<Work>
 
 fn decide_loop(
     mut runner: ChainRunner,
-    work_rx: &Mutex<mpsc::Receiver<Work>>,
-    decided_tx: &mpsc::Sender<Decided>,
+    work_rx: &Mutex<ChunkRx<Work>>,
+    decided_tx: &ChunkTx<Decided>,
     audit: &Mutex<AuditLog>,
 ) {
     // Records are serialised here, outside the audit log's lock; only the copy into its buffers is inside.
     let mut lines = AuditLines::default();
     loop {
-        let work = work_rx.lock().unwrap_or_else(PoisonError::into_inner).blocking_recv();
-        let Some(Work {
-            seq,
-            key,
-            delivery,
-            in_doubt,
-        }) = work
-        else {
+        let chunk = work_rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .blocking_recv_chunk();
+        let Some(chunk) = chunk else {
             return;
         };
-        let result = runner.decide(&delivery.envelope);
-        let audit_failed = match &result {
-            Ok(outcome) => lines
-                .encode(&outcome.records)
-                .and_then(|()| audit.lock().unwrap_or_else(PoisonError::into_inner).append(&lines))
-                .err()
-                .map(|e| format!("{e:#}")),
-            Err(_) => None,
-        };
-        let decided = Decided {
+        let mut decided = Vec::with_capacity(chunk.len());
+        for Work {
             seq,
             key,
             delivery,
             in_doubt,
-            result,
-            audit_failed,
-        };
-        if decided_tx.blocking_send(decided).is_err() {
+        } in chunk
+        {
+            let result = runner.decide(&delivery.envelope);
+            let audit_failed = match &result {
+                Ok(outcome) => lines
+                    .encode(&outcome.records)
+                    .and_then(|()| audit.lock().unwrap_or_else(PoisonError::into_inner).append(&lines))
+                    .err()
+                    .map(|e| format!("{e:#}")),
+                Err(_) => None,
+            };
+            decided.push(Decided {
+                seq,
+                key,
+                delivery,
+                in_doubt,
+                result,
+                audit_failed,
+            });
+        }
+        if decided_tx.blocking_send_all(decided).is_err() {
             return;
         }
     }

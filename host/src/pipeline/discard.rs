@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
+use super::chunks::{ChunkRx, ChunkTx};
 use super::config::StopReason;
 use super::crash_point::{self, CrashPoint};
 use super::journal::Event;
 use super::report::Stats;
-use super::stage::{BATCH_LINGER, Discard, GateState, Settle, Shared, hold_until_gate, recv_batch};
+use super::stage::{BATCH_LINGER, Discard, GateState, Settle, Shared, hold_until_gate};
 use crate::audit::{DiscardArchive, Discarded};
 use crate::core::ids::archive_key;
 
@@ -18,19 +19,18 @@ use crate::core::ids::archive_key;
 pub(super) async fn discard_stage(
     shared: Arc<Shared>,
     mut archive: Option<DiscardArchive>,
-    mut discard_rx: mpsc::Receiver<Discard>,
-    settle_tx: mpsc::Sender<Settle>,
+    mut discard_rx: ChunkRx<Discard>,
+    settle_tx: ChunkTx<Settle>,
     mut gate: watch::Receiver<GateState>,
 ) -> Result<()> {
     // Nothing is discarded before the canary gate passed; held messages are kept in memory meanwhile
     // (they are only the discards decided while the canary is out).
     let mut held = Vec::new();
     if !hold_until_gate(&mut gate, &mut discard_rx, &mut held, &shared.held_for_gate).await {
-        for d in held {
-            shared.release_not_done(&settle_tx, d.delivery.token, d.key).await;
-        }
-        while let Some(d) = discard_rx.recv().await {
-            shared.release_not_done(&settle_tx, d.delivery.token, d.key).await;
+        let not_done = |chunk: Vec<Discard>| chunk.into_iter().map(|d| (d.delivery.token, d.key));
+        shared.release_not_done(&settle_tx, not_done(held)).await;
+        while let Some(chunk) = discard_rx.recv_chunk().await {
+            shared.release_not_done(&settle_tx, not_done(chunk)).await;
         }
         return Ok(());
     }
@@ -45,7 +45,7 @@ pub(super) async fn discard_stage(
         };
         let mut batch = vec![first];
         batch.extend(held.by_ref().take(255));
-        let batch = recv_batch(&mut discard_rx, batch, 256, BATCH_LINGER).await;
+        let batch = discard_rx.recv_batch(batch, 256, BATCH_LINGER).await;
         let written = archive
             .as_mut()
             .context("a dry run has no discard archive")
@@ -53,18 +53,16 @@ pub(super) async fn discard_stage(
         if let Err(e) = written {
             // Without the archive a discard could not be undone: keep them in the DLQ and stop.
             shared.stop_with(StopReason::Error(format!("{e:#}")));
-            for d in batch {
-                shared.release_not_done(&settle_tx, d.delivery.token, d.key).await;
-            }
+            let not_done = batch.into_iter().map(|d| (d.delivery.token, d.key));
+            shared.release_not_done(&settle_tx, not_done).await;
             continue;
         }
         crash_point::reached(CrashPoint::Archived);
         shared.journal(Event::Archived, batch.iter().map(|d| &d.key))?;
         shared.sync_journal()?;
         Stats::add(&shared.stats.discarded, batch.len() as u64);
-        for d in batch {
-            settle_tx.send(Settle::Ack(d.delivery.token, Some(d.key))).await.ok();
-        }
+        let acks = batch.into_iter().map(|d| Settle::Ack(d.delivery.token, Some(d.key)));
+        settle_tx.send_all(acks.collect()).await.ok();
     }
     Ok(())
 }
@@ -80,7 +78,7 @@ fn write_batch(shared: &Shared, archive: &mut DiscardArchive, batch: &[Discard])
         .map(|(d, key)| Discarded {
             envelope: &d.delivery.envelope,
             reason: &d.reason,
-            module: &d.module,
+            module: d.module.as_deref(),
             key,
         })
         .collect();

@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::canary::{self, Canary, FleetPart};
+use super::chunks::{ChunkRx, ChunkTx};
 use super::config::CanaryReport;
 use super::crash_point::{self, CrashPoint};
 use super::journal::Event;
 use super::rate::Pacer;
 use super::report::{Pauser, Stats};
-use super::stage::{BATCH_LINGER, GateState, Replay, Settle, Shared, recv_batch};
+use super::stage::{BATCH_LINGER, GateState, Replay, Settle, Shared};
 use super::telemetry::CanaryPhase;
 use crate::core::adapter::{AckToken, Redelivery, SendError, Sink};
 use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
@@ -33,8 +34,8 @@ struct Sending {
 pub(super) async fn forward_stage(
     shared: Arc<Shared>,
     sink: Option<Arc<dyn Sink>>,
-    mut replay_rx: mpsc::Receiver<Replay>,
-    settle_tx: mpsc::Sender<Settle>,
+    mut replay_rx: ChunkRx<Replay>,
+    settle_tx: ChunkTx<Settle>,
     pauser: Pauser,
     gate_tx: watch::Sender<GateState>,
 ) -> Result<Option<CanaryReport>> {
@@ -42,7 +43,7 @@ pub(super) async fn forward_stage(
     let stats = &shared.stats;
     let Some(sink) = sink else {
         // Dry run: the router never sends replays here.
-        while replay_rx.recv().await.is_some() {}
+        while replay_rx.recv_chunk().await.is_some() {}
         gate_tx.send_replace(GateState::Open);
         return Ok(None);
     };
@@ -71,7 +72,7 @@ pub(super) async fn forward_stage(
     while let Some(first) = replay_rx.recv().await {
         // Without a rate limit, linger briefly so one fsync covers many messages.
         let linger = if pacer.is_some() { Duration::ZERO } else { BATCH_LINGER };
-        let mut batch = recv_batch(&mut replay_rx, vec![first], canary.limit(max_batch), linger).await;
+        let mut batch = replay_rx.recv_batch(vec![first], canary.limit(max_batch), linger).await;
         // Paused (live page, `redrive fleet pause`): this batch waits, nothing more goes out, until resumed or
         // stopped.
         while *paused.borrow_and_update() && !shared.stop.is_cancelled() {
@@ -111,9 +112,8 @@ pub(super) async fn forward_stage(
         } else if !shared.stop.is_cancelled() {
             ready = batch.len();
         }
-        for item in batch.split_off(ready) {
-            shared.release_not_done(&settle_tx, item.token, item.key).await;
-        }
+        let not_done = batch.split_off(ready).into_iter().map(|item| (item.token, item.key));
+        shared.release_not_done(&settle_tx, not_done).await;
         if batch.is_empty() {
             continue;
         }
@@ -144,6 +144,7 @@ pub(super) async fn forward_stage(
         let results = results?;
         crash_point::reached(CrashPoint::Sent);
         let mut confirmed = Vec::with_capacity(sending.len());
+        let mut refused = Vec::new();
         for (message, result) in sending.into_iter().zip(results) {
             match result {
                 Ok(()) => confirmed.push(message),
@@ -155,13 +156,11 @@ pub(super) async fn forward_stage(
                     };
                     tracing::warn!(id = %message.id, "not forwarded, left in the DLQ ({next}): {e}");
                     Stats::add(&stats.send_failed, 1);
-                    settle_tx
-                        .send(Settle::Release(message.token, Some(message.key)))
-                        .await
-                        .ok();
+                    refused.push(Settle::Release(message.token, Some(message.key)));
                 }
             }
         }
+        settle_tx.send_all(refused).await.ok();
         shared.journal(Event::Confirmed, confirmed.iter().map(|m| &m.key))?;
         // The confirmations must be durable before anything is acked.
         shared.sync_journal()?;
@@ -174,10 +173,12 @@ pub(super) async fn forward_stage(
             replays.confirmed(confirmed.iter().filter_map(|m| m.replay));
         }
         let mut ids = Vec::with_capacity(confirmed.len());
+        let mut acks = Vec::with_capacity(confirmed.len());
         for message in confirmed {
             ids.push(message.id);
-            settle_tx.send(Settle::Ack(message.token, Some(message.key))).await.ok();
+            acks.push(Settle::Ack(message.token, Some(message.key)));
         }
+        settle_tx.send_all(acks).await.ok();
         if canary.confirmed(&shared, ids, &destination).await {
             pacer = config.rate.clone().map(Pacer::new);
             if fleet_verdict_due && let (Some(fleet), Some(verdict)) = (&shared.fleet, canary.verdict()) {

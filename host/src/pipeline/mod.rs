@@ -14,6 +14,7 @@
 
 pub mod breaker;
 mod canary;
+mod chunks;
 mod config;
 pub mod crash_point;
 mod decide;
@@ -39,7 +40,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, Result};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{CanaryReport, RunConfig, RunReport, StopReason};
@@ -53,6 +54,7 @@ pub use telemetry::{RunControl, Telemetry};
 use crate::audit::{AuditLog, DiscardArchive};
 use crate::core::adapter::{Sink, Source};
 use crate::filter::{ChainRunner, FilterChain};
+use chunks::{CHUNK, chunk_channel};
 use plan::{PlanCollector, PlannedModule};
 use stage::{Decided, Discard, GateState, Park, Replay, Settle, Shared, Work};
 
@@ -220,15 +222,16 @@ pub async fn run(
     let progress = Progress::start(stats.clone(), source.pass_size(), label, shared.config.progress);
 
     let workers = shared.config.workers.max(1);
-    // 64 waiting per filter thread: with 4 a thread ran dry and slept (a futex wake and a context switch per few
-    // messages); 64 took the 1 KiB, 3-filter file replay from ~22 k to ~26-28 k msg/s (BENCHMARKS.md). Like the
-    // replay channel's 1 024, this bounds messages, not bytes: ~0.5 MiB at 2 workers for 1 KiB messages.
-    let (work_tx, work_rx) = mpsc::channel::<Work>(workers * 64);
-    let (decided_tx, decided_rx) = mpsc::channel::<Decided>(workers * 64 + 16);
-    let (replay_tx, replay_rx) = mpsc::channel::<Replay>(1024);
-    let (discard_tx, discard_rx) = mpsc::channel::<Discard>(1024);
-    let (park_tx, park_rx) = mpsc::channel::<Park>(256);
-    let (settle_tx, settle_rx) = mpsc::channel::<Settle>(4096);
+    // The channels carry chunks of up to CHUNK (32) messages (chunks.rs), and bound chunks: at most ~64 messages
+    // waiting per filter thread (with 4 a thread ran dry and slept, a futex wake and a context switch per few
+    // messages; BENCHMARKS.md), ~1 024 replays and discards, ~4 096 settlements. Like before, this bounds
+    // messages, not bytes: ~0.5 MiB at 2 workers for 1 KiB messages.
+    let (work_tx, work_rx) = chunk_channel::<Work>(workers * 64 / CHUNK);
+    let (decided_tx, decided_rx) = chunk_channel::<Decided>(workers * 64 / CHUNK + 1);
+    let (replay_tx, replay_rx) = chunk_channel::<Replay>(1024 / CHUNK);
+    let (discard_tx, discard_rx) = chunk_channel::<Discard>(1024 / CHUNK);
+    let (park_tx, park_rx) = chunk_channel::<Park>(256);
+    let (settle_tx, settle_rx) = chunk_channel::<Settle>(4096 / CHUNK);
     let (gate_tx, gate_rx) = watch::channel(match shared.config.canary {
         0 => GateState::Open,
         _ => GateState::Pending,

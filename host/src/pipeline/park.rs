@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
+use super::chunks::{ChunkRx, ChunkTx};
 use super::journal::Event;
 use super::stage::{GateState, Park, Settle, Shared, hold_until_gate};
 use crate::core::adapter::Sink;
@@ -15,8 +16,8 @@ use crate::core::adapter::Sink;
 pub(super) async fn park_stage(
     shared: Arc<Shared>,
     sink: Option<Arc<dyn Sink>>,
-    mut park_rx: mpsc::Receiver<Park>,
-    settle_tx: mpsc::Sender<Settle>,
+    mut park_rx: ChunkRx<Park>,
+    settle_tx: ChunkTx<Settle>,
     mut gate: watch::Receiver<GateState>,
 ) -> Result<()> {
     let mut held = Vec::new();

@@ -2,10 +2,12 @@
 //! time window, `--max`, the loop guard), and the journal key of each message worked out once.
 
 use std::collections::{HashMap, HashSet};
+use std::task::Poll;
 
 use anyhow::{Context, Result};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
+use super::chunks::{CHUNK, ChunkTx};
 use super::journal::PastState;
 use super::report::Stats;
 use super::stage::{GateState, Park, Settle, Shared, Work};
@@ -47,13 +49,84 @@ fn fleet_window(shared: &Shared) -> Option<usize> {
     )
 }
 
+/// What the reader has ready for the stages behind it: sent as one chunk each once [`CHUNK`] messages are
+/// ready, or as soon as the source has nothing more ready (so nothing waits in here while the source waits).
+struct Outbox {
+    work: Vec<Work>,
+    settles: Vec<Settle>,
+}
+
+impl Outbox {
+    fn new() -> Self {
+        Self {
+            work: Vec::with_capacity(CHUNK),
+            settles: Vec::new(),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.work.len() >= CHUNK || self.settles.len() >= CHUNK
+    }
+
+    /// Send what is ready; `false` when the deciders are gone (the run is over).
+    async fn send(&mut self, work_tx: &ChunkTx<Work>, settle_tx: &ChunkTx<Settle>) -> bool {
+        settle_tx.send_all(std::mem::take(&mut self.settles)).await.ok();
+        let work = std::mem::replace(&mut self.work, Vec::with_capacity(CHUNK));
+        work_tx.send_all(work).await.is_ok()
+    }
+}
+
+/// The source's next message: taken at once when it is ready, else only after `outbox` went to the stages
+/// behind (they work while the source waits). `None` when the run was stopped first.
+async fn next_message(
+    shared: &Shared,
+    source: &mut dyn Source,
+    outbox: &mut Outbox,
+    work_tx: &ChunkTx<Work>,
+    settle_tx: &ChunkTx<Settle>,
+) -> Option<Result<Option<Received>>> {
+    let mut next = std::pin::pin!(source.next());
+    // One poll: the future is kept (never dropped half-way) when the source has to wait.
+    let ready = std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await;
+    let received = match ready {
+        Poll::Ready(received) => received,
+        Poll::Pending => {
+            if !outbox.send(work_tx, settle_tx).await {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                () = shared.stop.cancelled() => return None,
+                received = next => received,
+            }
+        }
+    };
+    Some(received.with_context(|| format!("reading {}", shared.source_identity)))
+}
+
 /// Read one pass, apply the pre-filter rules, feed the deciders.
 pub(super) async fn read_stage(
     shared: &Shared,
     source: &mut dyn Source,
-    work_tx: mpsc::Sender<Work>,
-    settle_tx: mpsc::Sender<Settle>,
-    park_tx: mpsc::Sender<Park>,
+    work_tx: ChunkTx<Work>,
+    settle_tx: ChunkTx<Settle>,
+    park_tx: ChunkTx<Park>,
+    gate_rx: watch::Receiver<GateState>,
+) -> Result<()> {
+    let mut outbox = Outbox::new();
+    let read = read_into(shared, source, &mut outbox, &work_tx, &settle_tx, &park_tx, gate_rx).await;
+    // Whatever ended the pass, what was read goes on: the stages behind settle every message they get.
+    outbox.send(&work_tx, &settle_tx).await;
+    read
+}
+
+async fn read_into(
+    shared: &Shared,
+    source: &mut dyn Source,
+    outbox: &mut Outbox,
+    work_tx: &ChunkTx<Work>,
+    settle_tx: &ChunkTx<Settle>,
+    park_tx: &ChunkTx<Park>,
     gate_rx: watch::Receiver<GateState>,
 ) -> Result<()> {
     let config = &shared.config;
@@ -63,6 +136,9 @@ pub(super) async fn read_stage(
     let window = fleet_window(shared);
     let mut taken = 0u64;
     loop {
+        if outbox.full() && !outbox.send(work_tx, settle_tx).await {
+            break;
+        }
         // In a fleet, a worker holds no more than its window, so the DLQ is shared between the workers rather
         // than read ahead by the first one. Discards and parks held for the canary gate do not count while it
         // is undecided (they cannot move before it does, and the canary needs the replays behind them).
@@ -74,6 +150,9 @@ pub(super) async fn read_stage(
                 };
                 taken.saturating_sub(stats.done()).saturating_sub(held)
             };
+            if open() >= window as u64 && !outbox.send(work_tx, settle_tx).await {
+                break;
+            }
             while open() >= window as u64 && !shared.stop.is_cancelled() {
                 tokio::select! {
                     () = shared.stop.cancelled() => {}
@@ -82,17 +161,18 @@ pub(super) async fn read_stage(
             }
         }
         taken += 1;
-        let received = tokio::select! {
-            biased;
-            () = shared.stop.cancelled() => break,
-            r = source.next() => r.with_context(|| format!("reading {}", shared.source_identity))?,
+        if shared.stop.is_cancelled() {
+            break;
+        }
+        let Some(received) = next_message(shared, source, outbox, work_tx, settle_tx).await else {
+            break;
         };
-        let Some(received) = received else { break };
+        let Some(received) = received? else { break };
         let delivery = match received {
             Received::Malformed { token, problem } => {
                 tracing::warn!("{}: {problem} (left in the DLQ)", shared.source_identity);
                 Stats::add(&stats.malformed, 1);
-                settle_tx.send(Settle::Release(token, None)).await.ok();
+                outbox.settles.push(Settle::Release(token, None));
                 continue;
             }
             Received::Message(delivery) => delivery,
@@ -108,23 +188,23 @@ pub(super) async fn read_stage(
             // Settled by an earlier run: ack without forwarding again.
             Stats::add(&stats.resumed, 1);
             let key = (past == PastState::SettledNotAcked).then_some(key);
-            settle_tx.send(Settle::Ack(delivery.token, key)).await.ok();
+            outbox.settles.push(Settle::Ack(delivery.token, key));
             continue;
         }
         let in_doubt = past == Some(PastState::InDoubt);
         if config.plan.as_ref().is_some_and(|p| p.planned(&env.id).is_none()) {
             Stats::add(&stats.not_in_plan, 1);
-            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            outbox.settles.push(Settle::Release(delivery.token, None));
             continue;
         }
         if !env.failed_within(config.since, config.until) {
             Stats::add(&stats.out_of_window, 1);
-            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            outbox.settles.push(Settle::Release(delivery.token, None));
             continue;
         }
         if config.max.is_some_and(|max| seq >= max) {
             // Past --max: this one stays in the DLQ and the pass ends.
-            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
+            outbox.settles.push(Settle::Release(delivery.token, None));
             break;
         }
         Stats::add(&stats.read, 1);
@@ -133,19 +213,16 @@ pub(super) async fn read_stage(
             if config.park.is_some() && !config.dry_run {
                 park_tx.send(Park { delivery, key }).await.ok();
             } else {
-                settle_tx.send(Settle::Release(delivery.token, Some(key))).await.ok();
+                outbox.settles.push(Settle::Release(delivery.token, Some(key)));
             }
             continue;
         }
-        let work = Work {
+        outbox.work.push(Work {
             seq,
             key,
             delivery,
             in_doubt,
-        };
-        if work_tx.send(work).await.is_err() {
-            break;
-        }
+        });
         seq += 1;
     }
     Ok(())

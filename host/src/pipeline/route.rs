@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Result;
-use tokio::sync::mpsc;
 
+use super::chunks::{ChunkRx, ChunkTx};
 use super::config::StopReason;
 use super::plan::PlanCollector;
 use super::report::Stats;
@@ -17,40 +17,65 @@ use crate::filter::ChainOutcome;
 
 /// Where routed messages go.
 pub(super) struct Routes {
-    pub replay_tx: mpsc::Sender<Replay>,
-    pub discard_tx: mpsc::Sender<Discard>,
-    pub settle_tx: mpsc::Sender<Settle>,
+    pub replay_tx: ChunkTx<Replay>,
+    pub discard_tx: ChunkTx<Discard>,
+    pub settle_tx: ChunkTx<Settle>,
+}
+
+/// What one chunk of decisions routes to each stage, sent on as one chunk each.
+#[derive(Default)]
+struct Outbox {
+    replays: Vec<Replay>,
+    discards: Vec<Discard>,
+    settles: Vec<Settle>,
+}
+
+impl Outbox {
+    async fn send(&mut self, routes: &Routes) {
+        routes.replay_tx.send_all(std::mem::take(&mut self.replays)).await.ok();
+        routes
+            .discard_tx
+            .send_all(std::mem::take(&mut self.discards))
+            .await
+            .ok();
+        routes.settle_tx.send_all(std::mem::take(&mut self.settles)).await.ok();
+    }
 }
 
 /// Route every decided message; returns what a dry run collected for its plan.
 pub(super) async fn route_stage(
     shared: Arc<Shared>,
-    mut decided_rx: mpsc::Receiver<Decided>,
+    mut decided_rx: ChunkRx<Decided>,
     routes: Routes,
     mut plan: Option<PlanCollector>,
 ) -> Result<Option<PlanCollector>> {
     let mut pending: BTreeMap<u64, Decided> = BTreeMap::new();
     let mut next = 0u64;
-    while let Some(decided) = decided_rx.recv().await {
-        if !shared.config.preserve_order {
-            route_one(&shared, decided, &routes, plan.as_mut()).await?;
-            continue;
+    let mut outbox = Outbox::default();
+    while let Some(chunk) = decided_rx.recv_chunk().await {
+        for decided in chunk {
+            if !shared.config.preserve_order {
+                route_one(&shared, decided, &mut outbox, plan.as_mut());
+                continue;
+            }
+            pending.insert(decided.seq, decided);
+            while let Some(decided) = pending.remove(&next) {
+                next += 1;
+                route_one(&shared, decided, &mut outbox, plan.as_mut());
+            }
         }
-        pending.insert(decided.seq, decided);
-        while let Some(decided) = pending.remove(&next) {
-            next += 1;
-            route_one(&shared, decided, &routes, plan.as_mut()).await?;
-        }
+        outbox.send(&routes).await;
     }
     for (_, decided) in std::mem::take(&mut pending) {
-        route_one(&shared, decided, &routes, plan.as_mut()).await?;
+        route_one(&shared, decided, &mut outbox, plan.as_mut());
     }
+    outbox.send(&routes).await;
     Ok(plan)
 }
 
-async fn route_one(shared: &Shared, decided: Decided, routes: &Routes, plan: Option<&mut PlanCollector>) -> Result<()> {
+fn route_one(shared: &Shared, decided: Decided, outbox: &mut Outbox, plan: Option<&mut PlanCollector>) {
     let stats = &shared.stats;
-    let settle_tx = &routes.settle_tx;
+    let settles = &mut outbox.settles;
     let Decided {
         key,
         delivery,
@@ -63,16 +88,16 @@ async fn route_one(shared: &Shared, decided: Decided, routes: &Routes, plan: Opt
         Ok(outcome) => outcome,
         Err(disabled) => {
             shared.stop_with(StopReason::ModuleDisabled(disabled.to_string()));
-            settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
-            return Ok(());
+            settles.push(Settle::Release(delivery.token, None));
+            return;
         }
     };
     if let Some(problem) = audit_failed {
         // Every decision leaves its audit records: without them the message is not acted on.
         shared.stop_with(StopReason::Error(problem));
         Stats::add(&stats.not_done, 1);
-        settle_tx.send(Settle::Release(delivery.token, None)).await.ok();
-        return Ok(());
+        settles.push(Settle::Release(delivery.token, None));
+        return;
     }
     shared.telemetry.decided(&delivery.envelope, &outcome);
     if let Some(plan) = plan {
@@ -87,26 +112,26 @@ async fn route_one(shared: &Shared, decided: Decided, routes: &Routes, plan: Opt
     {
         tracing::warn!(id = %delivery.envelope.id, planned = %planned, now = %outcome.outcome, "decision differs from the plan; left in the DLQ");
         Stats::add(&stats.plan_drift, 1);
-        settle_tx.send(Settle::Release(delivery.token, Some(key))).await.ok();
-        return Ok(());
+        settles.push(Settle::Release(delivery.token, Some(key)));
+        return;
     }
     let release = |counter| {
         Stats::add(counter, 1);
         Settle::Release(delivery.token.clone(), Some(key.clone()))
     };
     match outcome.outcome {
-        Outcome::Skip => settle_tx.send(release(&stats.skipped)).await.ok(),
+        Outcome::Skip => settles.push(release(&stats.skipped)),
         // Calls cut short by the stop fail as `interrupted`: not the filter's doing.
-        Outcome::Failed if shared.stop.is_cancelled() => settle_tx.send(release(&stats.not_done)).await.ok(),
-        Outcome::Failed => settle_tx.send(release(&stats.failed)).await.ok(),
+        Outcome::Failed if shared.stop.is_cancelled() => settles.push(release(&stats.not_done)),
+        Outcome::Failed => settles.push(release(&stats.failed)),
         _ if shared.config.dry_run => {
             let counter = match outcome.outcome {
                 Outcome::Replay => &stats.replayed,
                 _ => &stats.discarded,
             };
-            settle_tx.send(release(counter)).await.ok()
+            settles.push(release(counter))
         }
-        _ if shared.stop.is_cancelled() => settle_tx.send(release(&stats.not_done)).await.ok(),
+        _ if shared.stop.is_cancelled() => settles.push(release(&stats.not_done)),
         Outcome::Replay => {
             let outgoing = outgoing_message(&shared.source_identity, &key, delivery.envelope, outcome);
             let replay = Replay {
@@ -115,7 +140,7 @@ async fn route_one(shared: &Shared, decided: Decided, routes: &Routes, plan: Opt
                 outgoing,
                 in_doubt,
             };
-            routes.replay_tx.send(replay).await.ok()
+            outbox.replays.push(replay)
         }
         Outcome::Discard => {
             let discard = Discard {
@@ -124,10 +149,9 @@ async fn route_one(shared: &Shared, decided: Decided, routes: &Routes, plan: Opt
                 reason: outcome.reason,
                 module: outcome.decided_by,
             };
-            routes.discard_tx.send(discard).await.ok()
+            outbox.discards.push(discard)
         }
-    };
-    Ok(())
+    }
 }
 
 /// The message as it is forwarded: the chain's body and attribute changes, plus the replay id (from its

@@ -5,25 +5,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use tokio::sync::mpsc;
 
+use super::chunks::ChunkRx;
 use super::config::StopReason;
 use super::crash_point::{self, CrashPoint};
 use super::journal::Event;
 use super::report::Stats;
-use super::stage::{Settle, Shared, recv_batch};
+use super::stage::{Settle, Shared};
 use crate::core::adapter::{Acker, AdapterError};
 
 /// Ack and release in batches, and journal it.
 pub(super) async fn settle_stage(
     shared: Arc<Shared>,
     acker: Arc<dyn Acker>,
-    mut settle_rx: mpsc::Receiver<Settle>,
+    mut settle_rx: ChunkRx<Settle>,
 ) -> Result<()> {
     // Once the DLQ is gone, nothing more is tried there: the run stops, and what is still coming is counted.
     let mut gone = false;
     while let Some(first) = settle_rx.recv().await {
-        let batch = recv_batch(&mut settle_rx, vec![first], 512, Duration::ZERO).await;
+        let batch = settle_rx.recv_batch(vec![first], 512, Duration::ZERO).await;
         let (mut acks, mut releases) = (Vec::new(), Vec::new());
         let (mut acked_keys, mut released_keys) = (Vec::new(), Vec::new());
         for item in batch {

@@ -4,9 +4,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::chunks::{ChunkRx, ChunkTx};
 use super::config::{RunConfig, StopReason};
 use super::journal::{Event, Journal};
 use super::report::Stats;
@@ -52,7 +53,7 @@ pub(super) struct Discard {
     pub delivery: Delivery,
     pub key: JournalKey,
     pub reason: String,
-    pub module: String,
+    pub module: Option<String>,
 }
 
 /// A message stopped by the loop guard, on its way to the park destination.
@@ -79,7 +80,7 @@ pub(super) enum GateState {
 /// Hold items from `rx` until the gate is decided, counting them in `counted`; `true` when it opened.
 pub(super) async fn hold_until_gate<T>(
     gate: &mut watch::Receiver<GateState>,
-    rx: &mut mpsc::Receiver<T>,
+    rx: &mut ChunkRx<T>,
     held: &mut Vec<T>,
     counted: &std::sync::atomic::AtomicU64,
 ) -> bool {
@@ -153,34 +154,20 @@ impl Shared {
             .get_or_insert_with(|| self.started.elapsed());
     }
 
-    /// Leave a message the run did not get to in the DLQ.
-    pub async fn release_not_done(&self, settle_tx: &mpsc::Sender<Settle>, token: AckToken, key: JournalKey) {
-        Stats::add(&self.stats.not_done, 1);
-        settle_tx.send(Settle::Release(token, Some(key))).await.ok();
+    /// Leave messages the run did not get to in the DLQ.
+    pub async fn release_not_done(
+        &self,
+        settle_tx: &ChunkTx<Settle>,
+        messages: impl IntoIterator<Item = (AckToken, JournalKey)>,
+    ) {
+        let releases: Vec<Settle> = messages
+            .into_iter()
+            .map(|(token, key)| Settle::Release(token, Some(key)))
+            .collect();
+        Stats::add(&self.stats.not_done, releases.len() as u64);
+        settle_tx.send_all(releases).await.ok();
     }
 }
 
 /// How long a stage waits for more items to fill a batch that costs an fsync.
 pub(super) const BATCH_LINGER: Duration = Duration::from_millis(5);
-
-/// Fill `batch` up to `max` items from `rx`: what is already queued, then what arrives within `linger`.
-pub(super) async fn recv_batch<T>(
-    rx: &mut mpsc::Receiver<T>,
-    mut batch: Vec<T>,
-    max: usize,
-    linger: Duration,
-) -> Vec<T> {
-    let deadline = tokio::time::Instant::now() + linger;
-    while batch.len() < max {
-        match rx.try_recv() {
-            Ok(item) => batch.push(item),
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) if linger.is_zero() => break,
-            Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(item)) => batch.push(item),
-                _ => break,
-            },
-        }
-    }
-    batch
-}

@@ -114,8 +114,8 @@ pub struct RecentDecision {
     pub id: String,
     /// The chain's outcome.
     pub outcome: Outcome,
-    /// The module that settled it.
-    pub module: String,
+    /// The module that settled it (`None` with `--no-filter`).
+    pub module: Option<String>,
     /// Its reason (clipped to 200 characters).
     pub reason: String,
 }
@@ -264,12 +264,17 @@ impl Telemetry {
             .add(env, outcome);
         if let Some(after) = &outcome.body {
             let mut repairs = self.repairs.lock().unwrap_or_else(PoisonError::into_inner);
-            if repairs.len() < REPAIRS && *after != env.body {
-                let module = outcome
-                    .records
-                    .iter()
-                    .find(|r| r.body_sha256_out.is_some())
-                    .map_or_else(|| outcome.decided_by.clone(), |r| r.module.clone());
+            // Only a module changes a body, so there is always one to name.
+            let module = outcome
+                .records
+                .iter()
+                .find(|r| r.body_sha256_out.is_some())
+                .map(|r| r.module.clone())
+                .or_else(|| outcome.decided_by.clone());
+            if let Some(module) = module
+                && repairs.len() < REPAIRS
+                && *after != env.body
+            {
                 repairs.push(Repair {
                     id: clip(id, 120),
                     module,
