@@ -6,6 +6,7 @@ use std::task::Poll;
 
 use anyhow::{Context, Result};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::chunks::{CHUNK, ChunkTx};
 use super::journal::PastState;
@@ -85,23 +86,30 @@ async fn next_message(
     work_tx: &ChunkTx<Work>,
     settle_tx: &ChunkTx<Settle>,
 ) -> Option<Result<Option<Received>>> {
-    let mut next = std::pin::pin!(source.next());
-    // One poll: the future is kept (never dropped half-way) when the source has to wait.
-    let ready = std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await;
-    let received = match ready {
-        Poll::Ready(received) => received,
-        Poll::Pending => {
-            if !outbox.send(work_tx, settle_tx).await {
-                return None;
-            }
-            tokio::select! {
-                biased;
-                () = shared.stop.cancelled() => return None,
-                received = next => received,
-            }
-        }
-    };
+    let received = ready_or_after(source.next(), outbox.send(work_tx, settle_tx), &shared.stop).await?;
     Some(received.with_context(|| format!("reading {}", shared.source_identity)))
+}
+
+/// `next`'s value at once if it is ready; else `flush` first (`false`: give up), then `next`'s value when it
+/// comes, unless `stop` comes first. `next` is polled to the end or dropped only on a stop, never dropped
+/// half-way otherwise, so a source need not be cancel-safe.
+async fn ready_or_after<T>(
+    next: impl Future<Output = T>,
+    flush: impl Future<Output = bool>,
+    stop: &CancellationToken,
+) -> Option<T> {
+    let mut next = std::pin::pin!(next);
+    if let Poll::Ready(value) = std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
+        return Some(value);
+    }
+    if !flush.await {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        value = next => Some(value),
+    }
 }
 
 /// Read one pass, apply the pre-filter rules, feed the deciders.
@@ -231,6 +239,61 @@ async fn read_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_ready_message_is_taken_without_sending_the_chunk() {
+        let flushed = std::cell::Cell::new(false);
+        let flush = async {
+            flushed.set(true);
+            true
+        };
+        let got = ready_or_after(async { 7 }, flush, &CancellationToken::new()).await;
+        assert_eq!(got, Some(7));
+        assert!(
+            !flushed.get(),
+            "the chunk waits for more while the source has messages ready"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_chunk_goes_on_before_the_reader_waits_for_the_source() {
+        let (more_tx, more_rx) = tokio::sync::oneshot::channel::<u32>();
+        let (flushed_tx, flushed_rx) = tokio::sync::oneshot::channel::<()>();
+        // The source's next message comes only once the chunk read so far reached the stages behind.
+        tokio::spawn(async move {
+            if flushed_rx.await.is_ok() {
+                let _ = more_tx.send(8);
+            }
+        });
+        let flush = async {
+            let _ = flushed_tx.send(());
+            true
+        };
+        let next = async { more_rx.await.unwrap_or(0) };
+        let got = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            ready_or_after(next, flush, &CancellationToken::new()),
+        )
+        .await;
+        assert_eq!(got, Ok(Some(8)), "the reader held its chunk while the source waited");
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_wait_and_so_does_a_gone_stage() {
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let never = std::future::pending::<u32>();
+        assert_eq!(ready_or_after(never, async { true }, &stop).await, None);
+        let never = std::future::pending::<u32>();
+        let running = CancellationToken::new();
+        let gone = ready_or_after(never, async { false }, &running);
+        let gone = tokio::time::timeout(std::time::Duration::from_secs(5), gone).await;
+        assert_eq!(
+            gone,
+            Ok(None),
+            "the stages behind are gone: the reader stops rather than wait"
+        );
+    }
 
     #[test]
     fn the_nth_copy_of_a_key_gets_its_own_key() {
