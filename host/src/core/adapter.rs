@@ -149,7 +149,8 @@ pub trait Source: Send {
     fn pass_size(&self) -> PassSize;
 
     /// The next message of the pass, or `None` when the pass is complete. Messages that come back to the
-    /// DLQ during the run are not part of the pass.
+    /// DLQ during the run are not part of the pass. The pipeline polls each call's future to its end; it drops
+    /// one unfinished only when the run is stopping or over, so a source need not be cancel-safe otherwise.
     async fn next(&mut self) -> Result<Option<Received>, AdapterError>;
 
     /// The handle the pipeline settles messages with.

@@ -91,8 +91,8 @@ async fn next_message(
 }
 
 /// `next`'s value at once if it is ready; else `flush` first (`false`: give up), then `next`'s value when it
-/// comes, unless `stop` comes first. `next` is polled to the end or dropped only on a stop, never dropped
-/// half-way otherwise, so a source need not be cancel-safe.
+/// comes, unless `stop` comes first. `next` is dropped unfinished only on a stop or when `flush` gives up (the
+/// run is over), so a source need not be cancel-safe otherwise.
 async fn ready_or_after<T>(
     next: impl Future<Output = T>,
     flush: impl Future<Output = bool>,
