@@ -224,8 +224,9 @@ pub async fn run(
     let workers = shared.config.workers.max(1);
     // The channels carry chunks of up to CHUNK (32) messages (chunks.rs), and bound chunks: at most ~64 messages
     // waiting per filter thread (with 4 a thread ran dry and slept, a futex wake and a context switch per few
-    // messages; BENCHMARKS.md), ~1 024 replays and discards, ~4 096 settlements. Like before, this bounds
-    // messages, not bytes: ~0.5 MiB at 2 workers for 1 KiB messages.
+    // messages; BENCHMARKS.md), ~1 024 replays and discards, 128 chunks of settlements (a chunk of acks is one
+    // confirmed batch, up to --max-in-flight; a settlement is a token and a key). This bounds messages, not
+    // bytes: ~0.5 MiB waiting for the filters at 2 workers for 1 KiB messages.
     let (work_tx, work_rx) = chunk_channel::<Work>(workers * 64 / CHUNK);
     let (decided_tx, decided_rx) = chunk_channel::<Decided>(workers * 64 / CHUNK + 1);
     let (replay_tx, replay_rx) = chunk_channel::<Replay>(1024 / CHUNK);
