@@ -71,13 +71,9 @@ async fn pass_through(mut runner: ChainRunner, mut work_rx: ChunkRx<Work>, decid
     while let Some(chunk) = work_rx.recv_chunk().await {
         let decided = chunk
             .into_iter()
-            .map(|work| Decided {
-                result: runner.decide(&work.delivery.envelope),
-                seq: work.seq,
-                key: work.key,
-                delivery: work.delivery,
-                in_doubt: work.in_doubt,
-                audit_failed: None,
+            .map(|work| {
+                let result = runner.decide(&work.delivery.envelope);
+                work.decided(result, None)
             })
             .collect();
         if decided_tx.send_all(decided).await.is_err() {
@@ -103,14 +99,8 @@ fn decide_loop(
             return;
         };
         let mut decided = Vec::with_capacity(chunk.len());
-        for Work {
-            seq,
-            key,
-            delivery,
-            in_doubt,
-        } in chunk
-        {
-            let result = runner.decide(&delivery.envelope);
+        for work in chunk {
+            let result = runner.decide(&work.delivery.envelope);
             let audit_failed = match &result {
                 Ok(outcome) => lines
                     .encode(&outcome.records)
@@ -119,14 +109,7 @@ fn decide_loop(
                     .map(|e| format!("{e:#}")),
                 Err(_) => None,
             };
-            decided.push(Decided {
-                seq,
-                key,
-                delivery,
-                in_doubt,
-                result,
-                audit_failed,
-            });
+            decided.push(work.decided(result, audit_failed));
         }
         if decided_tx.blocking_send_all(decided).is_err() {
             return;

@@ -55,13 +55,17 @@ fn fleet_window(shared: &Shared) -> Option<usize> {
 struct Outbox {
     work: Vec<Work>,
     settles: Vec<Settle>,
+    work_tx: ChunkTx<Work>,
+    settle_tx: ChunkTx<Settle>,
 }
 
 impl Outbox {
-    fn new() -> Self {
+    fn new(work_tx: ChunkTx<Work>, settle_tx: ChunkTx<Settle>) -> Self {
         Self {
             work: Vec::with_capacity(CHUNK),
             settles: Vec::new(),
+            work_tx,
+            settle_tx,
         }
     }
 
@@ -70,10 +74,13 @@ impl Outbox {
     }
 
     /// Send what is ready; `false` when the deciders are gone (the run is over).
-    async fn send(&mut self, work_tx: &ChunkTx<Work>, settle_tx: &ChunkTx<Settle>) -> bool {
-        settle_tx.send_all(std::mem::take(&mut self.settles)).await.ok();
+    async fn send(&mut self) -> bool {
+        self.settle_tx.send_all(std::mem::take(&mut self.settles)).await.ok();
+        if self.work.is_empty() {
+            return true; // nothing to send, and no new buffer to allocate
+        }
         let work = std::mem::replace(&mut self.work, Vec::with_capacity(CHUNK));
-        work_tx.send_all(work).await.is_ok()
+        self.work_tx.send_all(work).await.is_ok()
     }
 }
 
@@ -83,10 +90,8 @@ async fn next_message(
     shared: &Shared,
     source: &mut dyn Source,
     outbox: &mut Outbox,
-    work_tx: &ChunkTx<Work>,
-    settle_tx: &ChunkTx<Settle>,
 ) -> Option<Result<Option<Received>>> {
-    let received = ready_or_after(source.next(), outbox.send(work_tx, settle_tx), &shared.stop).await?;
+    let received = ready_or_after(source.next(), outbox.send(), &shared.stop).await?;
     Some(received.with_context(|| format!("reading {}", shared.source_identity)))
 }
 
@@ -121,10 +126,10 @@ pub(super) async fn read_stage(
     park_tx: ChunkTx<Park>,
     gate_rx: watch::Receiver<GateState>,
 ) -> Result<()> {
-    let mut outbox = Outbox::new();
-    let read = read_into(shared, source, &mut outbox, &work_tx, &settle_tx, &park_tx, gate_rx).await;
+    let mut outbox = Outbox::new(work_tx, settle_tx);
+    let read = read_into(shared, source, &mut outbox, &park_tx, gate_rx).await;
     // Whatever ended the pass, what was read goes on: the stages behind settle every message they get.
-    outbox.send(&work_tx, &settle_tx).await;
+    outbox.send().await;
     read
 }
 
@@ -132,8 +137,6 @@ async fn read_into(
     shared: &Shared,
     source: &mut dyn Source,
     outbox: &mut Outbox,
-    work_tx: &ChunkTx<Work>,
-    settle_tx: &ChunkTx<Settle>,
     park_tx: &ChunkTx<Park>,
     gate_rx: watch::Receiver<GateState>,
 ) -> Result<()> {
@@ -144,7 +147,7 @@ async fn read_into(
     let window = fleet_window(shared);
     let mut taken = 0u64;
     loop {
-        if outbox.full() && !outbox.send(work_tx, settle_tx).await {
+        if outbox.full() && !outbox.send().await {
             break;
         }
         // In a fleet, a worker holds no more than its window, so the DLQ is shared between the workers rather
@@ -158,7 +161,7 @@ async fn read_into(
                 };
                 taken.saturating_sub(stats.done()).saturating_sub(held)
             };
-            if open() >= window as u64 && !outbox.send(work_tx, settle_tx).await {
+            if open() >= window as u64 && !outbox.send().await {
                 break;
             }
             while open() >= window as u64 && !shared.stop.is_cancelled() {
@@ -172,7 +175,7 @@ async fn read_into(
         if shared.stop.is_cancelled() {
             break;
         }
-        let Some(received) = next_message(shared, source, outbox, work_tx, settle_tx).await else {
+        let Some(received) = next_message(shared, source, outbox).await else {
             break;
         };
         let Some(received) = received? else { break };

@@ -27,6 +27,20 @@ pub(super) struct Work {
     pub in_doubt: bool,
 }
 
+impl Work {
+    /// This message with the chain's decision about it.
+    pub fn decided(self, result: Result<ChainOutcome, ModuleDisabled>, audit_failed: Option<String>) -> Decided {
+        Decided {
+            seq: self.seq,
+            key: self.key,
+            delivery: self.delivery,
+            in_doubt: self.in_doubt,
+            result,
+            audit_failed,
+        }
+    }
+}
+
 /// A message the chain decided on.
 pub(super) struct Decided {
     pub seq: u64,

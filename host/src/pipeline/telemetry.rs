@@ -264,16 +264,15 @@ impl Telemetry {
             .add(env, outcome);
         if let Some(after) = &outcome.body {
             let mut repairs = self.repairs.lock().unwrap_or_else(PoisonError::into_inner);
-            // Only a module changes a body, so there is always one to name.
-            let module = outcome
-                .records
-                .iter()
-                .find(|r| r.body_sha256_out.is_some())
-                .map(|r| r.module.clone())
-                .or_else(|| outcome.decided_by.clone());
-            if let Some(module) = module
-                && repairs.len() < REPAIRS
+            // Only a module changes a body, so there is always one to name (looked up once the repair is kept).
+            if repairs.len() < REPAIRS
                 && *after != env.body
+                && let Some(module) = outcome
+                    .records
+                    .iter()
+                    .find(|r| r.body_sha256_out.is_some())
+                    .map(|r| r.module.clone())
+                    .or_else(|| outcome.decided_by.clone())
             {
                 repairs.push(Repair {
                     id: clip(id, 120),
