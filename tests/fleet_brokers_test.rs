@@ -157,7 +157,7 @@ fn three_workers_share_a_rabbitmq_dlq() {
             )
         })
         .collect();
-    let (shares, waited) = finished(workers);
+    let (shares, waited, _) = finished(workers);
     assert_eq!(waited, 2, "one canary for the fleet");
     assert!(
         shares.iter().all(|share| *share >= n / 10),
@@ -180,11 +180,12 @@ fn spawn(tmp: &std::path::Path, i: usize, cmd: &mut Command) -> Child {
         .unwrap()
 }
 
-/// What each worker of a fleet printed, once all ended with exit 0: its replayed count, and how many
-/// waited for another worker's canary verdict.
-fn finished(workers: Vec<Child>) -> (Vec<u64>, usize) {
+/// What each worker of a fleet printed, once all ended with exit 0: its replayed count, how many waited
+/// for another worker's canary verdict, and the warnings they printed.
+fn finished(workers: Vec<Child>) -> (Vec<u64>, usize, Vec<String>) {
     let mut shares = Vec::new();
     let mut waited = 0;
+    let mut warnings = Vec::new();
     for w in workers {
         let out = output_within(w, Duration::from_secs(180), "a worker");
         let (stdout, stderr) = (
@@ -195,9 +196,10 @@ fn finished(workers: Vec<Child>) -> (Vec<u64>, usize) {
         if stderr.contains("waiting for its verdict") {
             waited += 1;
         }
+        warnings.extend(stderr.lines().filter(|l| l.starts_with("warning:")).map(str::to_owned));
         shares.push(replayed_in(&stdout));
     }
-    (shares, waited)
+    (shares, waited, warnings)
 }
 
 /// Three workers of one fleet on an SQS DLQ: SQS's visibility timeout hands each message to one of them;
@@ -230,8 +232,12 @@ fn three_workers_share_an_sqs_dlq_and_label_their_metrics() {
             )
         })
         .collect();
-    let (shares, waited) = finished(workers);
+    let (shares, waited, warnings) = finished(workers);
     assert_eq!(waited, 2, "one canary for the fleet");
+    assert!(
+        !warnings.iter().any(|w| w.contains("pushing the metrics")),
+        "every worker pushed its metrics: {warnings:?}"
+    );
     assert!(
         shares.iter().all(|share| *share >= n / 10),
         "each worker took a share: {shares:?}"

@@ -7,7 +7,7 @@
 //! It only looks: the source's [`Arrivals`] show new messages without taking or hiding them, so the
 //! returned messages stay in the DLQ for the next run (which gives them a new replay id, as new work).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::config::StopReason;
+use super::digest_set::DigestSet;
 use super::groups::error_pattern;
 use super::stage::Shared;
 use crate::core::adapter::{AdapterError, Arrivals};
@@ -26,8 +27,8 @@ use crate::core::ids::replay_digest;
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Fewer returns than this never trip the breaker (one message failing again is not a pattern).
 pub const MIN_RETURNS: u64 = 5;
-/// Most replays remembered (16 bytes each, about 40 MiB at most); past it the oldest are forgotten first,
-/// as if their window had passed.
+/// Most replays remembered (8 bytes each in the order they came, 8 to 10 in the set of those within the
+/// window: about 20 MiB at most); past it the oldest are forgotten first, as if their window had passed.
 const MAX_TRACKED: usize = 1_000_000;
 /// Most distinct error patterns kept for the report.
 const MAX_PATTERNS: usize = 100;
@@ -82,14 +83,23 @@ pub(super) struct Replays {
     state: Mutex<Tracked>,
 }
 
+/// Replays confirmed at one moment (one [`Replays::confirmed`] call): one timestamp for all of them, so a
+/// replay costs its 8-byte digest here.
+struct Confirmed {
+    at: Instant,
+    digests: Vec<u64>,
+    /// How many of `digests` (from the front) were already forgotten.
+    forgotten: usize,
+}
+
 #[derive(Default)]
 struct Tracked {
-    /// Confirmation times, oldest first.
-    order: VecDeque<(Instant, u64)>,
-    /// Replays within the window → whether it came back.
-    live: HashMap<u64, bool>,
-    /// How many in `live` came back.
-    returned_live: u64,
+    /// What was confirmed when, oldest first.
+    order: VecDeque<Confirmed>,
+    /// The replays within the window.
+    live: DigestSet,
+    /// Those of `live` that came back (few: past the guard's share the run stops).
+    returned: HashSet<u64>,
 }
 
 impl Replays {
@@ -104,12 +114,21 @@ impl Replays {
     pub(super) fn confirmed(&self, digests: impl IntoIterator<Item = u64>) {
         let now = Instant::now();
         let mut t = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut new = Vec::new();
         for digest in digests {
-            if t.live.insert(digest, false).is_none() {
-                t.order.push_back((now, digest));
+            if t.live.insert(digest) {
+                new.push(digest);
             }
         }
-        while t.order.len() > MAX_TRACKED {
+        if !new.is_empty() {
+            new.shrink_to_fit();
+            t.order.push_back(Confirmed {
+                at: now,
+                digests: new,
+                forgotten: 0,
+            });
+        }
+        while t.live.len() > MAX_TRACKED && !t.order.is_empty() {
             t.forget_oldest();
         }
     }
@@ -119,21 +138,14 @@ impl Replays {
     fn came_back(&self, digest: u64) -> bool {
         let mut t = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         t.expire(Instant::now(), self.guard.window);
-        match t.live.get_mut(&digest) {
-            Some(back @ false) => {
-                *back = true;
-                t.returned_live += 1;
-                true
-            }
-            _ => false,
-        }
+        t.live.contains(digest) && t.returned.insert(digest)
     }
 
     /// (came back, confirmed) within the window.
     fn in_window(&self) -> (u64, u64) {
         let mut t = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         t.expire(Instant::now(), self.guard.window);
-        (t.returned_live, t.live.len() as u64)
+        (t.returned.len() as u64, t.live.len() as u64)
     }
 }
 
@@ -142,18 +154,33 @@ impl Tracked {
         while self
             .order
             .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) > window)
+            .is_some_and(|oldest| now.duration_since(oldest.at) > window)
         {
-            self.forget_oldest();
+            if let Some(oldest) = self.order.pop_front() {
+                for digest in &oldest.digests[oldest.forgotten..] {
+                    self.forget(*digest);
+                }
+            }
         }
     }
 
     fn forget_oldest(&mut self) {
-        if let Some((_, digest)) = self.order.pop_front()
-            && self.live.remove(&digest) == Some(true)
-        {
-            self.returned_live -= 1;
+        let Some(oldest) = self.order.front_mut() else {
+            return;
+        };
+        let digest = oldest.digests.get(oldest.forgotten).copied();
+        oldest.forgotten += 1;
+        if oldest.forgotten >= oldest.digests.len() {
+            self.order.pop_front();
         }
+        if let Some(digest) = digest {
+            self.forget(digest);
+        }
+    }
+
+    fn forget(&mut self, digest: u64) {
+        self.live.remove(digest);
+        self.returned.remove(&digest);
     }
 }
 

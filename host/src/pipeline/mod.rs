@@ -18,6 +18,7 @@ mod chunks;
 mod config;
 pub mod crash_point;
 mod decide;
+mod digest_set;
 mod discard;
 mod files;
 mod forward;

@@ -1,7 +1,7 @@
 //! Stage 1, read: one pass over the source, with the rules applied before any filter runs (resume, plan,
 //! time window, `--max`, the loop guard), and the journal key of each message worked out once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::task::Poll;
 
 use anyhow::{Context, Result};
@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::chunks::{CHUNK, ChunkTx};
+use super::digest_set::DigestSet;
 use super::journal::PastState;
 use super::report::Stats;
 use super::stage::{GateState, Park, Settle, Shared, Work};
@@ -18,8 +19,8 @@ use crate::core::ids::JournalKey;
 /// The journal keys seen in a pass whose ids can repeat, so the n-th copy of a key is its own message.
 #[derive(Default)]
 struct Occurrences {
-    /// 64 bits of each key's digest: flat memory per message.
-    seen: HashSet<u64>,
+    /// 64 bits of each key's digest: about 10 bytes per message.
+    seen: DigestSet,
     /// How often each repeated key came.
     repeated: HashMap<u128, u32>,
 }
