@@ -1,5 +1,5 @@
 //! The command line's definitions (clap derive), nothing else: `main.rs` parses them and hands them to
-//! [`crate::commands::run`], which holds the dispatch and the exit codes.
+//! [`crate::commands::run()`], which holds the dispatch and the exit codes.
 
 use std::path::PathBuf;
 
@@ -241,7 +241,7 @@ pub struct FilterTestArgs {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
-    /// Also write each module's audit records to DIR/<module>.jsonl.
+    /// Also write each module's audit records to `DIR/<module>.jsonl`.
     #[arg(long, value_name = "DIR")]
     pub audit_dir: Option<PathBuf>,
     /// Sandbox limits and engine options.

@@ -24,7 +24,7 @@ pub const DISCARD_REASON_ATTRIBUTE: &str = "x-redrive-discard-reason";
 pub const DISCARDED_BY_ATTRIBUTE: &str = "x-redrive-discarded-by";
 /// Attribute naming the source it was discarded from (its identity, without credentials).
 pub const DISCARDED_FROM_ATTRIBUTE: &str = "x-redrive-discarded-from";
-/// Attribute carrying the archive key ([`archive_key`]).
+/// Attribute carrying the archive key ([`crate::core::ids::archive_key`]).
 pub const ARCHIVE_KEY_ATTRIBUTE: &str = "x-redrive-archive-key";
 
 /// One message to archive.

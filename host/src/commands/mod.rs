@@ -1,4 +1,4 @@
-//! One module per command; each exposes `run(args) -> Result<exit code>`. [`run`] dispatches a parsed
+//! One module per command; each exposes `run(args) -> Result<exit code>`. [`run()`] dispatches a parsed
 //! command line, and [`exit`] holds the exit codes every command shares.
 
 /// `println!` for a run's summary lines: a closed stdout (`redrive run … | head -1`) must not panic after the

@@ -13,7 +13,7 @@ const SAMPLES_PER_GROUP: usize = 3;
 /// Most distinct groups kept; past it, new patterns count under [`OTHER_ERRORS`] (memory stays bounded
 /// whatever the DLQ holds).
 const MAX_GROUPS: usize = 1000;
-/// The group of the patterns past [`MAX_GROUPS`].
+/// The group of the patterns past `MAX_GROUPS`.
 pub const OTHER_ERRORS: &str = "(other errors: more distinct patterns than a report keeps)";
 
 /// A decision kept as a sample of its error group.

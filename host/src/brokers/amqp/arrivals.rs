@@ -1,7 +1,7 @@
 //! Messages routed to a RabbitMQ DLQ after the pass started, for the re-poison breaker. A queue cannot be
 //! looked at without taking its messages, and the ones that come back wait at its tail behind the pass; so
 //! the watch declares a private queue of its own (exclusive, deleted with its connection, capped at
-//! [`WATCH_QUEUE_LENGTH`]), binds it wherever the DLQ is bound, and reads the copies the exchanges give it.
+//! `WATCH_QUEUE_LENGTH`), binds it wherever the DLQ is bound, and reads the copies the exchanges give it.
 //! The DLQ and its messages are not touched.
 //!
 //! Where the DLQ is bound comes from the management API (`watch=auto`: port 15672 on the AMQP host;

@@ -3,7 +3,7 @@
 //! - [`url`]: `kafka://` URLs, redrive's options and the librdkafka properties passed through.
 //! - [`record`]: records ↔ envelopes, the Kafka Connect and Spring dead-letter header dialects.
 //! - [`offsets`]: how far a partition's committed offset may move.
-//! - [`acker`]: acks and releases, as commits of the group's offsets.
+//! - `acker`: acks and releases, as commits of the group's offsets.
 //! - [`source`]: one pass over a dead-letter topic, committing only past settled messages.
 //! - [`arrivals`]: what arrives in the topic while a pass runs, for the re-poison breaker.
 //! - [`window`]: `--since` / `--until` as offsets, from the broker's time index.

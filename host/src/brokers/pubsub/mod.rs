@@ -3,11 +3,11 @@
 //!
 //! Pub/Sub moves a message to a subscription's dead-letter topic after `maxDeliveryAttempts`, with the
 //! `CloudPubSubDeadLetterSource*` attributes that say where it came from ([`message`]). The source reads a
-//! subscription on that topic in one bounded pass ([`source`]): messages are held by their ack deadline,
+//! subscription on that topic in one bounded pass (`source`): messages are held by their ack deadline,
 //! renewed while they wait; an ack acknowledges; everything not acked is given back at the end of the pass
 //! (deadline 0), so it stays in the DLQ for the next run. Messages the pulls meet that were published after the
 //! pass began are held for the next pass and shown to the re-poison breaker. The sink publishes and counts a message as forwarded
-//! when the publish returned its message id ([`sink`]).
+//! when the publish returned its message id (`sink`).
 //!
 //! Credentials: `PUBSUB_EMULATOR_HOST` (or `emulator=HOST:PORT` in the URL) talks to an emulator without any;
 //! otherwise Google's application default credentials (`GOOGLE_APPLICATION_CREDENTIALS`, `gcloud auth
