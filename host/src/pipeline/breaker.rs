@@ -98,7 +98,7 @@ struct Tracked {
     order: VecDeque<Confirmed>,
     /// The replays within the window.
     live: DigestSet,
-    /// Those of `live` that came back (few: past the guard's share the run stops).
+    /// Those of `live` that came back (few, unless the guard is `off`: past its share the run stops).
     returned: HashSet<u64>,
 }
 
@@ -157,8 +157,8 @@ impl Tracked {
             .is_some_and(|oldest| now.duration_since(oldest.at) > window)
         {
             if let Some(oldest) = self.order.pop_front() {
-                for digest in &oldest.digests[oldest.forgotten..] {
-                    self.forget(*digest);
+                for &digest in oldest.digests.iter().skip(oldest.forgotten) {
+                    self.forget(digest);
                 }
             }
         }
