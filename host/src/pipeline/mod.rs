@@ -8,8 +8,10 @@
 //!
 //! Every stage is a task joined to the next by a bounded channel, so the messages held at once do not grow
 //! with the DLQ's size (the channels bound messages, not bytes). What does grow is ~10 bytes per message for
-//! the key digests of a DLQ whose ids may repeat and ~18 per replay for the re-poison breaker (both capped or
-//! compact: [`digest_set`](digest_set.rs), [`breaker`]), plus the digests a resumed run loads. A message leaves the DLQ only after its fate is durable elsewhere: confirmed by the destination, or
+//! the key digests of a DLQ whose ids may repeat and ~18 per replay for the re-poison breaker (compact sets:
+//! [`digest_set`](digest_set.rs); the breaker's capped: [`breaker`]), plus the digests a resumed run loads.
+//!
+//! A message leaves the DLQ only after its fate is durable elsewhere: confirmed by the destination, or
 //! written to the discard archive, and recorded in the journal. The pipeline sees brokers only through the
 //! `core` traits: `commands` opens them ([`prepare`] first, then the source, its [`Journal`] (the run
 //! lock), the destinations) and hands them to [`run`].
