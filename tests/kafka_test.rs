@@ -847,6 +847,76 @@ fn since_and_until_read_only_their_part_of_the_topic_and_leave_the_rest() {
     assert!(t.in_dlq(&t.group()).is_empty(), "the group's offsets are at the end");
 }
 
+/// A run whose transactional producer another producer took over (a second run on the same source and
+/// destination, started elsewhere while this one hung, registers the same transactional id) stops at its
+/// next batch and says why, instead of failing every later batch to the end of the DLQ; what it did not send
+/// stays in the DLQ, past the group's committed offsets.
+#[test]
+fn a_fenced_producer_stops_the_run_and_leaves_the_rest_in_the_dlq() {
+    let t = Topics::new("fenced");
+    let n = 600;
+    t.seed(n, Dialect::Spring);
+    let tmp = tempfile::tempdir().unwrap();
+    let (from, to) = (t.url(&t.dlq, ""), t.url(&t.staging, "&delivery=exactly-once"));
+    let mut cmd = redrive(tmp.path());
+    cmd.args(["run", "--no-progress", "--no-filter", "--from", &from, "--to", &to])
+        .args(["--rate", "100/s", "-v"])
+        .arg("--audit-dir")
+        .arg(tmp.path().join("audit"));
+    let mut child = spawn(&mut cmd);
+    // Read its log as it comes, for the transactional id it registered.
+    let stderr = child.stderr.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            line_tx.send(line.clone()).ok();
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        let line = line_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("redrive never said which transactional id it registered");
+        if let Some((_, rest)) = line.split_once("with transactional id ") {
+            break rest.split_whitespace().next().unwrap_or_default().to_owned();
+        }
+    };
+    let mut tail = Tail::new(&t.brokers, &t.staging);
+    while tail.count() < 50 {
+        assert!(Instant::now() < deadline, "no replay arrived within a minute");
+    }
+    // The takeover: a producer registering the same transactional id fences redrive's.
+    let fencer: BaseProducer = config(&t.brokers).set("transactional.id", &id).create().unwrap();
+    fencer.init_transactions(Duration::from_secs(30)).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = reader.join().unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert_eq!(code, 1, "the run stopped with an error\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("another producer took transactional id {id}")) && stdout.contains("stopped"),
+        "the run said why it stopped\n{stdout}\n{stderr}"
+    );
+    let failed_sends = stderr.matches("not forwarded, left in the DLQ").count();
+    assert!(
+        failed_sends <= 10,
+        "one batch (10 at 100/s) failed, not every batch to the end: {failed_sends}\n{stderr}"
+    );
+    let staged: BTreeSet<u64> = read_all(&t.brokers, &t.staging).iter().map(Read::order).collect();
+    assert!(staged.len() < n as usize, "it stopped before the end of the DLQ");
+    let left: BTreeSet<u64> = t.in_dlq(&t.group()).into_iter().collect();
+    let lost: Vec<u64> = (0..n).filter(|o| !staged.contains(o) && !left.contains(o)).collect();
+    assert!(
+        lost.is_empty(),
+        "every message not replayed is still in the DLQ: {lost:?}"
+    );
+}
+
 fn spawn(cmd: &mut Command) -> Child {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }

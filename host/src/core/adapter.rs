@@ -114,9 +114,22 @@ impl AdapterError {
 pub struct SendError {
     /// What happened, in words.
     pub reason: String,
-    /// True when sending it again may succeed (a lost connection, throttling, a timeout); false when the
-    /// destination refused this message (unroutable, too large, a nack).
-    pub retryable: bool,
+    /// What the failure means for this message and for the rest of the run.
+    pub failure: SendFailure,
+}
+
+/// What a failed send means: for the message (may a later run succeed?) and for the run (can it go on?).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendFailure {
+    /// The send did not get through, or its confirmation was lost (a lost connection, throttling, a
+    /// timeout): sending it again may work.
+    Transient,
+    /// The destination refused this message (unroutable, too large, a nack).
+    Refused,
+    /// The destination can take nothing more from this run (a transactional producer fenced by another one
+    /// with its id, a client in a state it cannot leave): the run stops, and everything it did not send stays
+    /// in the DLQ for the next run.
+    Fatal,
 }
 
 impl SendError {
@@ -124,7 +137,7 @@ impl SendError {
     pub fn refused(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
-            retryable: false,
+            failure: SendFailure::Refused,
         }
     }
 
@@ -132,8 +145,21 @@ impl SendError {
     pub fn retryable(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
-            retryable: true,
+            failure: SendFailure::Transient,
         }
+    }
+
+    /// The destination can take nothing more from this run; the run stops.
+    pub fn fatal(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            failure: SendFailure::Fatal,
+        }
+    }
+
+    /// Whether a later run sending it again may succeed (true for everything but a refusal).
+    pub fn is_retryable(&self) -> bool {
+        self.failure != SendFailure::Refused
     }
 }
 

@@ -9,14 +9,14 @@ use tokio::sync::watch;
 
 use super::canary::{self, Canary, FleetPart};
 use super::chunks::{ChunkRx, ChunkTx};
-use super::config::CanaryReport;
+use super::config::{CanaryReport, StopReason};
 use super::crash_point::{self, CrashPoint};
 use super::journal::Event;
 use super::rate::Pacer;
 use super::report::{Pauser, Stats};
 use super::stage::{BATCH_LINGER, GateState, Replay, Settle, Shared};
 use super::telemetry::CanaryPhase;
-use crate::core::adapter::{AckToken, Redelivery, SendError, Sink};
+use crate::core::adapter::{AckToken, Redelivery, SendError, SendFailure, Sink};
 use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
 use crate::core::fleet::CanaryVerdict;
 use crate::core::ids::{JournalKey, replay_digest};
@@ -145,22 +145,32 @@ pub(super) async fn forward_stage(
         crash_point::reached(CrashPoint::Sent);
         let mut confirmed = Vec::with_capacity(sending.len());
         let mut refused = Vec::new();
+        let mut fatal = None;
         for (message, result) in sending.into_iter().zip(results) {
             match result {
                 Ok(()) => confirmed.push(message),
                 Err(e) => {
-                    let next = if e.retryable {
-                        "a later run tries again"
-                    } else {
-                        "refused"
+                    let next = match e.failure {
+                        SendFailure::Transient => "a later run tries again",
+                        SendFailure::Refused => "refused",
+                        SendFailure::Fatal => "the destination takes nothing more from this run",
                     };
                     tracing::warn!(id = %message.id, "not forwarded, left in the DLQ ({next}): {e}");
                     Stats::add(&stats.send_failed, 1);
                     refused.push(Settle::Release(message.token, Some(message.key)));
+                    if e.failure == SendFailure::Fatal {
+                        fatal.get_or_insert(e.reason);
+                    }
                 }
             }
         }
         settle_tx.send_all(refused).await.ok();
+        // The destination can take nothing more: stop, so the rest is released (left in the DLQ) at once
+        // instead of each batch failing in turn.
+        if let Some(why) = fatal {
+            tracing::error!("{destination}: {why}; the run stops, what it did not send stays in the DLQ");
+            shared.stop_with(StopReason::Error(format!("{destination}: {why}")));
+        }
         shared.journal(Event::Confirmed, confirmed.iter().map(|m| &m.key))?;
         // The confirmations must be durable before anything is acked.
         shared.sync_journal()?;

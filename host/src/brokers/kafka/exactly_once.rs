@@ -11,7 +11,9 @@
 //! id started, and its messages are sent again.
 //!
 //! The transactional id is derived from the source and the destination (and the fleet worker), so a resumed
-//! run fences the producer of the run it resumes: nothing the old one left open can commit later.
+//! run fences the producer of the run it resumes: nothing the old one left open can commit later. A run whose
+//! producer was fenced (a second run with the same id started elsewhere while this one hung) stops at its next
+//! batch: it can commit nothing more, and what it did not send stays in the DLQ.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -48,6 +50,23 @@ pub fn transactional_id(destination: &KafkaUrl, producer_name: &str) -> String {
     format!("redrive-{}", &hex::encode(hash.finalize())[..24])
 }
 
+/// Whether the error code says a newer producer with the same transactional id fenced this one (the broker's
+/// code, or librdkafka's own for the state it then enters).
+pub fn is_fenced(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fenced | RDKafkaErrorCode::InvalidProducerEpoch)
+    )
+}
+
+/// Why a fenced producer can send nothing more, for `what` it was doing.
+pub fn fenced_reason(what: &str, id: &str) -> String {
+    format!(
+        "{what}: another producer took transactional id {id} (a second redrive run on this source and \
+         destination, with the same worker name?); this run can send no more"
+    )
+}
+
 /// The replay log record of one committed batch: its replay ids, one per line.
 pub fn log_value<'a>(ids: impl Iterator<Item = &'a str>) -> String {
     ids.collect::<Vec<_>>().join("\n")
@@ -73,13 +92,25 @@ pub struct Transactions {
     turn: tokio::sync::Mutex<()>,
 }
 
-/// What went wrong with a transaction, and whether the batch may simply be sent again.
+/// What went wrong with a transaction, and what that means for its batch and for the producer.
 #[derive(Debug)]
 pub struct TransactionError {
     /// What happened, in words, with what to check.
     pub reason: String,
-    /// Whether the transaction's outcome is unknown (a commit whose answer was lost): the replay log tells.
-    pub outcome_unknown: bool,
+    /// What the failure leaves behind.
+    pub failure: TransactionFailure,
+}
+
+/// What a failed transaction call leaves behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactionFailure {
+    /// The call failed and nothing of the transaction was committed: the batch may be sent again.
+    NotDone,
+    /// Whether the transaction committed is unknown (a commit whose answer was lost): the replay log tells.
+    OutcomeUnknown,
+    /// The producer can do nothing more: fenced by a newer producer with its transactional id, or in a
+    /// fatal state. The run must stop.
+    ProducerUnusable,
 }
 
 impl Transactions {
@@ -110,6 +141,12 @@ impl Transactions {
                 url.server, e.reason, me.id
             ))
         })?;
+        tracing::info!(
+            "{}: delivery=exactly-once with transactional id {} (a later run on this source and destination \
+             takes it over)",
+            url.describe(),
+            me.id
+        );
         Ok(me)
     }
 
@@ -161,7 +198,9 @@ impl Transactions {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(e) if e.outcome_unknown => last = Some(e),
+                Err(e) if e.failure == TransactionFailure::OutcomeUnknown => last = Some(e),
+                // Nothing can be aborted either: the broker aborts it when the next producer registers.
+                Err(e) if e.failure == TransactionFailure::ProducerUnusable => return Err(e),
                 Err(e) => {
                     // Refused: abort, so the producer can start the next one.
                     self.abort().await.ok();
@@ -171,7 +210,7 @@ impl Transactions {
         }
         Err(last.unwrap_or_else(|| TransactionError {
             reason: "committing a transaction: no answer".into(),
-            outcome_unknown: true,
+            failure: TransactionFailure::OutcomeUnknown,
         }))
     }
 
@@ -187,28 +226,33 @@ impl Transactions {
             Err(e) => {
                 return Err(TransactionError {
                     reason: format!("{what}: {e}"),
-                    outcome_unknown: true,
+                    failure: TransactionFailure::OutcomeUnknown,
                 });
             }
         };
+        // The client's own fatal state counts too: after one, every call fails, not always as fatal itself.
+        let fatal_state = self.producer.client().fatal_error().map(|(code, _)| code);
         let (retriable, fatal) = match &e {
-            KafkaError::Transaction(t) => (t.is_retriable(), t.is_fatal()),
-            _ => (false, false),
+            KafkaError::Transaction(t) => (t.is_retriable(), t.is_fatal() || fatal_state.is_some()),
+            _ => (false, fatal_state.is_some()),
         };
-        let fenced = e.rdkafka_error_code() == Some(RDKafkaErrorCode::ProducerFenced);
-        let reason = match (fenced, fatal) {
-            (true, _) => format!(
-                "{what}: another producer took transactional id {} (a second redrive run on this source and \
-                 destination?); this run can send no more",
-                self.id
+        let fenced = is_fenced(e.rdkafka_error_code()) || is_fenced(fatal_state);
+        let (reason, failure) = match (fenced, fatal) {
+            (true, _) => (fenced_reason(what, &self.id), TransactionFailure::ProducerUnusable),
+            (false, true) => (
+                format!("{what}: {}; this run can send no more", explain(&e, &self.url)),
+                TransactionFailure::ProducerUnusable,
             ),
-            (false, true) => format!("{what}: {}; this run can send no more", explain(&e, &self.url)),
-            (false, false) => format!("{what}: {}", explain(&e, &self.url)),
+            (false, false) if retriable => (
+                format!("{what}: {}", explain(&e, &self.url)),
+                TransactionFailure::OutcomeUnknown,
+            ),
+            (false, false) => (
+                format!("{what}: {}", explain(&e, &self.url)),
+                TransactionFailure::NotDone,
+            ),
         };
-        Err(TransactionError {
-            reason,
-            outcome_unknown: retriable && !fatal,
-        })
+        Err(TransactionError { reason, failure })
     }
 
     /// Whether each message's replay id is in a committed replay log record: read the whole log up to its

@@ -23,11 +23,13 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 
 use super::dlq_offsets::DlqGroup;
-use super::exactly_once::{Transactions, log_value, transactional_id};
+use super::exactly_once::{
+    TransactionError, TransactionFailure, Transactions, fenced_reason, is_fenced, log_value, transactional_id,
+};
 use super::record::{origin_of, outgoing};
 use super::url::{Delivery, DlqOffsets, KafkaUrl, Partitioning};
 use super::{explain, metadata_partitions};
-use crate::core::adapter::{AdapterError, Redelivery, SendError, Sink};
+use crate::core::adapter::{AdapterError, Redelivery, SendError, SendFailure, Sink};
 use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
 
 /// Sends replayed messages to Kafka topics.
@@ -182,7 +184,27 @@ impl KafkaSink {
                 )),
             };
         }
+        // A producer in a fatal state (fenced, or an idempotence sequence it cannot repair) fails everything
+        // from now on: say why once, as what stops the run.
+        if results.iter().any(Result::is_err)
+            && let Some(fatal) = self.unusable()
+        {
+            for result in &mut results {
+                if result.is_err() {
+                    *result = Err(fatal.clone());
+                }
+            }
+        }
         results
+    }
+
+    /// Why the producer can send nothing more, when it is in a fatal state.
+    fn unusable(&self) -> Option<SendError> {
+        let (code, text) = self.producer.client().fatal_error()?;
+        Some(SendError::fatal(match &self.transactions {
+            Some(t) if is_fenced(Some(code)) => fenced_reason("producing", t.id()),
+            _ => format!("the producer failed for good ({code:?}: {text}); this run can send no more"),
+        }))
     }
 
     /// Send `batch` as one transaction with its replay log record. Messages the destination refuses are left
@@ -244,7 +266,7 @@ impl KafkaSink {
         pending: &[usize],
     ) -> Result<(), Aborted> {
         let failed = |reason: String| Aborted::Failed(SendError::retryable(reason));
-        transactions.begin().await.map_err(|e| failed(e.reason))?;
+        transactions.begin().await.map_err(aborted)?;
         let envelopes: Vec<&Envelope> = pending.iter().map(|&i| &batch[i]).collect();
         let produced = self.produce(&envelopes).await;
         let refused: Vec<(usize, SendError)> = pending
@@ -253,9 +275,12 @@ impl KafkaSink {
             .filter_map(|(&index, result)| result.err().map(|e| (index, e)))
             .collect();
         if let Some((_, first)) = refused.first() {
+            if let Some((_, fatal)) = refused.iter().find(|(_, e)| e.failure == SendFailure::Fatal) {
+                return Err(Aborted::Failed(fatal.clone()));
+            }
             let why = first.reason.clone();
-            transactions.abort().await.map_err(|e| failed(e.reason))?;
-            if refused.iter().all(|(_, e)| !e.retryable) {
+            transactions.abort().await.map_err(aborted)?;
+            if refused.iter().all(|(_, e)| e.failure == SendFailure::Refused) {
                 return Err(Aborted::Refused(refused));
             }
             return Err(failed(format!("not sent: its transaction was aborted ({why})")));
@@ -272,6 +297,9 @@ impl KafkaSink {
         if let (Some(group), Some(commit)) = (&self.dlq, &group_commit)
             && let Err(e) = transactions.send_offsets(commit).await
         {
+            if e.failure == TransactionFailure::ProducerUnusable {
+                return Err(aborted(e));
+            }
             transactions.abort().await.ok();
             return Err(failed(format!(
                 "not sent: its transaction was aborted ({}; if the producer's user may not commit the offsets of \
@@ -289,6 +317,9 @@ impl KafkaSink {
             .send(record, Timeout::After(message_timeout(&self.url)))
             .await
         {
+            if let Some(fatal) = self.unusable() {
+                return Err(Aborted::Failed(fatal));
+            }
             transactions.abort().await.ok();
             return Err(failed(format!(
                 "not sent: its transaction was aborted (producing to the replay log `{}`: {})",
@@ -296,12 +327,13 @@ impl KafkaSink {
                 explain(&e, &self.url)
             )));
         }
-        transactions.commit().await.map_err(|e| match e.outcome_unknown {
-            true => failed(format!(
+        transactions.commit().await.map_err(|e| match e.failure {
+            TransactionFailure::OutcomeUnknown => failed(format!(
                 "{}; whether the batch was delivered is unknown: the next run looks it up in the replay log",
                 e.reason
             )),
-            false => failed(format!("not sent: {}", e.reason)),
+            TransactionFailure::NotDone => failed(format!("not sent: {}", e.reason)),
+            TransactionFailure::ProducerUnusable => aborted(e),
         })?;
         if let (Some(group), Some(commit)) = (&self.dlq, &group_commit) {
             group.committed(commit);
@@ -388,6 +420,15 @@ fn producer(url: &KafkaUrl, transactional_id: Option<&str>) -> Result<FutureProd
     config
         .create()
         .map_err(|e| AdapterError::Config(format!("{}: {}", url.describe(), explain(&e, url))))
+}
+
+/// A transaction call failed: nothing of the batch counts as sent; a producer that can do nothing more stops
+/// the run.
+fn aborted(e: TransactionError) -> Aborted {
+    Aborted::Failed(match e.failure {
+        TransactionFailure::ProducerUnusable => SendError::fatal(e.reason),
+        TransactionFailure::NotDone | TransactionFailure::OutcomeUnknown => SendError::retryable(e.reason),
+    })
 }
 
 /// Why a transaction was aborted.

@@ -272,9 +272,9 @@ impl SqsSink {
                     }
                     let error = AdapterError::Broker(explained.text.clone());
                     if !(explained.transient && backoff.wait(&self.sqs.place, &error).await) {
-                        return Err(SendError {
-                            reason: explained.text,
-                            retryable: explained.transient,
+                        return Err(match explained.transient {
+                            true => SendError::retryable(explained.text),
+                            false => SendError::refused(explained.text),
                         });
                     }
                 }
@@ -303,9 +303,9 @@ fn report_unknown_outcome(p: &Prepared, why: &Explained) {
 }
 
 fn send_error(e: EntryError) -> SendError {
-    SendError {
-        reason: e.text,
-        retryable: e.retryable,
+    match e.retryable {
+        true => SendError::retryable(e.text),
+        false => SendError::refused(e.text),
     }
 }
 
