@@ -202,6 +202,108 @@ fn the_rate_limit_is_honoured() {
     );
 }
 
+/// Large messages behind a slow forwarder: the file source could read the whole DLQ ahead (the stages hold up
+/// to a thousand replays), but the bodies held at once stay within `--message-memory`, so the run's memory
+/// stays near that budget instead of the DLQ's size. 48 messages of 2 MiB at 16/s with a budget of 8 MiB.
+#[test]
+fn large_messages_are_held_within_the_message_memory() {
+    let d = Dirs::new();
+    let n = 48;
+    let body = "x".repeat(2 << 20);
+    let mut dlq = String::new();
+    for i in 0..n {
+        dlq.push_str(&format!(
+            r#"{{"id":"big-{i}","body":"{body}","failure":{{"error_text":"upstream timeout after 30s"}}}}"#
+        ));
+        dlq.push('\n');
+    }
+    let path = d.root.join("big.jsonl");
+    fs::write(&path, dlq).unwrap();
+    let mut cmd = redrive(&d.p("cache"));
+    cmd.args([
+        "run",
+        "--no-progress",
+        "--no-filter",
+        "--from",
+        &format!("file:{}", path.display()),
+    ])
+    .args(["--to", &format!("file:{}", d.s("staging.jsonl"))])
+    .args([
+        "--audit-dir",
+        &d.s("audit"),
+        "--rate",
+        "16/s",
+        "--message-memory",
+        "8MiB",
+    ]);
+    let child = spawn_run(&mut cmd);
+    let status = format!("/proc/{}/status", child.id());
+    let watcher = std::thread::spawn(move || {
+        let mut peak_kib = 0u64;
+        while let Ok(text) = fs::read_to_string(&status) {
+            let rss = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            match rss {
+                Some(kib) => peak_kib = peak_kib.max(kib),
+                None => break, // a zombie: it has exited
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peak_kib
+    });
+    let out = child.wait_with_output().unwrap();
+    let peak_mib = watcher.join().unwrap() / 1024;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(ids_in(&d.p("staging.jsonl")).len(), n, "every message replayed");
+    assert!(
+        peak_mib < 90,
+        "peak RSS {peak_mib} MiB: more than the 8 MiB budget and the run's own ~40 MiB allow (the DLQ is 96 MiB)"
+    );
+}
+
+/// Discards wait for the canary gate, but they give back their share of the message memory while they wait:
+/// here the first 40 messages (64 KiB each) are test traffic to discard and the replays come after them, so
+/// with a 1 MiB budget counting the held discards the reader would wait for room only the gate could free,
+/// and the gate for canary replays the reader could not read. The run must finish, every message in one place.
+#[test]
+fn discards_held_for_the_canary_do_not_use_up_the_message_memory() {
+    let d = Dirs::new();
+    // A JSON body (repair-json discards what it cannot parse), 64 KiB.
+    let body = format!(r#"{{\"pad\":\"{}\"}}"#, "y".repeat(64 << 10));
+    let mut dlq = String::new();
+    for i in 0..60 {
+        let test = if i < 40 {
+            r#","attributes":{"x-test":"true"}"#
+        } else {
+            ""
+        };
+        dlq.push_str(&format!(
+            r#"{{"id":"m-{i:02}","body":"{body}","failure":{{"error_text":"upstream timeout after 30s"}}{test}}}"#
+        ));
+        dlq.push('\n');
+    }
+    let path = d.root.join("dlq.jsonl");
+    fs::write(&path, dlq).unwrap();
+    let mut cmd = d.run_cmd(&path);
+    cmd.args(["--canary", "5", "--message-memory", "1MiB"]);
+    let mut child = spawn_run(&mut cmd);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("the run did not finish within a minute: the reader and the canary gate wait on each other");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (staged, remainder, archived) = d.assert_reconciled(&path);
+    assert_eq!((staged, remainder, archived), (20, 0, 40));
+}
+
 fn spawn_run(cmd: &mut Command) -> std::process::Child {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }

@@ -381,6 +381,11 @@ pub struct RunArgs {
     /// each with the same x-redrive-replay-id.
     #[arg(long, value_name = "N", help_heading = "Pace")]
     pub max_in_flight: Option<usize>,
+    /// Most memory the messages read and not yet sent, archived or skipped may take together
+    /// [default: 64MiB]. The reader waits for room (the rest stays in the DLQ until then); a message larger
+    /// than this goes through alone.
+    #[arg(long, value_name = "SIZE", help_heading = "Pace")]
+    pub message_memory: Option<String>,
     /// Work as one of several workers on this DLQ: redis://HOST:PORT/DB?name=NAME. Every worker started with
     /// the same fleet shares one --rate (the whole fleet's), one canary, and stops, pauses and resumes with
     /// `redrive fleet stop|pause|resume NAME`; `redrive fleet status NAME` shows them all.

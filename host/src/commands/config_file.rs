@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub park: Option<String>,
     pub fleet: Option<String>,
     pub max_in_flight: Option<usize>,
+    pub message_memory: Option<String>,
     pub abort_if_returning: Option<String>,
     pub returning_window: Option<String>,
     pub audit_dir: Option<PathBuf>,

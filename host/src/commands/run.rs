@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config_file::{LoadedConfig, value_text};
 use super::exit;
-use super::run_flags::{gate, rate_plan, return_guard, time_arg};
+use super::run_flags::{gate, message_memory, rate_plan, return_guard, time_arg};
 use super::sandbox;
 use super::summary::{exit_code, print_groups, print_summary};
 use crate::brokers::{self, BrokerOptions};
@@ -41,6 +41,9 @@ struct Observe {
 /// can reach a destination twice after a crash (README, "What a crash can repeat").
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
+/// `--message-memory` when not given: 64 MiB.
+pub const DEFAULT_MESSAGE_MEMORY: u64 = 64 << 20;
+
 /// Run `redrive run`; returns the exit code.
 pub fn run(args: &RunArgs) -> Result<u8> {
     crate::pipeline::crash_point::arm_from_env()?;
@@ -67,6 +70,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     if config.max_in_flight == 0 {
         bail!("--max-in-flight must be at least 1");
     }
+    config.message_memory = message_memory(args, &loaded)?;
     config.dry_run = args.dry_run;
     if config.to.is_none() && !config.dry_run {
         bail!(
@@ -249,6 +253,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, B
         returning: None,
         park: None,
         max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        message_memory: DEFAULT_MESSAGE_MEMORY,
         audit_dir: args
             .audit_dir
             .clone()

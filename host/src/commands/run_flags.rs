@@ -1,5 +1,6 @@
 //! The settings of `redrive run` that come from one flag or its config-file entry, parsed with errors that name
-//! the flag: the rate and its ramp, the canary's gate, the re-poison breaker, and `--since` / `--until` times.
+//! the flag: the rate and its ramp, the canary's gate, the re-poison breaker, `--since` / `--until` times, and
+//! `--message-memory`.
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
@@ -96,4 +97,22 @@ pub(super) fn gate(args: &RunArgs, loaded: &LoadedConfig) -> Result<Gate> {
         }
         Some(other) => bail!("--verify {other:?}: expected `prompt` or `none` (or use --verify-cmd COMMAND)"),
     }
+}
+
+/// The least `--message-memory` accepted: below it, ordinary messages would go through one at a time.
+const MIN_MESSAGE_MEMORY: u64 = 1 << 20;
+
+/// `--message-memory` (or `message_memory` in the config file), in bytes.
+pub(super) fn message_memory(args: &RunArgs, loaded: &LoadedConfig) -> Result<u64> {
+    let Some(text) = args.message_memory.as_ref().or(loaded.file.message_memory.as_ref()) else {
+        return Ok(super::run::DEFAULT_MESSAGE_MEMORY);
+    };
+    let bytes = crate::filter::parse_size(text).map_err(|e| anyhow::anyhow!("--message-memory: {e}"))?;
+    if bytes < MIN_MESSAGE_MEMORY {
+        bail!("--message-memory {text}: less than the 1MiB it needs at least; give e.g. 64MiB");
+    }
+    if bytes > 4 << 30 {
+        bail!("--message-memory {text}: more than the 4GiB it can count; give e.g. 1GiB");
+    }
+    Ok(bytes)
 }

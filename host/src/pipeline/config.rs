@@ -49,6 +49,8 @@ pub struct RunConfig {
     /// Most messages sent and not yet confirmed at any time: what a crash can repeat, at most, on a
     /// destination that cannot be read back.
     pub max_in_flight: usize,
+    /// Most bytes the messages read and not yet sent, archived or skipped may take together.
+    pub message_memory: u64,
     /// Per-module audit logs and the run journal.
     pub audit_dir: PathBuf,
     /// The discard archive.

@@ -26,7 +26,9 @@ pub(super) async fn discard_stage(
     // Nothing is discarded before the canary gate passed; held messages are kept in memory meanwhile
     // (they are only the discards decided while the canary is out).
     let mut held = Vec::new();
-    if !hold_until_gate(&mut gate, &mut discard_rx, &mut held, &shared.held_for_gate).await {
+    // Held discards give back their share of the message memory: the canary needs the replays behind them.
+    let give_back = |d: &mut Discard| d.share.give_back();
+    if !hold_until_gate(&mut gate, &mut discard_rx, &mut held, &shared.held_for_gate, give_back).await {
         let not_done = |chunk: Vec<Discard>| chunk.into_iter().map(|d| (d.delivery.token, d.key));
         shared.release_not_done(&settle_tx, not_done(held)).await;
         while let Some(chunk) = discard_rx.recv_chunk().await {

@@ -121,6 +121,7 @@ pub(super) async fn forward_stage(
         let mut sending = Vec::with_capacity(batch.len());
         let mut envelopes = Vec::with_capacity(batch.len());
         let mut in_doubt = Vec::new();
+        let mut shares = Vec::with_capacity(batch.len());
         for (index, replay) in batch.into_iter().enumerate() {
             if replay.in_doubt {
                 in_doubt.push(index);
@@ -137,9 +138,12 @@ pub(super) async fn forward_stage(
                 replay: digest,
             });
             envelopes.push(replay.outgoing);
+            shares.push(replay.share);
         }
         shared.telemetry.set_in_flight(sending.len());
         let results = send_once(&shared, sink.as_ref(), &sending, envelopes, &in_doubt).await;
+        // The bodies are gone (sent, whatever the answer): their memory is free for the reader.
+        drop(shares);
         shared.telemetry.set_in_flight(0);
         let results = results?;
         crash_point::reached(CrashPoint::Sent);

@@ -7,7 +7,8 @@
 //! - [`discard`](discard.rs), [`park`](park.rs), [`settle`](settle.rs): archive, park destination, ack/release.
 //!
 //! Every stage is a task joined to the next by a bounded channel, so the messages held at once do not grow
-//! with the DLQ's size (the channels bound messages, not bytes). What does grow is ~10 bytes per message for
+//! with the DLQ's size; the channels bound messages, and [`body_budget`] their bytes (`--message-memory`,
+//! 64 MiB by default: the reader waits for room). What does grow is ~10 bytes per message for
 //! the key digests of a DLQ whose ids may repeat and ~18 per replay for the re-poison breaker (compact sets:
 //! [`digest_set`](digest_set.rs); the breaker's capped: [`breaker`]), plus the digests a resumed run loads.
 //!
@@ -16,6 +17,7 @@
 //! `core` traits: `commands` opens them ([`prepare`] first, then the source, its [`Journal`] (the run
 //! lock), the destinations) and hands them to [`run`].
 
+mod body_budget;
 pub mod breaker;
 mod canary;
 mod chunks;
@@ -193,6 +195,7 @@ pub async fn run(
         replays: config.returning.filter(|_| !config.dry_run).map(breaker::Replays::new),
         fleet,
         held_for_gate: std::sync::atomic::AtomicU64::new(0),
+        budget: body_budget::BodyBudget::new(config.message_memory),
         config,
     });
     let breaker_done = CancellationToken::new();
@@ -230,8 +233,8 @@ pub async fn run(
     // The channels carry chunks of up to CHUNK (32) messages (chunks.rs), and bound chunks: at most ~64 messages
     // waiting per filter thread (with 4 a thread ran dry and slept, a futex wake and a context switch per few
     // messages; BENCHMARKS.md), ~1 024 replays and discards, 128 chunks of settlements (a chunk of acks is one
-    // confirmed batch, up to --max-in-flight; a settlement is a token and a key). This bounds messages, not
-    // bytes: ~0.5 MiB waiting for the filters at 2 workers for 1 KiB messages.
+    // confirmed batch, up to --max-in-flight; a settlement is a token and a key). This bounds messages; their
+    // bytes are bounded by the message memory (`shared.budget`), which the reader takes from.
     let (work_tx, work_rx) = chunk_channel::<Work>(workers * 64 / CHUNK);
     let (decided_tx, decided_rx) = chunk_channel::<Decided>(workers * 64 / CHUNK + 1);
     let (replay_tx, replay_rx) = chunk_channel::<Replay>(1024 / CHUNK);

@@ -21,7 +21,7 @@ pub(super) async fn park_stage(
     mut gate: watch::Receiver<GateState>,
 ) -> Result<()> {
     let mut held = Vec::new();
-    let open = hold_until_gate(&mut gate, &mut park_rx, &mut held, &shared.held_for_gate).await;
+    let open = hold_until_gate(&mut gate, &mut park_rx, &mut held, &shared.held_for_gate, |_| {}).await;
     let mut held = held.into_iter();
     loop {
         let Park { delivery, key } = match held.next() {

@@ -219,6 +219,25 @@ async fn read_into(
             outbox.settles.push(Settle::Release(delivery.token, None));
             break;
         }
+        // Room in the message memory; while there is none, what was read goes on and the stages behind free it.
+        let body_len = delivery.envelope.body.len();
+        let share = match shared.budget.try_take(body_len) {
+            Some(share) => share,
+            None => {
+                if !outbox.send().await {
+                    break;
+                }
+                tokio::select! {
+                    biased;
+                    () = shared.stop.cancelled() => {
+                        // Not looked at: it stays in the DLQ as if never read.
+                        outbox.settles.push(Settle::Release(delivery.token, None));
+                        break;
+                    }
+                    share = shared.budget.take(body_len) => share,
+                }
+            }
+        };
         Stats::add(&stats.read, 1);
         if config.max_replays.is_some_and(|max| env.replay_count >= max) {
             Stats::add(&stats.parked, 1);
@@ -234,6 +253,7 @@ async fn read_into(
             key,
             delivery,
             in_doubt,
+            share,
         });
         seq += 1;
     }

@@ -82,6 +82,7 @@ fn route_one(shared: &Shared, decided: Decided, outbox: &mut Outbox, plan: Optio
         result,
         in_doubt,
         audit_failed,
+        share,
         ..
     } = decided;
     let outcome = match result {
@@ -139,6 +140,7 @@ fn route_one(shared: &Shared, decided: Decided, outbox: &mut Outbox, plan: Optio
                 key,
                 outgoing,
                 in_doubt,
+                share,
             };
             outbox.replays.push(replay)
         }
@@ -148,6 +150,7 @@ fn route_one(shared: &Shared, decided: Decided, outbox: &mut Outbox, plan: Optio
                 key,
                 reason: outcome.reason,
                 module: outcome.decided_by,
+                share,
             };
             outbox.discards.push(discard)
         }

@@ -7,6 +7,7 @@ use anyhow::Result;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::body_budget::{BodyBudget, BodyShare};
 use super::chunks::{ChunkRx, ChunkTx};
 use super::config::{RunConfig, StopReason};
 use super::journal::{Event, Journal};
@@ -25,6 +26,8 @@ pub(super) struct Work {
     pub delivery: Delivery,
     /// An earlier run was sending it when it ended: it may already be at the destination.
     pub in_doubt: bool,
+    /// Its share of the run's message memory.
+    pub share: BodyShare,
 }
 
 impl Work {
@@ -35,6 +38,7 @@ impl Work {
             key: self.key,
             delivery: self.delivery,
             in_doubt: self.in_doubt,
+            share: self.share,
             result,
             audit_failed,
         }
@@ -47,6 +51,7 @@ pub(super) struct Decided {
     pub key: JournalKey,
     pub delivery: Delivery,
     pub in_doubt: bool,
+    pub share: BodyShare,
     /// The chain's outcome, or the module that was disabled before it could decide.
     pub result: Result<ChainOutcome, ModuleDisabled>,
     /// The decision's audit records could not be written: the message must stay in the DLQ.
@@ -60,6 +65,8 @@ pub(super) struct Replay {
     pub key: JournalKey,
     pub outgoing: Envelope,
     pub in_doubt: bool,
+    /// Given back once it was sent.
+    pub share: BodyShare,
 }
 
 /// A message on its way to the discard archive.
@@ -68,6 +75,8 @@ pub(super) struct Discard {
     pub key: JournalKey,
     pub reason: String,
     pub module: Option<String>,
+    /// Given back once it was archived, or while it is held for the canary gate.
+    pub share: BodyShare,
 }
 
 /// A message stopped by the loop guard, on its way to the park destination.
@@ -91,12 +100,14 @@ pub(super) enum GateState {
     Closed,
 }
 
-/// Hold items from `rx` until the gate is decided, counting them in `counted`; `true` when it opened.
+/// Hold items from `rx` until the gate is decided, counting them in `counted` and calling `on_hold` on each
+/// (a discard gives back its share of the message memory); `true` when it opened.
 pub(super) async fn hold_until_gate<T>(
     gate: &mut watch::Receiver<GateState>,
     rx: &mut ChunkRx<T>,
     held: &mut Vec<T>,
     counted: &std::sync::atomic::AtomicU64,
+    on_hold: impl Fn(&mut T),
 ) -> bool {
     loop {
         if *gate.borrow() != GateState::Pending {
@@ -105,7 +116,8 @@ pub(super) async fn hold_until_gate<T>(
         tokio::select! {
             changed = gate.changed() => if changed.is_err() { return false },
             item = rx.recv() => match item {
-                Some(item) => {
+                Some(mut item) => {
+                    on_hold(&mut item);
                     held.push(item);
                     counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -135,6 +147,8 @@ pub(super) struct Shared {
     pub fleet: Option<Arc<dyn crate::core::fleet::FleetLink>>,
     /// Discards and parks held until the canary gate decides (they cannot go anywhere before it does).
     pub held_for_gate: std::sync::atomic::AtomicU64,
+    /// The run's message memory (`--message-memory`): the reader waits for room in it.
+    pub budget: BodyBudget,
 }
 
 impl Shared {
