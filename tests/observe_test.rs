@@ -142,6 +142,13 @@ fn metrics_are_served_while_a_run_goes_and_parse_as_prometheus_text() {
     assert!(remaining > 0.0 && remaining < 300.0, "{remaining}");
     assert_eq!(get(&s, "redrive_paused", ""), 0.0);
     assert!(get(&s, "redrive_forward_in_flight", "") <= 64.0);
+    let limit = get(&s, "redrive_message_memory_limit_bytes", "");
+    assert_eq!(limit, 64.0 * 1024.0 * 1024.0, "the default --message-memory");
+    let held = get(&s, "redrive_message_memory_bytes", "");
+    assert!(
+        held > 0.0 && held <= limit,
+        "messages are held mid-run, within the budget: {held}"
+    );
     assert_eq!(get(&s, "redrive_broker_retries_total", ""), 0.0);
     assert!(text.contains("redrive_run_info{"), "{text}");
     // Counters seen mid-run never exceed the run's final counts, and the final ones are complete.

@@ -194,6 +194,19 @@ impl Collector for RunCollector {
             "Messages sent to the destination and not yet confirmed.",
             s.in_flight as f64,
         )?;
+        gauge(
+            &mut encoder,
+            "redrive_message_memory_bytes",
+            "Bytes of the messages held now: read, and not yet sent, archived or skipped. When it stays near \
+             redrive_message_memory_limit_bytes, the reader waits for room.",
+            s.message_bytes as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "redrive_message_memory_limit_bytes",
+            "What the messages held may take at most (--message-memory).",
+            s.message_memory as f64,
+        )?;
         if let Some(rate) = s.rate_limit {
             gauge(
                 &mut encoder,
@@ -285,6 +298,7 @@ mod tests {
             "redrive_module_call_duration_seconds_bucket{module=\"route-by-error\",le=\"+Inf\"} 0",
             "redrive_canary_phase{phase=\"off\"} 1",
             "redrive_forward_in_flight 0",
+            "redrive_message_memory_bytes 0",
             "redrive_run_info{source=\"file:dlq.jsonl\"",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");

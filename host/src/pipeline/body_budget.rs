@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 const OVERHEAD: usize = 256;
 
 /// The bytes the run may hold in messages read and not yet gone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(super) struct BodyBudget {
     room: Arc<Semaphore>,
     /// The whole budget: a message larger than it takes all of it, and goes through alone.
@@ -69,9 +69,13 @@ impl BodyBudget {
         }
     }
 
+    /// The whole budget, in bytes.
+    pub fn limit(&self) -> u64 {
+        u64::from(self.total)
+    }
+
     /// Bytes held in messages now.
-    #[cfg(test)]
-    fn held(&self) -> u64 {
+    pub fn held(&self) -> u64 {
         u64::from(self.total) - self.room.available_permits() as u64
     }
 }

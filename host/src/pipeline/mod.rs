@@ -198,6 +198,7 @@ pub async fn run(
         budget: body_budget::BodyBudget::new(config.message_memory),
         config,
     });
+    telemetry.watch_message_memory(shared.budget.clone());
     let breaker_done = CancellationToken::new();
     let breaker = shared.replays.is_some().then(|| {
         tokio::spawn(breaker::breaker_stage(

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::body_budget::BodyBudget;
 use super::groups::{ErrorGroup, ErrorGroups};
 pub use super::module_stats::{LATENCY_BOUNDS, Latency, LatencySnapshot, ModuleSnapshot, ModuleTelemetry};
 use super::report::{Counts, Stats};
@@ -143,6 +144,8 @@ pub struct Telemetry {
     pass: OnceLock<PassSize>,
     started: Instant,
     in_flight: AtomicU64,
+    /// The run's message memory, once the pipeline made it.
+    message_memory: OnceLock<BodyBudget>,
     rate_limit: Mutex<Option<f64>>,
     canary: Mutex<CanaryPhase>,
     paused: watch::Sender<bool>,
@@ -171,6 +174,10 @@ pub struct Snapshot {
     pub modules: Vec<ModuleSnapshot>,
     /// Sent and not yet confirmed.
     pub in_flight: u64,
+    /// Bytes of the messages held now (read, and not yet sent, archived or skipped).
+    pub message_bytes: u64,
+    /// What they may take at most (`--message-memory`); 0 before the pipeline started.
+    pub message_memory: u64,
     /// The forwarding rate limit now (messages per second), if there is one.
     pub rate_limit: Option<f64>,
     /// Where the canary stands.
@@ -207,6 +214,7 @@ impl Telemetry {
             pass: OnceLock::new(),
             started: Instant::now(),
             in_flight: AtomicU64::new(0),
+            message_memory: OnceLock::new(),
             rate_limit: Mutex::new(None),
             canary: Mutex::new(CanaryPhase::Off),
             paused,
@@ -289,6 +297,11 @@ impl Telemetry {
         self.in_flight.store(n as u64, Ordering::Relaxed);
     }
 
+    /// Show how much of the run's message memory is held.
+    pub(super) fn watch_message_memory(&self, budget: BodyBudget) {
+        let _ = self.message_memory.set(budget);
+    }
+
     /// The forwarding rate limit, now.
     pub(super) fn set_rate_limit(&self, rate: Option<f64>) {
         *self.rate_limit.lock().unwrap_or_else(PoisonError::into_inner) = rate;
@@ -349,6 +362,8 @@ impl Telemetry {
             pass_size: self.pass.get().and_then(|p| p.get().copied()),
             modules: self.modules.iter().map(ModuleTelemetry::snapshot).collect(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            message_bytes: self.message_memory.get().map_or(0, BodyBudget::held),
+            message_memory: self.message_memory.get().map_or(0, BodyBudget::limit),
             rate_limit: *self.rate_limit.lock().unwrap_or_else(PoisonError::into_inner),
             canary: *self.canary.lock().unwrap_or_else(PoisonError::into_inner),
             paused: *self.paused.borrow(),
