@@ -304,6 +304,35 @@ fn discards_held_for_the_canary_do_not_use_up_the_message_memory() {
     assert_eq!((staged, remainder, archived), (20, 0, 40));
 }
 
+/// The instance pool reserves tens of GiB of address space (not memory). Under `ulimit -v` (or valgrind) that
+/// is refused; the run then says so and goes on with instances allocated on demand, compiling its modules the
+/// same way, instead of refusing to start.
+#[test]
+fn a_limited_address_space_falls_back_to_instances_on_demand() {
+    let d = Dirs::new();
+    let dlq = write_dlq(&d.root, 40);
+    let usual = d.run_cmd(&dlq);
+    let mut limited = Command::new("sh");
+    limited
+        .arg("-c")
+        .arg("ulimit -v 6000000 && exec \"$0\" \"$@\"")
+        .arg(usual.get_program())
+        .args(usual.get_args())
+        .envs(usual.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .current_dir(usual.get_current_dir().unwrap_or(&d.root));
+    let (code, _, stderr) = run(&mut limited);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("instances get their memory on demand"),
+        "the fallback is said\n{stderr}"
+    );
+    let (staged, _, archived) = d.assert_reconciled(&dlq);
+    assert!(
+        staged > 0 && archived > 0,
+        "the filters ran: {staged} staged, {archived} archived"
+    );
+}
+
 fn spawn_run(cmd: &mut Command) -> std::process::Child {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }

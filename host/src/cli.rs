@@ -162,6 +162,9 @@ pub struct InternalCompileArgs {
     /// The engine's instance slots.
     #[arg(long)]
     pub max_instances: u32,
+    /// How the engine allocates instances (its compiled code must match).
+    #[arg(long, value_enum, default_value_t)]
+    pub allocation: crate::filter::InstanceAllocation,
     /// The data segment limit of this process.
     #[arg(long)]
     pub limit_memory_bytes: u64,

@@ -11,6 +11,7 @@ pub fn run(args: &InternalCompileArgs) -> Result<u8> {
     let options = EngineOptions {
         max_memory_bytes: args.max_memory_bytes,
         max_instances: args.max_instances,
+        allocation: args.allocation,
         settings: EngineSettings::default(),
     };
     compile_child(&args.kind, &options, args.limit_memory_bytes, args.limit_cpu_secs).map_err(anyhow::Error::msg)

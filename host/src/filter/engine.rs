@@ -49,8 +49,23 @@ pub struct EngineOptions {
     pub max_memory_bytes: u64,
     /// Instances that may be alive at once (workers × modules × 2 is plenty).
     pub max_instances: u32,
+    /// How instances get their memory; [`FilterEngine::new`] falls back to on demand when the pool's address
+    /// space cannot be reserved.
+    pub allocation: InstanceAllocation,
     /// The user's settings.
     pub settings: EngineSettings,
+}
+
+/// How instances get their memories, tables and stacks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum InstanceAllocation {
+    /// From a pool reserved once (the fast way: a fresh instance costs tens of microseconds). The pool
+    /// reserves tens of GiB of address space (not memory), which a `ulimit -v` or valgrind refuses.
+    #[default]
+    Pooling,
+    /// Each instance maps its own, sized to the module's memory limit: slower to start an instance, but
+    /// within a limited address space.
+    OnDemand,
 }
 
 impl Default for EngineOptions {
@@ -58,6 +73,7 @@ impl Default for EngineOptions {
         Self {
             max_memory_bytes: ModuleSettings::default().limits.memory_bytes,
             max_instances: 64,
+            allocation: InstanceAllocation::Pooling,
             settings: EngineSettings::default(),
         }
     }
@@ -75,7 +91,18 @@ impl EngineOptions {
         Self {
             max_memory_bytes,
             max_instances,
+            allocation: InstanceAllocation::Pooling,
             settings: settings.clone(),
+        }
+    }
+}
+
+impl InstanceAllocation {
+    /// Its name on the compiler process's command line.
+    pub(crate) fn arg(self) -> &'static str {
+        match self {
+            InstanceAllocation::Pooling => "pooling",
+            InstanceAllocation::OnDemand => "on-demand",
         }
     }
 }
@@ -91,8 +118,17 @@ pub(crate) fn engine_config(options: &EngineOptions) -> Config {
         .cranelift_opt_level(OptLevel::Speed)
         .parallel_compilation(true);
 
-    let slots = options.max_instances.max(4);
     let memory_cap = options.max_memory_bytes.next_multiple_of(64 * 1024);
+    if options.allocation == InstanceAllocation::OnDemand {
+        // Each memory reserves no more address space than its limit (and a small guard), instead of the
+        // default 4 GiB + guard: explicit bounds checks, but it fits a limited address space.
+        config
+            .memory_reservation(memory_cap)
+            .memory_guard_size(64 << 10)
+            .allocation_strategy(InstanceAllocationStrategy::OnDemand);
+        return config;
+    }
+    let slots = options.max_instances.max(4);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
         .total_core_instances(slots * 16)
@@ -185,8 +221,29 @@ impl std::fmt::Debug for LoadedModule {
 impl FilterEngine {
     /// Build the engine: fuel metering, epoch interruption, the pooling allocator, and an epoch ticker thread.
     pub fn new(options: &EngineOptions) -> Result<Self, FilterError> {
-        let config = engine_config(options);
-        let engine = Engine::new(&config).map_err(|e| FilterError::Engine(error_chain(&e)))?;
+        let mut options = options.clone();
+        let engine = match Engine::new(&engine_config(&options)) {
+            Ok(engine) => engine,
+            // The pool is only faster: without its address space (a `ulimit -v`, valgrind), allocate on demand.
+            Err(pool) if options.allocation == InstanceAllocation::Pooling => {
+                options.allocation = InstanceAllocation::OnDemand;
+                let engine = Engine::new(&engine_config(&options)).map_err(|e| {
+                    FilterError::Engine(format!(
+                        "{} (and without the pool: {})",
+                        error_chain(&pool),
+                        error_chain(&e)
+                    ))
+                })?;
+                tracing::warn!(
+                    "the WebAssembly instance pool could not be set up ({}; is the address space limited, as by \
+                     `ulimit -v`?): instances get their memory on demand instead, which makes starting one slower",
+                    error_chain(&pool)
+                );
+                engine
+            }
+            Err(e) => return Err(FilterError::Engine(error_chain(&e))),
+        };
+        let options = &options;
         let mut linker = Linker::new(&engine);
         component::add_to_linker(&mut linker)
             .and_then(|()| blocking::bound_component_waits(&mut linker))
