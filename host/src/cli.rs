@@ -150,6 +150,16 @@ pub enum Shell {
     Elvish,
 }
 
+/// How the engine that will run a compiled module allocates instances (`redrive __compile --allocation`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum AllocationArg {
+    /// From the pre-reserved pool.
+    #[default]
+    Pooling,
+    /// On demand (the pool's address space was refused).
+    OnDemand,
+}
+
 /// Arguments of the internal `redrive __compile` (the bounded compiler process).
 #[derive(Debug, Args)]
 pub struct InternalCompileArgs {
@@ -164,7 +174,7 @@ pub struct InternalCompileArgs {
     pub max_instances: u32,
     /// How the engine allocates instances (its compiled code must match).
     #[arg(long, value_enum, default_value_t)]
-    pub allocation: crate::filter::InstanceAllocation,
+    pub allocation: AllocationArg,
     /// The data segment limit of this process.
     #[arg(long)]
     pub limit_memory_bytes: u64,

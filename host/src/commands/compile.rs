@@ -3,15 +3,18 @@
 
 use anyhow::Result;
 
-use crate::cli::InternalCompileArgs;
-use crate::filter::{EngineOptions, EngineSettings, compile_child};
+use crate::cli::{AllocationArg, InternalCompileArgs};
+use crate::filter::{EngineOptions, EngineSettings, InstanceAllocation, compile_child};
 
 /// Compile one module; the exit code tells the parent how it went.
 pub fn run(args: &InternalCompileArgs) -> Result<u8> {
     let options = EngineOptions {
         max_memory_bytes: args.max_memory_bytes,
         max_instances: args.max_instances,
-        allocation: args.allocation,
+        allocation: match args.allocation {
+            AllocationArg::Pooling => InstanceAllocation::Pooling,
+            AllocationArg::OnDemand => InstanceAllocation::OnDemand,
+        },
         settings: EngineSettings::default(),
     };
     compile_child(&args.kind, &options, args.limit_memory_bytes, args.limit_cpu_secs).map_err(anyhow::Error::msg)

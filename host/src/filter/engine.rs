@@ -57,7 +57,7 @@ pub struct EngineOptions {
 }
 
 /// How instances get their memories, tables and stacks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum InstanceAllocation {
     /// From a pool reserved once (the fast way: a fresh instance costs tens of microseconds). The pool
     /// reserves tens of GiB of address space (not memory), which a `ulimit -v` or valgrind refuses.
