@@ -51,12 +51,10 @@ pub fn transactional_id(destination: &KafkaUrl, producer_name: &str) -> String {
 }
 
 /// Whether the error code says a newer producer with the same transactional id fenced this one (the broker's
-/// code, or librdkafka's own for the state it then enters).
+/// code, or librdkafka's own for the state it then enters). Not `INVALID_PRODUCER_EPOCH`: since KIP-588 a
+/// transaction can abort that and go on with a bumped epoch.
 pub fn is_fenced(code: Option<RDKafkaErrorCode>) -> bool {
-    matches!(
-        code,
-        Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fenced | RDKafkaErrorCode::InvalidProducerEpoch)
-    )
+    matches!(code, Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::Fenced))
 }
 
 /// Why a fenced producer can send nothing more, for `what` it was doing.
