@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{module, redrive, run};
+use common::{module, redrive, run, spawn_until};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -863,29 +863,18 @@ fn a_fenced_producer_stops_the_run_and_leaves_the_rest_in_the_dlq() {
         .args(["--rate", "100/s", "-v"])
         .arg("--audit-dir")
         .arg(tmp.path().join("audit"));
-    let mut child = spawn(&mut cmd);
-    // Read its log as it comes, for the transactional id it registered.
-    let stderr = child.stderr.take().unwrap();
-    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            line_tx.send(line.clone()).ok();
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
+    // Its log, as it comes, for the transactional id it registered; a minute for that and 50 replays.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let id = loop {
-        let line = line_rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("redrive never said which transactional id it registered");
-        if let Some((_, rest)) = line.split_once("with transactional id ") {
-            break rest.split_whitespace().next().unwrap_or_default().to_owned();
-        }
+    let transactional_id = |line: &str| {
+        let (_, rest) = line.split_once("with transactional id ")?;
+        rest.split_whitespace().next().map(str::to_owned)
     };
+    let (child, id, reader) = spawn_until(
+        &mut cmd,
+        "transactional id",
+        transactional_id,
+        deadline.saturating_duration_since(Instant::now()),
+    );
     let mut tail = Tail::new(&t.brokers, &t.staging);
     while tail.count() < 50 {
         assert!(Instant::now() < deadline, "no replay arrived within a minute");

@@ -11,6 +11,7 @@ pub mod sqs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -164,6 +165,25 @@ pub fn spawn_until_line(
     cmd: &mut Command,
     prefix: &str,
 ) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
+    let wanted = prefix.to_owned();
+    let pick = move |line: &str| line.strip_prefix(wanted.as_str()).map(str::to_owned);
+    spawn_until(
+        cmd,
+        &format!("a line starting with {prefix:?}"),
+        pick,
+        Duration::from_secs(120),
+    )
+}
+
+/// Start `cmd` with its output piped and wait (`within` at most) for the first stderr line `pick` takes
+/// something from (`what` names it in the failure). Returns the child, what `pick` took, and the thread
+/// collecting the whole of stderr.
+pub fn spawn_until(
+    cmd: &mut Command,
+    what: &str,
+    pick: impl Fn(&str) -> Option<String> + Send + 'static,
+    within: Duration,
+) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
     use std::io::BufRead;
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
@@ -172,26 +192,22 @@ pub fn spawn_until_line(
         .expect("cannot start redrive");
     let stderr = child.stderr.take().expect("piped stderr");
     let (tx, rx) = std::sync::mpsc::channel();
-    let wanted = prefix.to_owned();
     let reader = std::thread::spawn(move || {
         let mut all = String::new();
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix(wanted.as_str()) {
-                tx.send(rest.to_owned()).ok();
+            if let Some(taken) = pick(&line) {
+                tx.send(taken).ok();
             }
             all.push_str(&line);
             all.push('\n');
         }
         all
     });
-    match rx.recv_timeout(std::time::Duration::from_secs(120)) {
-        Ok(rest) => (child, rest, reader),
+    match rx.recv_timeout(within) {
+        Ok(taken) => (child, taken, reader),
         Err(_) => {
             let _ = child.kill();
-            panic!(
-                "redrive printed no line starting with {prefix:?}:\n{}",
-                reader.join().unwrap_or_default()
-            );
+            panic!("redrive printed no {what}:\n{}", reader.join().unwrap_or_default());
         }
     }
 }
