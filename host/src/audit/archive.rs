@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use crate::core::envelope::Envelope;
 use crate::core::files;
 use crate::core::ids::id_digest;
-use crate::core::jsonl::message_to_json;
+use crate::core::jsonl::write_message_line;
 
 /// Attribute naming why a message was discarded.
 pub const DISCARD_REASON_ATTRIBUTE: &str = "x-redrive-discard-reason";
@@ -112,8 +112,7 @@ impl DiscardArchive {
                 (DISCARDED_FROM_ATTRIBUTE.to_owned(), source.to_owned()),
                 (ARCHIVE_KEY_ATTRIBUTE.to_owned(), item.key.to_owned()),
             ]);
-            serde_json::to_writer(&mut buf, &message_to_json(&archived))?;
-            buf.push(b'\n');
+            write_message_line(&mut buf, &archived);
         }
         let io =
             |e| anyhow::Error::from(e).context(format!("cannot write the discard archive {}", self.path.display()));

@@ -15,6 +15,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -39,13 +41,57 @@ struct RawMessage {
     #[serde(default)]
     body_base64: Option<String>,
     #[serde(default)]
-    attributes: Option<Map<String, Value>>,
+    attributes: AttributeList,
     #[serde(default)]
     origin: Option<Origin>,
     #[serde(default)]
     failure: Option<FailureContext>,
     #[serde(default)]
     replay_count: Option<u32>,
+}
+
+/// A line's `attributes` object, read straight into name-value pairs: sorted by name, the last of a
+/// repeated name wins, values that are not strings kept as JSON text.
+#[derive(Default)]
+struct AttributeList(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for AttributeList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = AttributeList;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of attributes")
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<AttributeList, E> {
+                Ok(AttributeList::default())
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttributeList, A::Error> {
+                let mut pairs: Vec<(String, String)> = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    let value = match value {
+                        Value::String(text) => text,
+                        other => other.to_string(),
+                    };
+                    pairs.push((name, value));
+                }
+                // Stable, so of equal names the last read stays last; keep only that one.
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut kept: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+                for pair in pairs {
+                    match kept.last_mut() {
+                        Some(last) if last.0 == pair.0 => *last = pair,
+                        _ => kept.push(pair),
+                    }
+                }
+                Ok(AttributeList(kept))
+            }
+        }
+        deserializer.deserialize_any(Pairs)
+    }
 }
 
 /// One line's bytes as text, or why it is not text.
@@ -79,15 +125,7 @@ pub fn parse_message(text: &str, line: usize, default_origin: &Origin) -> Result
             .map_err(|e| err(format!("`body_base64` is not valid base64: {e}")))?,
         (None, None) => Vec::new(),
     };
-    let attributes: Vec<(String, String)> = raw
-        .attributes
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| match v {
-            Value::String(s) => (k, s),
-            other => (k, other.to_string()),
-        })
-        .collect();
+    let attributes = raw.attributes.0;
     Ok(Envelope {
         id,
         body,
@@ -134,6 +172,61 @@ pub fn read_body(obj: &Map<String, Value>) -> Result<Option<Vec<u8>>, String> {
     Ok(None)
 }
 
+/// An envelope as one JSONL line, in the format [`parse_message`] reads, serialised straight from the
+/// envelope: nothing is copied into an intermediate [`Value`]. The keys come in sorted order, as a
+/// `serde_json` object writes them; attributes are sorted by name and, where a name repeats, the last
+/// value wins (what reading the line back gives).
+pub struct JsonlMessage<'a>(pub &'a Envelope);
+
+impl Serialize for JsonlMessage<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let env = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        if !env.attributes.is_empty() {
+            map.serialize_entry("attributes", &SortedAttributes(&env.attributes))?;
+        }
+        match std::str::from_utf8(&env.body) {
+            Ok(text) => map.serialize_entry("body", text)?,
+            Err(_) => map.serialize_entry("body_base64", &BASE64.encode(&env.body))?,
+        }
+        if !env.failure.is_empty() {
+            map.serialize_entry("failure", &env.failure)?;
+        }
+        map.serialize_entry("id", &env.id)?;
+        map.serialize_entry(
+            "origin",
+            &OutOrigin {
+                system: &env.origin.system,
+                dlq: &env.origin.dlq,
+                original_queue: env.origin.original_queue.as_deref(),
+            },
+        )?;
+        if env.replay_count > 0 {
+            map.serialize_entry("replay_count", &env.replay_count)?;
+        }
+        map.end()
+    }
+}
+
+/// Attributes as a JSON object: sorted by name, the last of a repeated name wins.
+struct SortedAttributes<'a>(&'a [(String, String)]);
+
+impl Serialize for SortedAttributes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut sorted: Vec<&(String, String)> = self.0.iter().collect();
+        // Stable: of equal names, the later one stays later.
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut map = serializer.serialize_map(Some(sorted.len()))?;
+        for (i, (name, value)) in sorted.iter().map(|pair| (&pair.0, &pair.1)).enumerate() {
+            if sorted.get(i + 1).is_some_and(|next| next.0 == *name) {
+                continue;
+            }
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
 #[derive(Serialize)]
 struct OutOrigin<'a> {
     system: &'a str,
@@ -142,36 +235,17 @@ struct OutOrigin<'a> {
     original_queue: Option<&'a str>,
 }
 
-/// Serialise an envelope as one JSONL line (without the trailing newline), in the format
-/// [`parse_message`] reads.
+/// Append an envelope to `buf` as one JSONL line, newline included.
+pub fn write_message_line(buf: &mut Vec<u8>, env: &Envelope) {
+    // Serialising these types into a Vec cannot fail: every key is a string and no value can refuse.
+    let _ = serde_json::to_writer(&mut *buf, &JsonlMessage(env));
+    buf.push(b'\n');
+}
+
+/// An envelope as a JSON object, in the format [`parse_message`] reads (for callers that change it before
+/// writing; [`write_message_line`] writes one without the copy).
 pub fn message_to_json(env: &Envelope) -> Value {
-    let mut obj = Map::new();
-    obj.insert("id".into(), Value::String(env.id.clone()));
-    insert_body(&mut obj, &env.body);
-    if !env.attributes.is_empty() {
-        let attrs: Map<String, Value> = env
-            .attributes
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        obj.insert("attributes".into(), Value::Object(attrs));
-    }
-    let origin = OutOrigin {
-        system: &env.origin.system,
-        dlq: &env.origin.dlq,
-        original_queue: env.origin.original_queue.as_deref(),
-    };
-    obj.insert("origin".into(), serde_json::to_value(origin).unwrap_or(Value::Null));
-    if !env.failure.is_empty() {
-        obj.insert(
-            "failure".into(),
-            serde_json::to_value(&env.failure).unwrap_or(Value::Null),
-        );
-    }
-    if env.replay_count > 0 {
-        obj.insert("replay_count".into(), Value::from(env.replay_count));
-    }
-    Value::Object(obj)
+    serde_json::to_value(JsonlMessage(env)).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
@@ -241,5 +315,56 @@ mod tests {
         let json = message_to_json(&env);
         assert!(json.get("body_base64").is_some());
         assert_eq!(parse_message(&json.to_string(), 1, &origin()).unwrap(), env);
+    }
+
+    #[test]
+    fn a_written_line_has_sorted_keys_and_the_last_of_a_repeated_attribute() {
+        let env = Envelope {
+            id: "m-1".into(),
+            body: br#"{"a":"\u00e9\n"}"#.to_vec(),
+            attributes: vec![
+                ("z".into(), "1".into()),
+                ("k".into(), "first".into()),
+                ("a".into(), "\"quoted\"".into()),
+                ("k".into(), "second".into()),
+            ],
+            origin: origin(),
+            failure: FailureContext {
+                error_text: Some("boom\n\tat x".into()),
+                receive_count: Some(4),
+                ..Default::default()
+            },
+            replay_count: 3,
+            ..Default::default()
+        };
+        let mut line = Vec::new();
+        write_message_line(&mut line, &env);
+        assert_eq!(line.last(), Some(&b'\n'));
+        let text = std::str::from_utf8(&line[..line.len() - 1]).unwrap();
+        assert!(
+            text.starts_with(r#"{"attributes":{"a":"\"quoted\"","k":"second","z":"1"},"body":"#),
+            "{text}"
+        );
+        let back = parse_message(text, 1, &Origin::default()).unwrap();
+        let mut expected = env.clone();
+        expected.attributes = vec![
+            ("a".into(), "\"quoted\"".into()),
+            ("k".into(), "second".into()),
+            ("z".into(), "1".into()),
+        ];
+        assert_eq!(back, expected);
+        assert_eq!(serde_json::from_str::<Value>(text).unwrap(), message_to_json(&env));
+    }
+
+    #[test]
+    fn attributes_are_read_sorted_with_the_last_of_a_repeated_name() {
+        let line = r#"{"id":"m","attributes":{"b":"2","a":true,"b":"3","c":null}}"#;
+        let m = parse_message(line, 1, &origin()).unwrap();
+        let names: Vec<(&str, &str)> = m.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(names, [("a", "true"), ("b", "3"), ("c", "null")]);
+        let m = parse_message(r#"{"id":"m","attributes":null}"#, 1, &origin()).unwrap();
+        assert!(m.attributes.is_empty());
+        let e = parse_message(r#"{"id":"m","attributes":"x"}"#, 2, &origin()).unwrap_err();
+        assert!(e.problem.contains("expected an object of attributes"), "{e}");
     }
 }

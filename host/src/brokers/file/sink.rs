@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use crate::core::adapter::{AdapterError, Redelivery, SendError, Sink};
 use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
 use crate::core::ids::id_digest;
-use crate::core::jsonl::message_to_json;
+use crate::core::jsonl::write_message_line;
 
 /// Appends to a JSONL file.
 pub struct FileSink {
@@ -116,15 +116,14 @@ impl Sink for FileSink {
         {
             let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             for env in batch {
-                if env
-                    .attribute(REPLAY_ID_ATTRIBUTE)
-                    .is_some_and(|id| state.existing.contains(&id_digest(id)))
-                {
+                let written_before = !state.existing.is_empty()
+                    && env
+                        .attribute(REPLAY_ID_ATTRIBUTE)
+                        .is_some_and(|id| state.existing.contains(&id_digest(id)));
+                if written_before {
                     continue; // already written by an earlier, interrupted run
                 }
-                // Writing JSON to a Vec cannot fail.
-                let _ = serde_json::to_writer(&mut buf, &message_to_json(env));
-                buf.push(b'\n');
+                write_message_line(&mut buf, env);
             }
         }
         let state = self.state.clone();
