@@ -66,6 +66,9 @@ fn bodies_attributes_and_logs_cross_the_protocol_intact() {
         "json",
         "--audit-dir",
         &audit.display().to_string(),
+        // A budget makes the records say what each call spent (below).
+        "--fuel",
+        "10_000_000_000",
     ]));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let decided = json_lines(&stdout);

@@ -138,7 +138,7 @@ fn a_chain_feeds_repaired_bodies_forward_and_stops_at_the_first_skip_or_discard(
             r.get("module_sha256").is_none(),
             "the module's hash is in the header only: {r}"
         );
-        assert!(r["fuel"].as_u64().unwrap() > 0, "fuel recorded: {r}");
+        assert!(r.get("fuel").is_none(), "fuel is counted only with a budget: {r}");
         assert!(r["duration_us"].is_u64());
     }
 }
@@ -169,6 +169,47 @@ fn hostile(name: &str, extra: &[&str]) -> (Vec<Value>, String) {
 fn an_infinite_loop_runs_out_of_fuel() {
     let (d, _) = hostile("hostile-infinite-loop", &["--fuel", "50000000"]);
     assert_failed_with(&d, "fuel exhausted: used its whole budget of 50000000 units");
+}
+
+#[test]
+fn an_infinite_loop_without_a_fuel_budget_hits_the_deadline() {
+    let (d, _) = hostile("hostile-infinite-loop", &["--timeout", "150ms"]);
+    assert_failed_with(&d, "timed out: still running after the per-message deadline of 150ms");
+}
+
+#[test]
+fn with_a_fuel_budget_every_record_says_what_the_module_spent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let audit = tmp.path().join("audit");
+    let input = write_input(
+        tmp.path(),
+        &[
+            r#"{"id":"f-1","body":"{\"order\":1}","failure":{"error_text":"timeout"}}"#,
+            r#"{"id":"f-2","body":"{\"order\":2,}","failure":{"error_text":"timeout"}}"#,
+        ],
+    );
+    let (code, _, stderr) = run(redrive(tmp.path()).args([
+        "filter",
+        "test",
+        &module("route-by-error"),
+        // Only this module has a budget: the other's records say what it spent all the same.
+        &format!("{}?redrive.fuel=1_000_000_000", module("repair-json")),
+        "--input",
+        &input,
+        "--output",
+        "json",
+        "--audit-dir",
+        &audit.display().to_string(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    for m in ["route-by-error", "repair-json"] {
+        let mut records = json_lines(&fs::read_to_string(audit.join(format!("{m}.jsonl"))).unwrap());
+        records.remove(0); // the run's header
+        assert_eq!(records.len(), 2, "{m}: {records:?}");
+        for r in &records {
+            assert!(r["fuel"].as_u64().unwrap() > 0, "{m}: fuel recorded: {r}");
+        }
+    }
 }
 
 #[test]

@@ -160,6 +160,16 @@ pub enum AllocationArg {
     OnDemand,
 }
 
+/// Whether the engine that will run a compiled module counts fuel (`redrive __compile --fuel`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum FuelArg {
+    /// No fuel counting in the compiled code.
+    #[default]
+    Off,
+    /// Fuel counting compiled in.
+    On,
+}
+
 /// Arguments of the internal `redrive __compile` (the bounded compiler process).
 #[derive(Debug, Args)]
 pub struct InternalCompileArgs {
@@ -175,6 +185,9 @@ pub struct InternalCompileArgs {
     /// How the engine allocates instances (its compiled code must match).
     #[arg(long, value_enum, default_value_t)]
     pub allocation: AllocationArg,
+    /// Whether the engine counts fuel (its compiled code must match).
+    #[arg(long, value_enum, default_value_t)]
+    pub fuel: FuelArg,
     /// The data segment limit of this process.
     #[arg(long)]
     pub limit_memory_bytes: u64,
@@ -454,7 +467,9 @@ pub struct SandboxArgs {
     /// Deadline for one message in one module (e.g. 1s, 250ms).
     #[arg(long, value_name = "DURATION", help_heading = "Sandbox limits")]
     pub timeout: Option<String>,
-    /// Fuel budget for one message in one module.
+    /// Fuel budget for one message in one module, in wasm instructions (e.g. 1_000_000_000), or `off`. Off by
+    /// default: the deadline bounds each call, and counting fuel slows every call. With a budget, every audit
+    /// record says what the call spent.
     #[arg(long, value_name = "UNITS", help_heading = "Sandbox limits")]
     pub fuel: Option<String>,
     /// Largest body a module may return (e.g. 8MiB).

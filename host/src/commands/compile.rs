@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 
-use crate::cli::{AllocationArg, InternalCompileArgs};
-use crate::filter::{EngineOptions, EngineSettings, InstanceAllocation, compile_child};
+use crate::cli::{AllocationArg, FuelArg, InternalCompileArgs};
+use crate::filter::{EngineOptions, EngineSettings, FuelMetering, InstanceAllocation, compile_child};
 
 /// Compile one module; the exit code tells the parent how it went.
 pub fn run(args: &InternalCompileArgs) -> Result<u8> {
@@ -14,6 +14,10 @@ pub fn run(args: &InternalCompileArgs) -> Result<u8> {
         allocation: match args.allocation {
             AllocationArg::Pooling => InstanceAllocation::Pooling,
             AllocationArg::OnDemand => InstanceAllocation::OnDemand,
+        },
+        fuel: match args.fuel {
+            FuelArg::Off => FuelMetering::Off,
+            FuelArg::On => FuelMetering::On,
         },
         settings: EngineSettings::default(),
     };

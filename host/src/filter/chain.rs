@@ -103,8 +103,10 @@ pub struct AuditRecord {
     pub kind: Option<FailureKind>,
     /// Wall time, in microseconds.
     pub duration_us: u64,
-    /// Fuel consumed: the module's cost for this message.
-    pub fuel: u64,
+    /// Fuel consumed, the module's cost for this message in wasm instructions: only where fuel is counted
+    /// (some module has a fuel budget, `--fuel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
     /// sha256 of the body the module was given: always in the first module's record; in a later module's only
     /// when an earlier module replaced the body (absent: the body as the source delivered it, whose hash the first
     /// module's record of the message gives).

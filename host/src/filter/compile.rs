@@ -105,6 +105,7 @@ pub(crate) fn in_subprocess(
         .args(["--max-memory-bytes", &options.max_memory_bytes.to_string()])
         .args(["--max-instances", &options.max_instances.to_string()])
         .args(["--allocation", options.allocation.arg()])
+        .args(["--fuel", options.fuel.arg()])
         .args(["--limit-memory-bytes", &memory_bytes.to_string()])
         .args(["--limit-cpu-secs", &(timeout.as_secs() * 2 + 1).to_string()])
         .env_remove("RUST_LOG")

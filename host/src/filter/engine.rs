@@ -52,6 +52,9 @@ pub struct EngineOptions {
     /// How instances get their memory; [`FilterEngine::new`] falls back to on demand when the pool's address
     /// space cannot be reserved.
     pub allocation: InstanceAllocation,
+    /// Whether compiled code counts fuel: only when some module has a fuel budget (counting slows every
+    /// call; the per-message deadline stops runaway modules either way).
+    pub fuel: FuelMetering,
     /// The user's settings.
     pub settings: EngineSettings,
 }
@@ -68,12 +71,34 @@ pub enum InstanceAllocation {
     OnDemand,
 }
 
+/// Whether the engine's compiled code counts fuel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FuelMetering {
+    /// No counting: calls are bounded by their deadline alone, and records carry no fuel.
+    #[default]
+    Off,
+    /// Every call counts the instructions it runs: modules with a budget stop at it, and every record says
+    /// what the call spent.
+    On,
+}
+
+impl FuelMetering {
+    /// Its name on the compiler process's command line.
+    pub(crate) fn arg(self) -> &'static str {
+        match self {
+            FuelMetering::Off => "off",
+            FuelMetering::On => "on",
+        }
+    }
+}
+
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             max_memory_bytes: ModuleSettings::default().limits.memory_bytes,
             max_instances: 64,
             allocation: InstanceAllocation::Pooling,
+            fuel: FuelMetering::Off,
             settings: EngineSettings::default(),
         }
     }
@@ -88,10 +113,15 @@ impl EngineOptions {
             .max()
             .unwrap_or(ModuleSettings::default().limits.memory_bytes);
         let max_instances = (workers.max(1) * specs.len().max(1) * 2 + 4).min(10_000) as u32;
+        let fuel = match specs.iter().any(|s| s.settings.limits.fuel.is_some()) {
+            true => FuelMetering::On,
+            false => FuelMetering::Off,
+        };
         Self {
             max_memory_bytes,
             max_instances,
             allocation: InstanceAllocation::Pooling,
+            fuel,
             settings: settings.clone(),
         }
     }
@@ -107,13 +137,13 @@ impl InstanceAllocation {
     }
 }
 
-/// The wasmtime configuration for `options`: fuel, epoch interruption, the pooling allocator. Shared with
+/// The wasmtime configuration for `options`: fuel metering, epoch interruption, the pooling allocator. Shared with
 /// the compiler child process, whose artifacts must fit this engine exactly.
 pub(crate) fn engine_config(options: &EngineOptions) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
-        .consume_fuel(true)
+        .consume_fuel(options.fuel == FuelMetering::On)
         .epoch_interruption(true)
         .cranelift_opt_level(OptLevel::Speed)
         .parallel_compilation(true);
@@ -300,6 +330,17 @@ impl FilterEngine {
         self.inner.cache.dir()
     }
 
+    /// A module's settings as this engine runs them: on an engine that counts fuel, a module without a budget
+    /// gets all there is (a store there starts with none), so that its records say what it spent too.
+    fn fitted(&self, settings: &ModuleSettings) -> ModuleSettings {
+        let mut fitted = settings.clone();
+        fitted.limits.fuel = match self.inner.options.fuel {
+            FuelMetering::On => Some(settings.limits.fuel.unwrap_or(u64::MAX)),
+            FuelMetering::Off => None,
+        };
+        fitted
+    }
+
     /// Read, compile (or load from the cache) and link one module.
     pub fn load(&self, spec: &ModuleSpec) -> Result<LoadedModule, FilterError> {
         let started = Instant::now();
@@ -364,7 +405,7 @@ impl FilterEngine {
             path: spec.path.clone(),
             sha256,
             config: spec.config.clone(),
-            settings: spec.settings.clone(),
+            settings: self.fitted(&spec.settings),
             cache_use,
             load_time: started.elapsed(),
             engine: self.clone(),

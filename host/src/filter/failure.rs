@@ -114,7 +114,10 @@ pub(crate) fn describe(err: &wasmtime::Error, cx: &FailureContext<'_>) -> CallFa
         ),
         Some(Trap::OutOfFuel) => (
             FailureKind::OutOfFuel,
-            format!("fuel exhausted: used its whole budget of {} units", cx.limits.fuel),
+            match cx.limits.fuel {
+                Some(budget) => format!("fuel exhausted: used its whole budget of {budget} units"),
+                None => "fuel exhausted".to_string(),
+            },
         ),
         Some(Trap::StackOverflow) => (FailureKind::Trap, "stack overflow: recursion too deep".to_string()),
         Some(trap) => match (cx.refused_memory, panic_message(cx.stderr)) {

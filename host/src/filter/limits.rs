@@ -18,12 +18,30 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Wall-clock deadline for one call, enforced by epoch interruption (default 1 s).
     pub timeout: Duration,
-    /// Fuel budget for one call (default 1 000 000 000 units, about one second of wasm).
-    pub fuel: u64,
+    /// Fuel budget for one call, in wasm instructions (about 10⁹ a second); `None` (the default): fuel is not
+    /// counted, and the deadline alone bounds a call.
+    pub fuel: Option<u64>,
     /// Largest body a module may return (default 8 MiB).
     pub max_output_bytes: u64,
     /// Log volume kept per message: `log` lines plus captured stdout/stderr (default 64 KiB).
     pub max_log_bytes: u64,
+}
+
+impl Limits {
+    /// Give a store this call's fuel: its budget where fuel is counted; nothing to do otherwise.
+    pub(crate) fn refuel(&self, mut store: impl wasmtime::AsContextMut) -> wasmtime::Result<()> {
+        match self.fuel {
+            Some(budget) => store.as_context_mut().set_fuel(budget),
+            None => Ok(()),
+        }
+    }
+
+    /// What the call since [`Limits::refuel`] spent, from the fuel its store has left; `None` where fuel is
+    /// not counted.
+    pub(crate) fn fuel_spent(&self, store: impl wasmtime::AsContext) -> Option<u64> {
+        let budget = self.fuel?;
+        Some(budget.saturating_sub(store.as_context().get_fuel().unwrap_or(0)))
+    }
 }
 
 impl Default for Limits {
@@ -31,7 +49,7 @@ impl Default for Limits {
         Self {
             memory_bytes: 64 << 20,
             timeout: Duration::from_secs(1),
-            fuel: 1_000_000_000,
+            fuel: None,
             max_output_bytes: 8 << 20,
             max_log_bytes: 64 << 10,
         }
@@ -138,10 +156,15 @@ impl ModuleSettings {
                 self.limits.timeout = d;
             }
             "fuel" => {
-                self.limits.fuel = value
-                    .replace('_', "")
-                    .parse()
-                    .map_err(|_| bad("expected a whole number of fuel units"))?
+                self.limits.fuel = match value {
+                    "off" => None,
+                    units => Some(
+                        units
+                            .replace('_', "")
+                            .parse()
+                            .map_err(|_| bad("expected a whole number of fuel units, or `off`"))?,
+                    ),
+                }
             }
             "instance" => {
                 self.policy = match value {
@@ -202,6 +225,7 @@ mod tests {
         let s = ModuleSettings::default();
         assert_eq!(s.limits.memory_bytes, 64 * 1024 * 1024);
         assert_eq!(s.limits.timeout, Duration::from_secs(1));
+        assert_eq!(s.limits.fuel, None, "fuel is counted only when asked for");
         assert_eq!(s.max_consecutive_failures, 10);
         assert!(matches!(s.policy, InstancePolicy::Reuse { .. }));
     }
@@ -214,7 +238,10 @@ mod tests {
         s.set("timeout", "250ms").unwrap();
         assert_eq!(s.limits.timeout, Duration::from_millis(250));
         s.set("fuel", "10_000_000").unwrap();
-        assert_eq!(s.limits.fuel, 10_000_000);
+        assert_eq!(s.limits.fuel, Some(10_000_000));
+        s.set("fuel", "off").unwrap();
+        assert_eq!(s.limits.fuel, None);
+        assert!(s.set("fuel", "lots").unwrap_err().problem.contains("`off`"));
         s.set("recycle-every", "5").unwrap();
         assert_eq!(s.policy, InstancePolicy::Reuse { recycle_every: 5 });
         s.set("instance", "fresh").unwrap();

@@ -37,7 +37,7 @@ pub use compile::{
     ArtifactKind, Compilation, DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_MODULE_BYTES, compile_child,
 };
 pub use component::CONTRACT;
-pub use engine::{EngineOptions, EngineSettings, FilterEngine, InstanceAllocation, LoadedModule};
+pub use engine::{EngineOptions, EngineSettings, FilterEngine, FuelMetering, InstanceAllocation, LoadedModule};
 pub use error::FilterError;
 pub use failure::{CallFailure, FailureKind};
 pub use limits::{InstancePolicy, Limits, ModuleSettings, SettingError, format_size, parse_size};

@@ -25,8 +25,8 @@ pub struct ModuleCall {
     pub result: Result<Decision, CallFailure>,
     /// Wall time of the call, including instantiation when a fresh instance was needed.
     pub duration: Duration,
-    /// Fuel the call consumed.
-    pub fuel: u64,
+    /// Fuel the call consumed, where fuel is counted.
+    pub fuel: Option<u64>,
     /// What the module logged.
     pub logs: Vec<LogLine>,
 }
@@ -144,7 +144,6 @@ impl ModuleRunner {
         }
         let started = Instant::now();
         let mut logs = Vec::new();
-        let mut fuel = 0;
         if self.session.is_none() {
             match self.start_session(pre) {
                 Ok(init_logs) => logs = init_logs,
@@ -155,7 +154,7 @@ impl ModuleRunner {
                             format!("could not start a new instance: {reason}"),
                         )),
                         duration: started.elapsed(),
-                        fuel: 0,
+                        fuel: None,
                         logs: Vec::new(),
                     };
                 }
@@ -166,7 +165,7 @@ impl ModuleRunner {
             return self.decide_command_fresh(pre, message);
         };
         let turn = session.call(command::decide_request(message).into_bytes());
-        fuel += turn.fuel;
+        let fuel = turn.fuel;
         logs.extend(turn.logs);
         let result = turn.answers.and_then(|answers| match answers.as_slice() {
             [decision] => self.check_output(command::parse_decision(decision)?),
@@ -306,7 +305,7 @@ impl ModuleRunner {
                             format!("could not start a fresh instance: {reason}"),
                         )),
                         duration: started.elapsed(),
-                        fuel: 0,
+                        fuel: None,
                         logs: Vec::new(),
                     };
                 }
@@ -314,14 +313,13 @@ impl ModuleRunner {
         };
 
         let limits = &self.module.settings.limits;
-        let prepared = live
-            .store
-            .set_fuel(limits.fuel)
+        let prepared = limits
+            .refuel(&mut live.store)
             .map(|()| live.store.set_epoch_deadline(deadline_ticks(limits.timeout)));
         live.store.data_mut().limiter.refused_memory = None;
         live.store.data_mut().wait.restart();
         let outcome = prepared.and_then(|()| live.filter.call_decide(&mut live.store, message));
-        let fuel = limits.fuel.saturating_sub(live.store.get_fuel().unwrap_or(0));
+        let fuel = limits.fuel_spent(&live.store);
         live.calls += 1;
 
         let state = live.store.data_mut();
@@ -412,7 +410,7 @@ impl ModuleRunner {
         store.limiter(|state| &mut state.limiter);
         let describe =
             |store: &mut Store<GuestState>, err: wasmtime::Error| describe_failure(store.data(), &err, limits).message;
-        if let Err(e) = store.set_fuel(limits.fuel) {
+        if let Err(e) = limits.refuel(&mut store) {
             return Err(StartFailure::Trap(describe(&mut store, e)));
         }
         store.set_epoch_deadline(deadline_ticks(limits.timeout));

@@ -106,8 +106,8 @@ pub(crate) fn is_command(module: &wasmtime::Module) -> bool {
 pub(crate) struct CommandRun {
     /// The answer lines on stdout, in order, or why the run went wrong.
     pub answers: Result<Vec<String>, CallFailure>,
-    /// Fuel the run consumed.
-    pub fuel: u64,
+    /// Fuel the run consumed, where fuel is counted.
+    pub fuel: Option<u64>,
     /// stderr, as log lines.
     pub logs: Vec<LogLine>,
 }
@@ -137,7 +137,7 @@ pub(crate) fn run(
                     FailureKind::Trap,
                     "the host thread running the module panicked",
                 )),
-                fuel: 0,
+                fuel: None,
                 logs: Vec::new(),
             },
             Err(e) => CommandRun {
@@ -145,7 +145,7 @@ pub(crate) fn run(
                     FailureKind::CouldNotStart,
                     format!("cannot start a thread to run the module: {e}"),
                 )),
-                fuel: 0,
+                fuel: None,
                 logs: Vec::new(),
             },
         }
@@ -174,16 +174,16 @@ fn run_to_end(
     limits: &Limits,
     input: Input,
     stopping: Arc<AtomicBool>,
-) -> (Result<Vec<String>, CallFailure>, u64, Vec<LogLine>) {
+) -> (Result<Vec<String>, CallFailure>, Option<u64>, Vec<LogLine>) {
     let mut store = Store::new(pre.module().engine(), CommandState::new(input, limits, stopping));
     store.limiter(|state| &mut state.limiter);
-    let outcome = store.set_fuel(limits.fuel).and_then(|()| {
+    let outcome = limits.refuel(&mut store).and_then(|()| {
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
         let instance = pre.instantiate(&mut store)?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         start.call(&mut store, ())
     });
-    let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let fuel = limits.fuel_spent(&store);
     let (answers, logs) = ended(outcome, store.data(), limits);
     (answers, fuel, logs)
 }
@@ -257,8 +257,8 @@ fn collect(
 pub(crate) struct Turn {
     /// The answer lines (normally one), or why the request failed.
     pub answers: Result<Vec<String>, CallFailure>,
-    /// Fuel used since the request arrived.
-    pub fuel: u64,
+    /// Fuel used since the request arrived, where fuel is counted.
+    pub fuel: Option<u64>,
     /// stderr since the request arrived, as log lines.
     pub logs: Vec<LogLine>,
     /// The instance is gone (it exited or trapped): the session cannot take another request.
@@ -267,11 +267,11 @@ pub(crate) struct Turn {
 
 impl Turn {
     /// The module asked for more input: its answer to the current request is complete.
-    fn answered(stdout: &CapturedOutput, stderr: &CapturedOutput, limits: &Limits, fuel_left: u64) -> Self {
+    fn answered(stdout: &CapturedOutput, stderr: &CapturedOutput, limits: &Limits, fuel_spent: Option<u64>) -> Self {
         let (answers, logs) = collect(stdout, stderr, limits);
         Self {
             answers,
-            fuel: limits.fuel.saturating_sub(fuel_left),
+            fuel: fuel_spent,
             logs,
             ended: false,
         }

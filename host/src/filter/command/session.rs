@@ -120,7 +120,7 @@ impl Drop for Session {
 fn failed(failure: CallFailure) -> Turn {
     Turn {
         answers: Err(failure),
-        fuel: 0,
+        fuel: None,
         logs: Vec::new(),
         ended: true,
     }

@@ -127,13 +127,16 @@ fn read_u32(mem: &[u8], at: usize) -> Option<u32> {
 /// The module wants input and has read everything it was given. For a session this is a message boundary:
 /// hand the answer to the previous request back, then wait for the next request (none: end of file).
 fn next_request(caller: &mut Caller<'_, CommandState>) -> wasmtime::Result<()> {
-    let fuel_left = caller.get_fuel().unwrap_or(0);
+    let fuel_spent = match &caller.data().input {
+        Input::Session(link) => link.limits.fuel_spent(&*caller),
+        Input::Fixed { .. } => None,
+    };
     let state = caller.data_mut();
     let Input::Session(link) = &mut state.input else {
         return Ok(()); // a fixed buffer: end of file
     };
     if link.current.take().is_some() {
-        let turn = Turn::answered(&state.stdout, &state.stderr, &link.limits, fuel_left);
+        let turn = Turn::answered(&state.stdout, &state.stderr, &link.limits, fuel_spent);
         if link.turns.send(turn).is_err() {
             return Ok(()); // the worker is gone: end of file, the module exits
         }
@@ -147,7 +150,7 @@ fn next_request(caller: &mut Caller<'_, CommandState>) -> wasmtime::Result<()> {
     let limits = link.limits.clone();
     link.current = Some((request, 0));
     caller.data_mut().wait.restart();
-    caller.set_fuel(limits.fuel)?;
+    limits.refuel(&mut *caller)?;
     caller
         .as_context_mut()
         .set_epoch_deadline(deadline_ticks(limits.timeout));
