@@ -38,20 +38,23 @@ def size(path):
 
 
 def audit_sample(path, limit=SAMPLE_LINES):
-    """Mean duration_us and fuel over the first `limit` records of a module's audit file."""
+    """Mean duration_us and fuel over the first `limit` records of a module's audit file (fuel: None when the
+    records carry none, i.e. the run counted no fuel: no --fuel)."""
     dur = re.compile(rb'"duration_us":(\d+)')
     fuel = re.compile(rb'"fuel":(\d+)')
-    n = total_us = total_fuel = 0
+    n = total_us = total_fuel = fueled = 0
     with open(path, "rb") as f:
         for line in f:
             d, u = dur.search(line), fuel.search(line)
             if d:
                 n += 1
                 total_us += int(d.group(1))
-                total_fuel += int(u.group(1)) if u else 0
+                if u:
+                    fueled += 1
+                    total_fuel += int(u.group(1))
             if n >= limit:
                 break
-    return {"sampled": n, "mean_us": total_us / n if n else None, "mean_fuel": total_fuel / n if n else None}
+    return {"sampled": n, "mean_us": total_us / n if n else None, "mean_fuel": total_fuel / fueled if fueled else None}
 
 
 def chain_cost(audit_dir, messages):
@@ -66,7 +69,8 @@ def chain_cost(audit_dir, messages):
         modules[name] = {"records": lines, "bytes": size(path), **sample}
         if sample["mean_us"] is not None and messages:
             per_msg_us += sample["mean_us"] * lines / messages
-            per_msg_fuel += sample["mean_fuel"] * lines / messages
+            if sample["mean_fuel"] is not None:
+                per_msg_fuel += sample["mean_fuel"] * lines / messages
     return {"per_message_us": round(per_msg_us, 2), "per_message_fuel": round(per_msg_fuel),
             "sample_lines_per_module": SAMPLE_LINES, "modules": modules}
 
@@ -247,7 +251,7 @@ def cmd_table(args):
         for name, mod in cc["modules"].items():
             per = mod["records"] / (case.get("decided") or case["n"])
             print(f"    {name:<20} {mod['records']:>9} records ({per:.2f}/message), mean {mod['mean_us']:.2f} µs, "
-                  f"fuel {mod['mean_fuel']:.0f}")
+                  "fuel not counted" if mod["mean_fuel"] is None else f"fuel {mod['mean_fuel']:.0f}")
         print(f"    chain, per message: {cc['per_message_us']:.2f} µs of wasm calls")
     print("    (duration_us: wall time of each call, truncated to whole µs; it excludes the host's sha256 of the body\n"
           "    and writing the audit record; on a loaded machine it includes time the thread was preempted)")

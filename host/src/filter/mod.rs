@@ -1,13 +1,14 @@
 //! The filter engine: user-written WebAssembly modules that decide what happens to each dead letter.
 //!
-//! - [`FilterEngine`]: one wasmtime engine per process (fuel, epoch deadlines, pooling allocator,
+//! - [`FilterEngine`]: one wasmtime engine per process (epoch deadlines, fuel metering when a module has a
+//!   budget, pooling allocator,
 //!   compiled-module cache).
 //! - [`FilterChain`]: modules loaded from [`ModuleSpec`]s, shared by workers.
 //! - [`ChainRunner`]: a worker's instances; [`ChainRunner::decide`] runs the chain on one message and
 //!   never lets a guest fault escape: traps, timeouts and limit hits become [`Outcome::Failed`](crate::core::envelope::Outcome).
 //!
 //! Modules run in a sandbox with no capabilities (no files, network, environment or arguments), a memory
-//! cap, a per-message deadline and a fuel budget; see [`Limits`].
+//! cap, a per-message deadline and, when one is set, a fuel budget; see [`Limits`].
 
 mod blocking;
 mod cache;
