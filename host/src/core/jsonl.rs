@@ -78,20 +78,25 @@ impl<'de> Deserialize<'de> for AttributeList {
                     };
                     pairs.push((name, value));
                 }
-                // Stable, so of equal names the last read stays last; keep only that one.
-                pairs.sort_by(|a, b| a.0.cmp(&b.0));
-                let mut kept: Vec<(String, String)> = Vec::with_capacity(pairs.len());
-                for pair in pairs {
-                    match kept.last_mut() {
-                        Some(last) if last.0 == pair.0 => *last = pair,
-                        _ => kept.push(pair),
-                    }
-                }
-                Ok(AttributeList(kept))
+                Ok(AttributeList(sorted_last_of_each_name(pairs, |pair| pair.0.as_str())))
             }
         }
         deserializer.deserialize_any(Pairs)
     }
+}
+
+/// `items` sorted by name, keeping only the last of each name (what a JSON object with a repeated key means).
+fn sorted_last_of_each_name<T>(mut items: Vec<T>, name: impl Fn(&T) -> &str) -> Vec<T> {
+    // Stable: of equal names, the later one stays later.
+    items.sort_by(|a, b| name(a).cmp(name(b)));
+    let mut kept: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        match kept.last_mut() {
+            Some(last) if name(last) == name(&item) => *last = item,
+            _ => kept.push(item),
+        }
+    }
+    kept
 }
 
 /// One line's bytes as text, or why it is not text.
@@ -213,14 +218,9 @@ struct SortedAttributes<'a>(&'a [(String, String)]);
 
 impl Serialize for SortedAttributes<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut sorted: Vec<&(String, String)> = self.0.iter().collect();
-        // Stable: of equal names, the later one stays later.
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut map = serializer.serialize_map(Some(sorted.len()))?;
-        for (i, (name, value)) in sorted.iter().map(|pair| (&pair.0, &pair.1)).enumerate() {
-            if sorted.get(i + 1).is_some_and(|next| next.0 == *name) {
-                continue;
-            }
+        let kept = sorted_last_of_each_name(self.0.iter().collect(), |pair| pair.0.as_str());
+        let mut map = serializer.serialize_map(Some(kept.len()))?;
+        for (name, value) in kept {
             map.serialize_entry(name, value)?;
         }
         map.end()
