@@ -14,6 +14,29 @@ fn write_input(dir: &std::path::Path, lines: &[&str]) -> String {
     path.display().to_string()
 }
 
+/// `redrive filter test MODULES --input INPUT --output json --audit-dir AUDIT`: exit code, stdout, stderr.
+fn filter_test_audited(
+    dir: &std::path::Path,
+    modules: &[String],
+    input: &str,
+    audit: &std::path::Path,
+) -> (i32, String, String) {
+    let audit = audit.display().to_string();
+    let mut cmd = redrive(dir);
+    cmd.args(["filter", "test"])
+        .args(modules)
+        .args(["--input", input, "--output", "json", "--audit-dir", &audit]);
+    run(&mut cmd)
+}
+
+/// A module's audit file: the run's header line (its module checked) and the records below it.
+fn audit_records(audit: &std::path::Path, module: &str) -> (Value, Vec<Value>) {
+    let mut lines = json_lines(&fs::read_to_string(audit.join(format!("{module}.jsonl"))).unwrap());
+    let header = lines.remove(0);
+    assert_eq!(header["module"], module, "{header}");
+    (header, lines)
+}
+
 /// Decisions of a JSON run, without the trailing summary.
 fn decisions(stdout: &str) -> (Vec<Value>, Value) {
     let mut lines = json_lines(stdout);
@@ -57,19 +80,12 @@ fn a_chain_feeds_repaired_bodies_forward_and_stops_at_the_first_skip_or_discard(
         ],
     );
     let audit = tmp.path().join("audit");
-    let (code, stdout, stderr) = run(redrive(tmp.path()).args([
-        "filter",
-        "test",
-        &module("route-by-error"),
-        &module("repair-json"),
-        &module("drop-test-traffic"),
-        "--input",
-        &input,
-        "--output",
-        "json",
-        "--audit-dir",
-        &audit.display().to_string(),
-    ]));
+    let chain = [
+        module("route-by-error"),
+        module("repair-json"),
+        module("drop-test-traffic"),
+    ];
+    let (code, stdout, stderr) = filter_test_audited(tmp.path(), &chain, &input, &audit);
     assert_eq!(code, 0, "{stderr}");
     let (decided, summary) = decisions(&stdout);
     let by_id = |id: &str| decided.iter().find(|d| d["id"] == id).unwrap().clone();
@@ -103,10 +119,8 @@ fn a_chain_feeds_repaired_bodies_forward_and_stops_at_the_first_skip_or_discard(
         let path = audit.join(format!("{m}.jsonl"));
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{m} audit file mode");
-        let mut lines = json_lines(&fs::read_to_string(path).unwrap());
         // The run's header comes first: the module and its sha256, once for every record below it.
-        let header = lines.remove(0);
-        assert_eq!(header["module"], m, "{header}");
+        let (header, lines) = audit_records(&audit, m);
         assert_eq!(header["module_sha256"].as_str().unwrap().len(), 64, "{header}");
         assert!(header["run_started"].is_string(), "{header}");
         lines
@@ -188,23 +202,15 @@ fn with_a_fuel_budget_every_record_says_what_the_module_spent() {
             r#"{"id":"f-2","body":"{\"order\":2,}","failure":{"error_text":"timeout"}}"#,
         ],
     );
-    let (code, _, stderr) = run(redrive(tmp.path()).args([
-        "filter",
-        "test",
-        &module("route-by-error"),
-        // Only this module has a budget: the other's records say what it spent all the same.
-        &format!("{}?redrive.fuel=1_000_000_000", module("repair-json")),
-        "--input",
-        &input,
-        "--output",
-        "json",
-        "--audit-dir",
-        &audit.display().to_string(),
-    ]));
+    // Only the second module has a budget: the first's records say what it spent all the same.
+    let modules = [
+        module("route-by-error"),
+        format!("{}?redrive.fuel=1_000_000_000", module("repair-json")),
+    ];
+    let (code, _, stderr) = filter_test_audited(tmp.path(), &modules, &input, &audit);
     assert_eq!(code, 0, "{stderr}");
     for m in ["route-by-error", "repair-json"] {
-        let mut records = json_lines(&fs::read_to_string(audit.join(format!("{m}.jsonl"))).unwrap());
-        records.remove(0); // the run's header
+        let (_, records) = audit_records(&audit, m);
         assert_eq!(records.len(), 2, "{m}: {records:?}");
         for r in &records {
             assert!(r["fuel"].as_u64().unwrap() > 0, "{m}: fuel recorded: {r}");
