@@ -40,6 +40,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a commit whose outcome the client could not learn is tried again.
 const COMMIT_TRIES: usize = 3;
 
+/// How often an abort the client could not finish is tried again.
+const ABORT_TRIES: usize = 3;
+
 /// The transactional id of a sink: stable for one source, destination and worker, so a resumed run fences
 /// the run it resumes; different for any two of them, so concurrent runs never fence each other.
 pub fn transactional_id(destination: &KafkaUrl, producer_name: &str) -> String {
@@ -168,10 +171,22 @@ impl Transactions {
         self.blocking("starting a transaction", |p| p.begin_transaction()).await
     }
 
-    /// Abort the open transaction: none of its records become visible to read-committed consumers.
+    /// Abort the open transaction: none of its records become visible to read-committed consumers. An
+    /// abort the client could not finish (a timeout) is tried again; one that still fails leaves the
+    /// transaction open and the producer unable to start another, so it is `ProducerUnusable` (the broker
+    /// aborts the transaction when its timeout passes or the next run's producer registers).
     pub async fn abort(&self) -> Result<(), TransactionError> {
-        self.blocking("aborting a transaction", |p| p.abort_transaction(CALL_TIMEOUT))
+        let unanswered = |p: &FutureProducer| p.abort_transaction(CALL_TIMEOUT);
+        self.until_answered("aborting a transaction", ABORT_TRIES, unanswered)
             .await
+            .map_err(|e| TransactionError {
+                reason: format!(
+                    "{}; the transaction stays open until the broker aborts it, so this run can send no more \
+                     (what it did not send stays in the DLQ)",
+                    e.reason
+                ),
+                failure: TransactionFailure::ProducerUnusable,
+            })
     }
 
     /// Add the DLQ group's offsets to the open transaction: they commit with it, or not at all.
@@ -186,28 +201,58 @@ impl Transactions {
         .await
     }
 
-    /// Commit the open transaction. A commit the client could not finish is tried again; one the broker
-    /// refused is aborted.
+    /// Commit the open transaction. A commit the client could not finish is tried again, and after
+    /// [`COMMIT_TRIES`] leaves the producer unusable (`ProducerUnusable`: whether it committed is for the replay
+    /// log to tell); one the broker refused is aborted.
     pub async fn commit(&self) -> Result<(), TransactionError> {
+        let unanswered = |p: &FutureProducer| p.commit_transaction(CALL_TIMEOUT);
+        match self
+            .until_answered("committing a transaction", COMMIT_TRIES, unanswered)
+            .await
+        {
+            Ok(()) => Ok(()),
+            // The commit may still be under way in the client: until it ends, no other transaction can start
+            // ("Conflicting commit_transaction API call is already in progress"), so the run stops here rather
+            // than fail every later batch.
+            Err(e) if e.failure == TransactionFailure::OutcomeUnknown => Err(TransactionError {
+                reason: format!(
+                    "{}; whether the batch was delivered is unknown (the next run looks it up in the replay \
+                     log), and no other transaction can start until that commit ends, so this run can send no more",
+                    e.reason
+                ),
+                failure: TransactionFailure::ProducerUnusable,
+            }),
+            // Nothing can be aborted either: the broker aborts it when the next producer registers.
+            Err(e) if e.failure == TransactionFailure::ProducerUnusable => Err(e),
+            // Refused: abort, so the producer can start the next one.
+            Err(e) => match self.abort().await {
+                Ok(()) => Err(e),
+                Err(abort) => Err(TransactionError {
+                    reason: format!("{}; {}", e.reason, abort.reason),
+                    failure: abort.failure,
+                }),
+            },
+        }
+    }
+
+    /// Make `call` up to `tries` times while its outcome is unknown (the client timed out and says to call
+    /// again to resume); the last such error after that, or the first other one.
+    async fn until_answered(
+        &self,
+        what: &'static str,
+        tries: usize,
+        call: impl Fn(&FutureProducer) -> Result<(), KafkaError> + Clone + Send + 'static,
+    ) -> Result<(), TransactionError> {
         let mut last = None;
-        for _ in 0..COMMIT_TRIES {
-            match self
-                .blocking("committing a transaction", |p| p.commit_transaction(CALL_TIMEOUT))
-                .await
-            {
+        for _ in 0..tries {
+            match self.blocking(what, call.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.failure == TransactionFailure::OutcomeUnknown => last = Some(e),
-                // Nothing can be aborted either: the broker aborts it when the next producer registers.
-                Err(e) if e.failure == TransactionFailure::ProducerUnusable => return Err(e),
-                Err(e) => {
-                    // Refused: abort, so the producer can start the next one.
-                    self.abort().await.ok();
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
         Err(last.unwrap_or_else(|| TransactionError {
-            reason: "committing a transaction: no answer".into(),
+            reason: format!("{what}: no answer"),
             failure: TransactionFailure::OutcomeUnknown,
         }))
     }

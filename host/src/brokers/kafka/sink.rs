@@ -300,7 +300,7 @@ impl KafkaSink {
             if e.failure == TransactionFailure::ProducerUnusable {
                 return Err(aborted(e));
             }
-            transactions.abort().await.ok();
+            transactions.abort().await.map_err(aborted)?;
             return Err(failed(format!(
                 "not sent: its transaction was aborted ({}; if the producer's user may not commit the offsets of \
                  group `{}`, add dlq_offsets=separately to the destination URL)",
@@ -320,7 +320,7 @@ impl KafkaSink {
             if let Some(fatal) = self.unusable() {
                 return Err(Aborted::Failed(fatal));
             }
-            transactions.abort().await.ok();
+            transactions.abort().await.map_err(aborted)?;
             return Err(failed(format!(
                 "not sent: its transaction was aborted (producing to the replay log `{}`: {})",
                 transactions.log_topic(),
