@@ -327,13 +327,10 @@ impl KafkaSink {
                 explain(&e, &self.url)
             )));
         }
+        // A commit left unanswered comes back as `ProducerUnusable`, its reason saying the replay log tells.
         transactions.commit().await.map_err(|e| match e.failure {
-            TransactionFailure::OutcomeUnknown => failed(format!(
-                "{}; whether the batch was delivered is unknown: the next run looks it up in the replay log",
-                e.reason
-            )),
             TransactionFailure::NotDone => failed(format!("not sent: {}", e.reason)),
-            TransactionFailure::ProducerUnusable => aborted(e),
+            TransactionFailure::OutcomeUnknown | TransactionFailure::ProducerUnusable => aborted(e),
         })?;
         if let (Some(group), Some(commit)) = (&self.dlq, &group_commit) {
             group.committed(commit);
