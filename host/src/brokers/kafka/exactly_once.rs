@@ -68,6 +68,16 @@ pub fn fenced_reason(what: &str, id: &str) -> String {
     )
 }
 
+/// Why a transactional producer in a fatal state other than fenced can send nothing more, for `what` it was
+/// doing. It names the transactional id: a takeover by another producer with that id can end in such a state too
+/// (a broker that answers the old producer with a sequence or producer id error instead of "fenced").
+pub fn failed_for_good_reason(what: &str, why: &str, id: &str) -> String {
+    format!(
+        "{what}: {why}; the producer of transactional id {id} failed for good (did another producer take the id \
+         over?), so this run can send no more"
+    )
+}
+
 /// The replay log record of one committed batch: its replay ids, one per line.
 pub fn log_value<'a>(ids: impl Iterator<Item = &'a str>) -> String {
     ids.collect::<Vec<_>>().join("\n")
@@ -179,13 +189,17 @@ impl Transactions {
         let unanswered = |p: &FutureProducer| p.abort_transaction(CALL_TIMEOUT);
         self.until_answered("aborting a transaction", ABORT_TRIES, unanswered)
             .await
-            .map_err(|e| TransactionError {
-                reason: format!(
-                    "{}; the transaction stays open until the broker aborts it, so this run can send no more \
-                     (what it did not send stays in the DLQ)",
-                    e.reason
-                ),
-                failure: TransactionFailure::ProducerUnusable,
+            .map_err(|e| match e.failure {
+                // Fenced or failed for good: its reason says so already.
+                TransactionFailure::ProducerUnusable => e,
+                TransactionFailure::NotDone | TransactionFailure::OutcomeUnknown => TransactionError {
+                    reason: format!(
+                        "{}; the transaction stays open until the broker aborts it, so the producer of \
+                         transactional id {} can send no more (what this run did not send stays in the DLQ)",
+                        e.reason, self.id
+                    ),
+                    failure: TransactionFailure::ProducerUnusable,
+                },
             })
     }
 
@@ -217,8 +231,9 @@ impl Transactions {
             Err(e) if e.failure == TransactionFailure::OutcomeUnknown => Err(TransactionError {
                 reason: format!(
                     "{}; whether the batch was delivered is unknown (the next run looks it up in the replay \
-                     log), and no other transaction can start until that commit ends, so this run can send no more",
-                    e.reason
+                     log), and no other transaction can start until that commit ends, so the producer of \
+                     transactional id {} can send no more",
+                    e.reason, self.id
                 ),
                 failure: TransactionFailure::ProducerUnusable,
             }),
@@ -283,7 +298,7 @@ impl Transactions {
         let (reason, failure) = match (fenced, fatal) {
             (true, _) => (fenced_reason(what, &self.id), TransactionFailure::ProducerUnusable),
             (false, true) => (
-                format!("{what}: {}; this run can send no more", explain(&e, &self.url)),
+                failed_for_good_reason(what, &explain(&e, &self.url), &self.id),
                 TransactionFailure::ProducerUnusable,
             ),
             (false, false) if retriable => (

@@ -24,7 +24,8 @@ use rdkafka::util::Timeout;
 
 use super::dlq_offsets::DlqGroup;
 use super::exactly_once::{
-    TransactionError, TransactionFailure, Transactions, fenced_reason, is_fenced, log_value, transactional_id,
+    TransactionError, TransactionFailure, Transactions, failed_for_good_reason, fenced_reason, is_fenced, log_value,
+    transactional_id,
 };
 use super::record::{origin_of, outgoing};
 use super::url::{Delivery, DlqOffsets, KafkaUrl, Partitioning};
@@ -203,7 +204,8 @@ impl KafkaSink {
         let (code, text) = self.producer.client().fatal_error()?;
         Some(SendError::fatal(match &self.transactions {
             Some(t) if is_fenced(Some(code)) => fenced_reason("producing", t.id()),
-            _ => format!("the producer failed for good ({code:?}: {text}); this run can send no more"),
+            Some(t) => failed_for_good_reason("producing", &format!("{code:?}: {text}"), t.id()),
+            None => format!("the producer failed for good ({code:?}: {text}); this run can send no more"),
         }))
     }
 
