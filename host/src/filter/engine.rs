@@ -186,6 +186,9 @@ struct EngineInner {
     core_linker: wasmtime::Linker<CommandState>,
     cache: ArtifactCache,
     stop_ticker: Arc<AtomicBool>,
+    /// Whether the epoch ticker runs: it starts with the first module loaded, so a run without filters
+    /// (`--no-filter`) has no thread waking a hundred times a second for nothing.
+    ticker_started: std::sync::Mutex<bool>,
     options: EngineOptions,
     /// Set by [`FilterEngine::interrupt`]: blocking host calls end at once.
     stopping: Arc<AtomicBool>,
@@ -249,7 +252,8 @@ impl std::fmt::Debug for LoadedModule {
 }
 
 impl FilterEngine {
-    /// Build the engine: fuel metering, epoch interruption, the pooling allocator, and an epoch ticker thread.
+    /// Build the engine: fuel metering, epoch interruption and the pooling allocator. The epoch ticker thread
+    /// starts with the first module [`load`](Self::load)ed.
     pub fn new(options: &EngineOptions) -> Result<Self, FilterError> {
         let mut options = options.clone();
         let engine = match Engine::new(&engine_config(&options)) {
@@ -284,7 +288,6 @@ impl FilterEngine {
             .map_err(|e| FilterError::Engine(error_chain(&e)))?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), stop_ticker.clone())?;
         Ok(Self {
             inner: Arc::new(EngineInner {
                 engine,
@@ -293,6 +296,7 @@ impl FilterEngine {
                 cache: ArtifactCache::new(options.settings.cache_dir.clone()),
                 options: options.clone(),
                 stop_ticker,
+                ticker_started: std::sync::Mutex::new(false),
                 stopping: Arc::new(AtomicBool::new(false)),
                 max_deadline_ticks: std::sync::atomic::AtomicU64::new(0),
             }),
@@ -341,9 +345,24 @@ impl FilterEngine {
         fitted
     }
 
+    /// Start the epoch ticker unless it runs: every call's deadline counts its ticks.
+    fn start_ticker(&self) -> Result<(), FilterError> {
+        let mut started = self
+            .inner
+            .ticker_started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !*started {
+            spawn_epoch_ticker(self.inner.engine.clone(), self.inner.stop_ticker.clone())?;
+            *started = true;
+        }
+        Ok(())
+    }
+
     /// Read, compile (or load from the cache) and link one module.
     pub fn load(&self, spec: &ModuleSpec) -> Result<LoadedModule, FilterError> {
         let started = Instant::now();
+        self.start_ticker()?;
         self.inner
             .max_deadline_ticks
             .fetch_max(deadline_ticks(spec.settings.limits.timeout), Ordering::Relaxed);
@@ -523,5 +542,15 @@ mod tests {
         assert!(matches!(wasm_kind(b"\0asm\x0d\0\x01\0rest"), WasmKind::Component));
         assert!(matches!(wasm_kind(b"hello world"), WasmKind::NotWasm));
         assert!(matches!(wasm_kind(b""), WasmKind::NotWasm));
+    }
+
+    #[test]
+    fn the_epoch_ticker_starts_with_the_first_module_once() {
+        let ticker_runs = |engine: &FilterEngine| *engine.inner.ticker_started.lock().unwrap();
+        let engine = FilterEngine::new(&EngineOptions::for_modules(&[], 1, &EngineSettings::default())).unwrap();
+        assert!(!ticker_runs(&engine), "no module, no ticker thread");
+        engine.start_ticker().unwrap();
+        engine.start_ticker().unwrap();
+        assert!(ticker_runs(&engine));
     }
 }
