@@ -27,6 +27,9 @@ const READ_AHEAD: usize = 1000;
 /// memory flat); one that stays behind (a rate limit, a canary) is paused, so polling can go on serving the
 /// group's heartbeats and rebalances.
 const PAUSE_AFTER: Duration = Duration::from_millis(500);
+/// How long one poll lasts once the pass is read and handed on, while the pipeline finishes: `finish` waits up to
+/// this for the thread to notice it is closing.
+const ENDED_POLL: Duration = Duration::from_millis(10);
 /// How long a seek to `--since` may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the consumer thread hands to `KafkaSource::next`.
@@ -54,6 +57,17 @@ pub(super) fn read_loop(consumer: &BaseConsumer<PassContext>, shared: &Shared, t
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
+        }
+        // All handed on, the end included: only short polls from here (one more 100 ms poll for records here
+        // held up every run's `finish` by a tenth of a second).
+        if ended && pending.is_empty() {
+            // Keep serving rebalances and heartbeats until `finish`.
+            while !shared.closing.load(Ordering::SeqCst) {
+                if let Some(Ok(m)) = consumer.poll(ENDED_POLL) {
+                    let _ = m; // past the pass: left for the next one
+                }
+            }
+            return;
         }
         let full = pending.len() >= READ_AHEAD;
         match (full, paused) {
@@ -172,15 +186,6 @@ pub(super) fn read_loop(consumer: &BaseConsumer<PassContext>, shared: &Shared, t
         {
             // Reading on is slower but as right: records before the window are still not handed out.
             tracing::debug!("{}: seeking partition {p} to {first}: {e}", shared.url.describe());
-        }
-        if ended && pending.is_empty() {
-            // Keep serving rebalances and heartbeats until `finish`.
-            while !shared.closing.load(Ordering::SeqCst) {
-                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-                    let _ = m; // past the pass: left for the next one
-                }
-            }
-            return;
         }
     }
 }
