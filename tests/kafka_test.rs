@@ -888,8 +888,9 @@ fn a_fenced_producer_stops_the_run_and_leaves_the_rest_in_the_dlq() {
     let code = out.status.code().unwrap_or(-1);
     assert_eq!(code, 1, "the run stopped with an error\n{stdout}\n{stderr}");
     // The stop names the producer that can do no more. Fenced, as Kafka answers the old producer's next call;
-    // tansu sometimes answers otherwise: it leaves the commit under way unanswered (the run stops at the commit
-    // it could not finish), or it puts the producer in another fatal state.
+    // tansu sometimes answers otherwise: it has left the commit under way unanswered (the run stops at the commit
+    // it could not finish), and once a run stopped for a reason that named neither (output not kept; another
+    // fatal state of the client is the likely one, and its reason now names the id too).
     let stopped = stdout.lines().find(|line| line.trim_start().starts_with("stopped"));
     let says_why = stopped
         .is_some_and(|line| line.contains(&format!("transactional id {id}")) && line.contains("can send no more"));
