@@ -433,6 +433,35 @@ mod tests {
         assert_ne!(id, transactional_id(&a, "kafka://h:9092?topic=orders.DLT worker w-1"));
     }
 
+    /// An abort that fails leaves the transaction open, so the run must stop: the reason names the transactional
+    /// id and says so. (A producer without `transactional.id` refuses every transaction call at once, without a
+    /// broker, so the refusal stands in for a failed abort.)
+    #[tokio::test]
+    async fn a_failed_abort_stops_the_run_and_names_the_transactional_id() {
+        let url = KafkaUrl::parse("kafka://127.0.0.1:9?topic=staging").unwrap();
+        let producer: FutureProducer = url.client_config(&[]).create().unwrap();
+        let transactions = Transactions {
+            producer,
+            url,
+            id: "redrive-abc".to_owned(),
+            settle_for: Duration::from_secs(1),
+            turn: tokio::sync::Mutex::new(()),
+        };
+        let e = transactions.abort().await.unwrap_err();
+        assert_eq!(e.failure, TransactionFailure::ProducerUnusable, "{}", e.reason);
+        assert!(e.reason.starts_with("aborting a transaction: "), "{}", e.reason);
+        assert!(
+            e.reason.contains("transactional id redrive-abc can send no more"),
+            "{}",
+            e.reason
+        );
+        // A refused commit is aborted, and that abort's failure is what stops the run.
+        let e = transactions.commit().await.unwrap_err();
+        assert_eq!(e.failure, TransactionFailure::ProducerUnusable, "{}", e.reason);
+        assert!(e.reason.starts_with("committing a transaction: "), "{}", e.reason);
+        assert!(e.reason.contains("transactional id redrive-abc"), "{}", e.reason);
+    }
+
     #[test]
     fn a_log_record_lists_its_ids() {
         let value = log_value(["r-1", "r-2", "r-3"].into_iter());
