@@ -16,7 +16,6 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::config::StopReason;
-use super::digest_set::DigestSet;
 use super::groups::error_pattern;
 use super::stage::Shared;
 use crate::core::adapter::{AdapterError, Arrivals};
@@ -27,9 +26,13 @@ use crate::core::ids::replay_digest;
 const POLL_EVERY: Duration = Duration::from_secs(1);
 /// Fewer returns than this never trip the breaker (one message failing again is not a pattern).
 pub const MIN_RETURNS: u64 = 5;
-/// Most replays remembered (8 bytes each in the order they came, 8 to 10 in the set of those within the
-/// window: about 20 MiB at most); past it the oldest are forgotten first, as if their window had passed.
+/// Most replays remembered (8 bytes each: about 8 MiB at most); past it the oldest generations are forgotten
+/// first, as if their window had passed.
 const MAX_TRACKED: usize = 1_000_000;
+/// Most replays in one generation (512 KiB of digests).
+const GENERATION_MEMBERS: usize = 65_536;
+/// A generation spans at most this fraction of the window (see [`Generation`]).
+const GENERATIONS_PER_WINDOW: u32 = 16;
 /// Most distinct error patterns kept for the report.
 const MAX_PATTERNS: usize = 100;
 
@@ -83,22 +86,51 @@ pub(super) struct Replays {
     state: Mutex<Tracked>,
 }
 
-/// Replays confirmed at one moment (one [`Replays::confirmed`] call): one timestamp for all of them, so a
-/// replay costs its 8-byte digest here.
-struct Confirmed {
-    at: Instant,
+/// Replays confirmed over a short stretch of time (at most a sixteenth of the window, at most
+/// [`GENERATION_MEMBERS`]): 8 bytes per replay, and one pair of timestamps for all of them. A generation is
+/// forgotten as a whole once the window has passed for its newest replay, so a replay is remembered for the
+/// window and at most a sixteenth of it longer, never shorter.
+struct Generation {
+    /// When its oldest and newest replays were confirmed.
+    first: Instant,
+    last: Instant,
+    /// Their replay ids' digests; sorted whenever `sorted` says so (always, once the generation is closed).
     digests: Vec<u64>,
-    /// How many of `digests` (from the front) were already forgotten.
-    forgotten: usize,
+    sorted: bool,
+}
+
+impl Generation {
+    fn new(now: Instant) -> Self {
+        Self {
+            first: now,
+            last: now,
+            digests: Vec::new(),
+            sorted: true,
+        }
+    }
+
+    fn sort(&mut self) {
+        if !self.sorted {
+            self.digests.sort_unstable();
+            self.sorted = true;
+        }
+    }
+
+    /// Whether `digest` is one of its replays (the generation is sorted).
+    fn holds(&self, digest: u64) -> bool {
+        self.digests.binary_search(&digest).is_ok()
+    }
 }
 
 #[derive(Default)]
 struct Tracked {
-    /// What was confirmed when, oldest first.
-    order: VecDeque<Confirmed>,
-    /// The replays within the window.
-    live: DigestSet,
-    /// Those of `live` that came back (few, unless the guard is `off`: past its share the run stops).
+    /// Closed generations, oldest first, each sorted.
+    closed: VecDeque<Generation>,
+    /// The generation replays are added to now.
+    open: Option<Generation>,
+    /// How many replays all generations hold.
+    live: usize,
+    /// Those that came back (few, unless the guard is `off`: past its share the run stops).
     returned: HashSet<u64>,
 }
 
@@ -110,27 +142,11 @@ impl Replays {
         }
     }
 
-    /// Note replays the destination confirmed now (their replay ids' digests).
+    /// Note replays the destination confirmed now (their replay ids' digests; each replay is confirmed once).
     pub(super) fn confirmed(&self, digests: impl IntoIterator<Item = u64>) {
-        let now = Instant::now();
+        let span = self.guard.window / GENERATIONS_PER_WINDOW;
         let mut t = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut new = Vec::new();
-        for digest in digests {
-            if t.live.insert(digest) {
-                new.push(digest);
-            }
-        }
-        if !new.is_empty() {
-            new.shrink_to_fit();
-            t.order.push_back(Confirmed {
-                at: now,
-                digests: new,
-                forgotten: 0,
-            });
-        }
-        while t.live.len() > MAX_TRACKED && !t.order.is_empty() {
-            t.forget_oldest();
-        }
+        t.add(Instant::now(), span, digests);
     }
 
     /// A message carrying this replay id arrived in the DLQ: true when it is one of this run's replays
@@ -138,49 +154,88 @@ impl Replays {
     fn came_back(&self, digest: u64) -> bool {
         let mut t = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         t.expire(Instant::now(), self.guard.window);
-        t.live.contains(digest) && t.returned.insert(digest)
+        t.holds(digest) && t.returned.insert(digest)
     }
 
     /// (came back, confirmed) within the window.
     fn in_window(&self) -> (u64, u64) {
         let mut t = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         t.expire(Instant::now(), self.guard.window);
-        (t.returned.len() as u64, t.live.len() as u64)
+        (t.returned.len() as u64, t.live as u64)
     }
 }
 
 impl Tracked {
-    fn expire(&mut self, now: Instant, window: Duration) {
-        while self
-            .order
-            .front()
-            .is_some_and(|oldest| now.duration_since(oldest.at) > window)
-        {
-            if let Some(oldest) = self.order.pop_front() {
-                for &digest in oldest.digests.iter().skip(oldest.forgotten) {
-                    self.forget(digest);
-                }
+    /// Add replays confirmed at `now`, each to the open generation while it spans at most `span` and has
+    /// room; then forget the oldest generations while more than [`MAX_TRACKED`] are held.
+    fn add(&mut self, now: Instant, span: Duration, digests: impl IntoIterator<Item = u64>) {
+        for digest in digests {
+            let fits = self
+                .open
+                .as_ref()
+                .is_some_and(|open| open.digests.len() < GENERATION_MEMBERS && now.duration_since(open.first) <= span);
+            if !fits {
+                self.close_open();
             }
+            let open = self.open.get_or_insert_with(|| Generation::new(now));
+            open.digests.push(digest);
+            open.sorted = false;
+            open.last = now;
+            self.live += 1;
+        }
+        while self.live > MAX_TRACKED {
+            if self.closed.is_empty() {
+                self.close_open();
+            }
+            self.forget_oldest();
         }
     }
 
+    /// Whether `digest` is one of the replays held.
+    fn holds(&mut self, digest: u64) -> bool {
+        self.closed.iter().any(|g| g.holds(digest))
+            || self.open.as_mut().is_some_and(|open| {
+                open.sort();
+                open.holds(digest)
+            })
+    }
+
+    /// Close the open generation (sorted, its spare capacity given back), if there is one.
+    fn close_open(&mut self) {
+        if let Some(mut open) = self.open.take() {
+            open.sort();
+            open.digests.shrink_to_fit();
+            self.closed.push_back(open);
+        }
+    }
+
+    /// Forget the generations whose newest replay was confirmed more than `window` ago.
+    fn expire(&mut self, now: Instant, window: Duration) {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|open| now.duration_since(open.last) > window)
+        {
+            self.close_open();
+        }
+        while self
+            .closed
+            .front()
+            .is_some_and(|oldest| now.duration_since(oldest.last) > window)
+        {
+            self.forget_oldest();
+        }
+    }
+
+    /// Forget the oldest closed generation.
     fn forget_oldest(&mut self) {
-        let Some(oldest) = self.order.front_mut() else {
+        let Some(oldest) = self.closed.pop_front() else {
             return;
         };
-        let digest = oldest.digests.get(oldest.forgotten).copied();
-        oldest.forgotten += 1;
-        if oldest.forgotten >= oldest.digests.len() {
-            self.order.pop_front();
+        self.live -= oldest.digests.len();
+        if !self.returned.is_empty() {
+            self.returned.retain(|&digest| !oldest.holds(digest));
         }
-        if let Some(digest) = digest {
-            self.forget(digest);
-        }
-    }
-
-    fn forget(&mut self, digest: u64) {
-        self.live.remove(digest);
-        self.returned.remove(&digest);
     }
 }
 
@@ -391,6 +446,39 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_is_remembered_for_the_window_and_at_most_a_sixteenth_longer() {
+        let window = Duration::from_secs(160);
+        let span = window / GENERATIONS_PER_WINDOW;
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut t = Tracked::default();
+        t.add(at(0), span, [1]);
+        t.add(at(10), span, [2]);
+        t.add(at(11), span, [3]);
+        assert_eq!(
+            t.closed.len() + usize::from(t.open.is_some()),
+            2,
+            "2 joined 1 (10 s span), 3 did not"
+        );
+        t.expire(at(160), window);
+        assert!(t.holds(1) && t.holds(2) && t.holds(3), "within the window of all three");
+        t.expire(at(169), window);
+        assert!(
+            t.holds(1),
+            "1 stays with 2, whose window has not passed: 9 s longer than its own"
+        );
+        t.expire(at(171), window);
+        assert!(
+            !t.holds(1) && !t.holds(2),
+            "the window passed for the newest of their generation"
+        );
+        assert!(t.holds(3));
+        assert_eq!(t.live, 1);
+        t.expire(at(172), window);
+        assert!(!t.holds(3) && t.live == 0, "and then for 3");
+    }
+
+    #[test]
     fn memory_stays_bounded_by_forgetting_the_oldest() {
         let replays = Replays::new(ReturnGuard {
             window: Duration::from_secs(3600),
@@ -398,8 +486,17 @@ mod tests {
         });
         replays.confirmed(0..(MAX_TRACKED as u64 + 10));
         let (_, replayed) = replays.in_window();
-        assert_eq!(replayed, MAX_TRACKED as u64);
+        assert_eq!(
+            replayed,
+            (MAX_TRACKED + 10 - GENERATION_MEMBERS) as u64,
+            "the oldest generation was forgotten whole"
+        );
         assert!(!replays.came_back(0), "the oldest was forgotten");
+        assert!(!replays.came_back(GENERATION_MEMBERS as u64 - 1));
+        assert!(
+            replays.came_back(GENERATION_MEMBERS as u64),
+            "the second generation is kept"
+        );
         assert!(replays.came_back(MAX_TRACKED as u64 + 9));
     }
 
