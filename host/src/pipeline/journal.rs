@@ -7,7 +7,6 @@
 //! The journal also holds the run lock of its source (`journal-<hash>.lock` beside it): one run at a time
 //! per DLQ and audit directory.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -16,6 +15,7 @@ use std::sync::{Mutex, PoisonError};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::past::PastMap;
 use crate::core::ids::{JournalKey, id_digest, sha256_hex};
 use crate::core::{RunLock, files};
 
@@ -58,8 +58,8 @@ struct Line<'a> {
 pub struct Journal {
     path: PathBuf,
     out: Mutex<BufWriter<File>>,
-    /// Keyed by [`id_digest`]: flat memory per message on a large resume.
-    past: HashMap<u128, PastState>,
+    /// Keyed by [`id_digest`]: 16 bytes per message on a large resume.
+    past: PastMap,
     _lock: RunLock,
 }
 
@@ -100,12 +100,12 @@ impl Journal {
 
     /// Messages an earlier run was sending when it ended.
     pub fn in_doubt(&self) -> usize {
-        self.past.values().filter(|s| **s == PastState::InDoubt).count()
+        self.past.states().filter(|s| *s == PastState::InDoubt).count()
     }
 
     /// What an earlier run did with the message of this key, if anything that matters for this run.
     pub fn past(&self, key: &JournalKey) -> Option<PastState> {
-        self.past.get(&key.digest()).copied()
+        self.past.get(key.digest())
     }
 
     /// Append transitions (buffered; see [`Journal::sync`]).
@@ -134,16 +134,16 @@ impl Journal {
     }
 }
 
-fn read_past(path: &Path) -> Result<HashMap<u128, PastState>> {
+fn read_past(path: &Path) -> Result<PastMap> {
     let Some(file) = files::open_read_nofollow(path)? else {
-        return Ok(HashMap::new());
+        return Ok(PastMap::default());
     };
     read_lines(BufReader::new(file)).with_context(|| format!("cannot read the run journal {}", path.display()))
 }
 
 /// What a journal's lines say about each message (by [`id_digest`] of its key).
-pub fn read_lines(reader: impl BufRead) -> std::io::Result<HashMap<u128, PastState>> {
-    let mut past = HashMap::new();
+pub fn read_lines(reader: impl BufRead) -> std::io::Result<PastMap> {
+    let mut past = PastMap::default();
     // Bytes, not text: a line torn inside a multi-byte character must not make the whole journal unreadable.
     for line in reader.split(b'\n') {
         let line = line?;
@@ -154,18 +154,12 @@ pub fn read_lines(reader: impl BufRead) -> std::io::Result<HashMap<u128, PastSta
         };
         let key = id_digest(&id);
         match event {
-            Event::Acked => {
-                past.insert(key, PastState::Acked);
-            }
-            Event::Confirmed | Event::Archived | Event::Parked => {
-                let state = past.entry(key).or_insert(PastState::SettledNotAcked);
-                if *state == PastState::InDoubt {
-                    *state = PastState::SettledNotAcked;
-                }
-            }
-            Event::Sending => {
-                past.entry(key).or_insert(PastState::InDoubt);
-            }
+            Event::Acked => past.update(key, |_| PastState::Acked),
+            Event::Confirmed | Event::Archived | Event::Parked => past.update(key, |old| match old {
+                None | Some(PastState::InDoubt) => PastState::SettledNotAcked,
+                Some(other) => other,
+            }),
+            Event::Sending => past.update(key, |old| old.unwrap_or(PastState::InDoubt)),
             // A release after a send that failed leaves the message in doubt: a send given up on (the
             // destination unreachable) may still have arrived, and the next run asks before sending again.
             Event::Released => {}

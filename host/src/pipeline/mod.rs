@@ -34,6 +34,7 @@ pub mod journal;
 pub mod module_stats;
 mod outcome_rows;
 mod park;
+pub mod past;
 pub mod plan;
 mod rate;
 mod read;
