@@ -6,13 +6,13 @@
 //! A message is known in it by its *archive key*: a digest of its source's identity and its journal key
 //! (id, replay count, failure history, occurrence), never by its bare id, which two sources may share.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::core::digest_set::DigestSet;
 use crate::core::envelope::Envelope;
 use crate::core::files;
 use crate::core::ids::id_digest;
@@ -54,7 +54,7 @@ pub struct DiscardArchive {
     path: PathBuf,
     file: File,
     /// Archive keys present before this run, as [`id_digest`]s.
-    existing: HashSet<u128>,
+    existing: DigestSet<u128>,
 }
 
 impl DiscardArchive {
@@ -71,7 +71,7 @@ impl DiscardArchive {
                 .filter_map(|l| serde_json::from_slice::<KeyOnly>(&l).ok())
                 .filter_map(|line| line.attributes.get(ARCHIVE_KEY_ATTRIBUTE)?.as_str().map(id_digest))
                 .collect(),
-            None => HashSet::new(),
+            None => DigestSet::default(),
         };
         let mut file =
             files::open_append(path).with_context(|| format!("cannot open the discard archive {}", path.display()))?;

@@ -5,7 +5,7 @@
 //! - [`adapter`]: the [`Source`], [`Acker`] and [`Sink`] traits every broker implements, their tokens and
 //!   typed errors.
 //! - [`endpoint`]: a source or destination URL parsed once, with its redacted form.
-//! - [`ids`]: journal keys, replay ids, digests.
+//! - [`ids`]: journal keys, replay ids, digests; [`digest_set`]: sets of digests that grow without rehashing.
 //! - [`jsonl`]: the JSONL message format of files and `redrive filter test`.
 //! - [`backoff`]: retrying for a bounded time.
 //! - [`aws`]: AWS profile, region and endpoint from the command line.
@@ -18,6 +18,7 @@
 pub mod adapter;
 pub mod aws;
 pub mod backoff;
+pub mod digest_set;
 pub mod endpoint;
 pub mod envelope;
 pub mod failed_jobs;

@@ -7,10 +7,11 @@
 //! - [`discard`](discard.rs), [`park`](park.rs), [`settle`](settle.rs): archive, park destination, ack/release.
 //!
 //! Every stage is a task joined to the next by a bounded channel, so the messages held at once do not grow
-//! with the DLQ's size; the channels bound messages, and [`body_budget`] their bytes (`--message-memory`,
+//! with the DLQ's size; the channels bound messages, and the body budget their bytes (`--message-memory`,
 //! 64 MiB by default: the reader waits for room). What does grow is ~10 bytes per message for
-//! the key digests of a DLQ whose ids may repeat and ~18 per replay for the re-poison breaker (compact sets:
-//! [`digest_set`](digest_set.rs); the breaker's capped: [`breaker`]), plus the digests a resumed run loads.
+//! the key digests of a DLQ whose ids may repeat and 8 per replay for the re-poison breaker (a
+//! [`DigestSet`](crate::core::digest_set::DigestSet); the breaker's capped: [`breaker`]), plus the digests a
+//! resumed run loads (16 bytes per message: [`past`]).
 //!
 //! A message leaves the DLQ only after its fate is durable elsewhere: confirmed by the destination, or
 //! written to the discard archive, and recorded in the journal. The pipeline sees brokers only through the
@@ -24,7 +25,6 @@ mod chunks;
 mod config;
 pub mod crash_point;
 mod decide;
-mod digest_set;
 mod discard;
 mod files;
 mod forward;

@@ -3,21 +3,18 @@
 //! each entry the digest's other 112 bits with the state in the top 16. A hash map of `u128` keys takes 32
 //! bytes per slot (the key is 16-byte aligned) at a load of 44–88 %, and the old and new tables at once while
 //! it doubles: a second run over a settled million-message DLQ peaked at 109.7 MiB with one, 98.4 MiB with this
-//! (BENCHMARKS.md). The layout is `DigestSet`'s (`digest_set.rs`), with a state in each entry.
+//! (BENCHMARKS.md). The container is [`Buckets`], the one under [`crate::core::digest_set::DigestSet`].
 
 use super::journal::PastState;
-
-/// How many of a digest's top bits pick its bucket.
-const BUCKET_BITS: u32 = 16;
+use crate::core::digest_set::{BUCKET_BITS, Buckets, Digest};
 /// The bits of a digest kept in an entry (the rest are the bucket's number).
 const LOW: u128 = (1u128 << (128 - BUCKET_BITS)) - 1;
 
 /// The journal's memory of earlier runs (see the module's documentation).
 #[derive(Default)]
 pub struct PastMap {
-    /// Empty until the first insert, then `1 << BUCKET_BITS` vectors sorted by their entries' low bits.
-    buckets: Vec<Vec<u128>>,
-    len: usize,
+    /// Entries sorted by their low bits.
+    entries: Buckets<u128>,
 }
 
 fn tag(state: PastState) -> u128 {
@@ -38,47 +35,38 @@ fn state_of(entry: u128) -> PastState {
 }
 
 impl PastMap {
-    fn bucket(digest: u128) -> usize {
-        (digest >> (128 - BUCKET_BITS)) as usize
-    }
-
     /// What earlier runs did with the message of this digest, if anything was recorded.
     pub fn get(&self, digest: u128) -> Option<PastState> {
-        let bucket = self.buckets.get(Self::bucket(digest))?;
-        let low = digest & LOW;
-        let at = bucket.binary_search_by_key(&low, |entry| entry & LOW).ok()?;
-        bucket.get(at).map(|&entry| state_of(entry))
+        let entry = self
+            .entries
+            .find(digest.bucket(), &(digest & LOW), |entry| entry & LOW)?;
+        Some(state_of(entry))
     }
 
     /// Set the state of `digest` to what `next` makes of its current one (`None`: nothing recorded yet).
     pub fn update(&mut self, digest: u128, next: impl FnOnce(Option<PastState>) -> PastState) {
-        if self.buckets.is_empty() {
-            self.buckets.resize_with(1 << BUCKET_BITS, Vec::new);
-        }
-        let bucket = &mut self.buckets[Self::bucket(digest)];
         let low = digest & LOW;
-        match bucket.binary_search_by_key(&low, |entry| entry & LOW) {
-            Ok(at) => bucket[at] = low | tag(next(Some(state_of(bucket[at])))),
-            Err(at) => {
-                bucket.insert(at, low | tag(next(None)));
-                self.len += 1;
-            }
-        }
+        self.entries.upsert(
+            digest.bucket(),
+            &low,
+            |entry| entry & LOW,
+            |entry| low | tag(next(entry.map(state_of))),
+        );
     }
 
     /// How many messages have a state.
     pub fn len(&self) -> usize {
-        self.len
+        self.entries.len()
     }
 
     /// Whether no message has one.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.entries.is_empty()
     }
 
     /// Every message's state, in no particular order.
     pub fn states(&self) -> impl Iterator<Item = PastState> + '_ {
-        self.buckets.iter().flatten().map(|&entry| state_of(entry))
+        self.entries.iter().map(state_of)
     }
 }
 
@@ -95,7 +83,6 @@ mod tests {
         let map = PastMap::default();
         assert_eq!(map.get(7), None);
         assert!(map.is_empty());
-        assert!(map.buckets.is_empty());
         assert_eq!(map.states().count(), 0);
     }
 

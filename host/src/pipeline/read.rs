@@ -9,18 +9,18 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::chunks::{CHUNK, ChunkTx};
-use super::digest_set::DigestSet;
 use super::journal::PastState;
 use super::report::Stats;
 use super::stage::{GateState, Park, Settle, Shared, Work};
 use crate::core::adapter::{Received, Source};
+use crate::core::digest_set::DigestSet;
 use crate::core::ids::JournalKey;
 
 /// The journal keys seen in a pass whose ids can repeat, so the n-th copy of a key is its own message.
 #[derive(Default)]
 struct Occurrences {
     /// 64 bits of each key's digest: about 10 bytes per message.
-    seen: DigestSet,
+    seen: DigestSet<u64>,
     /// How often each repeated key came.
     repeated: HashMap<u128, u32>,
 }

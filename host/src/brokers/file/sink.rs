@@ -3,7 +3,6 @@
 //! On open it reads the replay ids already in the file, so a run resumed after a crash between the fsync
 //! and the journal entry does not write a message twice.
 
-use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 
 use crate::core::adapter::{AdapterError, Redelivery, SendError, Sink};
+use crate::core::digest_set::DigestSet;
 use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
 use crate::core::ids::id_digest;
 use crate::core::jsonl::write_message_line;
@@ -24,7 +24,7 @@ pub struct FileSink {
 struct State {
     file: std::fs::File,
     /// Replay ids present when the file was opened, as [`id_digest`]s.
-    existing: HashSet<u128>,
+    existing: DigestSet<u128>,
 }
 
 impl FileSink {
@@ -77,8 +77,8 @@ struct AttributesOnly {
     attributes: std::collections::HashMap<String, serde_json::Value>,
 }
 
-fn existing_replay_ids(path: &std::path::Path) -> Result<HashSet<u128>, AdapterError> {
-    let mut ids = HashSet::new();
+fn existing_replay_ids(path: &std::path::Path) -> Result<DigestSet<u128>, AdapterError> {
+    let mut ids = DigestSet::default();
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
@@ -119,7 +119,7 @@ impl Sink for FileSink {
                 let written_before = !state.existing.is_empty()
                     && env
                         .attribute(REPLAY_ID_ATTRIBUTE)
-                        .is_some_and(|id| state.existing.contains(&id_digest(id)));
+                        .is_some_and(|id| state.existing.contains(id_digest(id)));
                 if written_before {
                     continue; // already written by an earlier, interrupted run
                 }

@@ -216,7 +216,7 @@ impl Transactions {
     }
 
     /// Commit the open transaction. A commit the client could not finish is tried again, and after
-    /// [`COMMIT_TRIES`] leaves the producer unusable (`ProducerUnusable`: whether it committed is for the replay
+    /// `COMMIT_TRIES` (3) leaves the producer unusable (`ProducerUnusable`: whether it committed is for the replay
     /// log to tell); one the broker refused is aborted.
     pub async fn commit(&self) -> Result<(), TransactionError> {
         let unanswered = |p: &FutureProducer| p.commit_transaction(CALL_TIMEOUT);
