@@ -7,6 +7,7 @@
 
 use super::journal::PastState;
 use crate::core::digest_set::{BUCKET_BITS, Buckets, Digest};
+
 /// The bits of a digest kept in an entry (the rest are the bucket's number).
 const LOW: u128 = (1u128 << (128 - BUCKET_BITS)) - 1;
 
