@@ -17,6 +17,7 @@ use crate::core::envelope::Envelope;
 use crate::core::files;
 use crate::core::ids::id_digest;
 use crate::core::jsonl::write_message_line;
+use crate::core::line_attribute::string_attribute;
 
 /// Attribute naming why a message was discarded.
 pub const DISCARD_REASON_ATTRIBUTE: &str = "x-redrive-discard-reason";
@@ -37,13 +38,6 @@ pub struct Discarded<'a> {
     pub module: Option<&'a str>,
     /// Its [`archive_key`](crate::core::ids::archive_key).
     pub key: &'a str,
-}
-
-/// Only the archive key of an archived line (the rest is skipped, not copied).
-#[derive(serde::Deserialize)]
-struct KeyOnly {
-    #[serde(default)]
-    attributes: std::collections::HashMap<String, serde_json::Value>,
 }
 
 /// Appends discarded messages, fsync per batch, under an exclusive lock (other runs may share the file).
@@ -68,8 +62,7 @@ impl DiscardArchive {
             Some(f) => BufReader::new(f)
                 .split(b'\n')
                 .map_while(Result::ok)
-                .filter_map(|l| serde_json::from_slice::<KeyOnly>(&l).ok())
-                .filter_map(|line| line.attributes.get(ARCHIVE_KEY_ATTRIBUTE)?.as_str().map(id_digest))
+                .filter_map(|line| string_attribute(&line, ARCHIVE_KEY_ATTRIBUTE).map(|key| id_digest(&key)))
                 .collect(),
             None => DigestSet::default(),
         };

@@ -6,7 +6,8 @@
 //!   typed errors.
 //! - [`endpoint`]: a source or destination URL parsed once, with its redacted form.
 //! - [`ids`]: journal keys, replay ids, digests; [`digest_set`]: sets of digests that grow without rehashing.
-//! - [`jsonl`]: the JSONL message format of files and `redrive filter test`.
+//! - [`jsonl`]: the JSONL message format of files and `redrive filter test`; [`line_attribute`]: one attribute
+//!   of a line, read without the rest.
 //! - [`backoff`]: retrying for a bounded time.
 //! - [`aws`]: AWS profile, region and endpoint from the command line.
 //! - [`failed_jobs`]: a database table of failed jobs as a DLQ (presets, rows, `--where`), for every database;
@@ -26,6 +27,7 @@ pub mod files;
 pub mod fleet;
 pub mod ids;
 pub mod jsonl;
+pub mod line_attribute;
 pub mod lock;
 pub mod table_options;
 pub mod text;

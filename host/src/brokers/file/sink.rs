@@ -14,6 +14,7 @@ use crate::core::digest_set::DigestSet;
 use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
 use crate::core::ids::id_digest;
 use crate::core::jsonl::write_message_line;
+use crate::core::line_attribute::string_attribute;
 
 /// Appends to a JSONL file.
 pub struct FileSink {
@@ -70,13 +71,6 @@ fn append_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Only the part of a line needed to find its replay id (the body is skipped, not copied).
-#[derive(serde::Deserialize)]
-struct AttributesOnly {
-    #[serde(default)]
-    attributes: std::collections::HashMap<String, serde_json::Value>,
-}
-
 fn existing_replay_ids(path: &std::path::Path) -> Result<DigestSet<u128>, AdapterError> {
     let mut ids = DigestSet::default();
     let file = match std::fs::File::open(path) {
@@ -87,11 +81,8 @@ fn existing_replay_ids(path: &std::path::Path) -> Result<DigestSet<u128>, Adapte
     // Bytes, not text: a line a crash cut inside a character must not make the file unreadable.
     for line in std::io::BufReader::new(file).split(b'\n') {
         let line = line.map_err(|e| AdapterError::io(format!("cannot read {}", path.display()), e))?;
-        let Ok(parsed) = serde_json::from_slice::<AttributesOnly>(&line) else {
-            continue;
-        };
-        if let Some(id) = parsed.attributes.get(REPLAY_ID_ATTRIBUTE).and_then(|v| v.as_str()) {
-            ids.insert(id_digest(id));
+        if let Some(id) = string_attribute(&line, REPLAY_ID_ATTRIBUTE) {
+            ids.insert(id_digest(&id));
         }
     }
     Ok(ids)
