@@ -26,8 +26,10 @@
 //! | `body_fields` | `test,is_test,synthetic` |
 //! | `test_domains` | `example.com,example.org,test.invalid` |
 
+pub mod body;
+
+use body::body_facts;
 use redrive_guest::{Config, Decision, Filter, Message, log};
-use serde_json::Value;
 
 /// Default flag attributes (`true`/`1`/`yes` means test traffic).
 pub const DEFAULT_ATTRIBUTES: &[&str] = &["x-test", "x-synthetic", "x-test-traffic"];
@@ -108,20 +110,16 @@ impl DropTestTraffic {
         }
 
         // Body checks: only for JSON objects.
-        let Ok(Value::Object(body)) = msg.json::<Value>() else {
-            return None;
-        };
+        let facts = body_facts(&msg.body, &self.body_fields)?;
         if let Some(field) = self
             .body_fields
             .iter()
-            .find(|field| body.get(field.as_str()) == Some(&Value::Bool(true)))
+            .zip(&facts.flags)
+            .find_map(|(field, flag)| flag.then_some(field))
         {
             return Some(format!("test traffic: body field {field}=true"));
         }
-        for field in EMAIL_FIELDS {
-            let Some(Value::String(email)) = body.get(*field) else {
-                continue;
-            };
+        for email in facts.emails.iter().flatten() {
             let Some((_, domain)) = email.trim().rsplit_once('@') else {
                 continue;
             };

@@ -28,6 +28,7 @@
 //! | `rename` | comma-separated `old:new` top-level key renames (empty: none) | `qty:quantity` |
 
 pub mod repair;
+pub mod scan;
 
 use redrive_guest::{Config, Decision, Filter, Message, Verdict, log};
 use serde::de::IgnoredAny;
@@ -123,14 +124,16 @@ impl Filter for RepairJson {
         if text.trim().is_empty() {
             return Ok(Decision::discard("empty body"));
         }
-        let original_error = match is_valid_json(text) {
-            Ok(()) => {
-                return Ok(match self.rename(text) {
+        let original_error = match scan::check_json(text, &self.renames) {
+            Ok(may_rename) => {
+                let renamed = if may_rename { self.rename(text) } else { None };
+                return Ok(match renamed {
                     Some((body, reason)) => Decision::replay_with_body(reason, body),
                     None => Decision::replay("valid JSON"),
                 });
             }
-            Err(err) => err,
+            // Reported as a plain parse words it (the scan's wording differs for some inputs).
+            Err(scan_error) => is_valid_json(text).err().unwrap_or(scan_error),
         };
         let Some((repaired, applied)) = RepairJson::repair(text) else {
             log::warn(format!("unrepairable JSON in {}", msg.id));
@@ -289,6 +292,11 @@ mod tests {
     #[test]
     fn unrepairable_reports_the_original_error() {
         let mut f = default_filter();
+        // In the words of a plain parse ("trailing comma" in the scan's).
+        assert_eq!(
+            run(&mut f, r#"{"a": 1,} x"#).1,
+            "unrepairable JSON: key must be a string at line 1 column 9"
+        );
         assert_eq!(
             run(&mut f, "hello world"),
             (
