@@ -751,6 +751,16 @@ pub fn mistakes_are_exit_2<B: Broker>() {
             mistake.what,
             mistake.says
         );
+        let line = stderr
+            .lines()
+            .find(|line| line.starts_with("error: "))
+            .unwrap_or_default();
+        let causes: Vec<&str> = line.split(": ").collect();
+        assert!(
+            causes.windows(2).all(|pair| pair[0] != pair[1]),
+            "{}: a cause said twice:\n{line}",
+            mistake.what
+        );
     }
     assert_eq!(k.broker.destination_count(), 0, "nothing moved");
     assert_eq!(k.broker.in_dlq().len(), 3, "nothing left the DLQ");

@@ -64,7 +64,8 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Each cause once: an error that shows its source in its own text would otherwise repeat it.
+            eprintln!("error: {}", crate::core::adapter::error_chain(err.as_ref()));
             ExitCode::from(exit::USAGE)
         }
     }

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use super::chunks::{ChunkRx, ChunkTx};
 use super::stage::{Decided, Work};
 use crate::audit::{AuditLines, AuditLog};
+use crate::core::adapter::error_chain;
 use crate::filter::ChainRunner;
 
 /// The filter workers, to wait for once the pass is read.
@@ -106,7 +107,7 @@ fn decide_loop(
                     .encode(&outcome.records)
                     .and_then(|()| audit.lock().unwrap_or_else(PoisonError::into_inner).append(&lines))
                     .err()
-                    .map(|e| format!("{e:#}")),
+                    .map(|e| error_chain(e.as_ref())),
                 Err(_) => None,
             };
             decided.push(work.decided(result, audit_failed));

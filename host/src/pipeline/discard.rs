@@ -13,6 +13,7 @@ use super::journal::Event;
 use super::report::Stats;
 use super::stage::{BATCH_LINGER, Discard, GateState, Settle, Shared, hold_until_gate};
 use crate::audit::{DiscardArchive, Discarded};
+use crate::core::adapter::error_chain;
 use crate::core::ids::archive_key;
 
 /// Archive discarded messages durably, then ack them.
@@ -54,7 +55,7 @@ pub(super) async fn discard_stage(
             .and_then(|a| write_batch(&shared, a, &batch));
         if let Err(e) = written {
             // Without the archive a discard could not be undone: keep them in the DLQ and stop.
-            shared.stop_with(StopReason::Error(format!("{e:#}")));
+            shared.stop_with(StopReason::Error(error_chain(e.as_ref())));
             let not_done = batch.into_iter().map(|d| (d.delivery.token, d.key));
             shared.release_not_done(&settle_tx, not_done).await;
             continue;

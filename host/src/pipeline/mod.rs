@@ -60,7 +60,7 @@ pub use report::{Counts, Progress, Stats};
 pub use telemetry::{RunControl, Telemetry};
 
 use crate::audit::{AuditLog, DiscardArchive};
-use crate::core::adapter::{Sink, Source};
+use crate::core::adapter::{Sink, Source, error_chain};
 use crate::filter::{ChainRunner, FilterChain};
 use chunks::{CHUNK, chunk_channel};
 use plan::{PlanCollector, PlannedModule};
@@ -149,7 +149,7 @@ fn ended<T: Default>(shared: &Shared, joined: Result<Result<T>, tokio::task::Joi
 /// counts as having produced nothing.
 fn or_stop<T: Default>(shared: &Shared, result: Result<T>) -> T {
     result.unwrap_or_else(|e| {
-        shared.stop_with(StopReason::Error(format!("{e:#}")));
+        shared.stop_with(StopReason::Error(error_chain(e.as_ref())));
         T::default()
     })
 }
