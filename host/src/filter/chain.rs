@@ -182,8 +182,9 @@ impl ChainRunner {
                 records: Vec::new(),
             });
         }
-        let mut body: Option<Vec<u8>> = None;
-        let mut attributes = env.attributes.clone();
+        // The message as the modules see it, copied once: each module's changes are applied to it in place.
+        let mut message = to_wit(env, &env.body, &env.attributes);
+        let mut body_changed = false;
         let mut changes = Vec::new();
         let mut records = Vec::with_capacity(self.runners.len());
         let mut body_hash = sha256_hex(&env.body);
@@ -193,18 +194,18 @@ impl ChainRunner {
             return Err(disabled);
         }
         for (position, runner) in self.runners.iter_mut().enumerate() {
-            let current_body = body.as_deref().unwrap_or(&env.body);
-            let as_delivered = position > 0 && body.is_none();
-            let call = runner.decide(&to_wit(env, current_body, &attributes));
+            let as_delivered = position > 0 && !body_changed;
+            let call = runner.decide(&message);
             let module = runner.module();
             let hash_in = body_hash.clone();
             let (outcome, reason, kind) = match call.result {
                 Ok(decision) => {
                     if let Some(new_body) = decision.body {
                         body_hash = sha256_hex(&new_body);
-                        body = Some(new_body);
+                        message.body = new_body;
+                        body_changed = true;
                     }
-                    apply_attribute_changes(&mut attributes, &decision.attribute_changes);
+                    apply_attribute_changes(&mut message.attributes, &decision.attribute_changes);
                     changes.extend(decision.attribute_changes);
                     (Outcome::from(decision.verdict), decision.reason, None)
                 }
@@ -234,7 +235,7 @@ impl ChainRunner {
             outcome,
             reason,
             decided_by: Some(decided_by),
-            body,
+            body: body_changed.then_some(message.body),
             attribute_changes: changes,
             records,
         })
