@@ -84,7 +84,8 @@ pub enum AdapterError {
 }
 
 /// An error and its causes on one line (`a: b: c`), each cause once: driver errors often repeat their
-/// source's text in their own.
+/// source's text in their own, or wrap it in a variant whose text says the same (`Input/output error:
+/// Input/output error: Connection refused`): a part said twice in a row is said once.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -95,7 +96,13 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         }
         source = s.source();
     }
-    text
+    let mut parts: Vec<&str> = Vec::new();
+    for part in text.split(": ") {
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
 }
 
 impl AdapterError {
@@ -254,4 +261,46 @@ pub trait Sink: Send + Sync {
 
     /// Flush and close.
     async fn close(&self) -> Result<(), AdapterError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        source: Option<Box<Layer>>,
+    }
+
+    fn layers(texts: &[&'static str]) -> Layer {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |source, text| {
+                Some(Layer {
+                    text,
+                    source: source.map(Box::new),
+                })
+            })
+            .expect("at least one layer")
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let e = layers(&["cannot open x", "cannot read x: No such file", "No such file"]);
+        assert_eq!(error_chain(&e), "cannot open x: cannot read x: No such file");
+        let e = layers(&[
+            "cannot connect",
+            "Input/output error: Input/output error: Connection refused",
+        ]);
+        assert_eq!(
+            error_chain(&e),
+            "cannot connect: Input/output error: Connection refused"
+        );
+        let e = layers(&["a", "b", "c"]);
+        assert_eq!(error_chain(&e), "a: b: c");
+    }
 }
