@@ -16,7 +16,7 @@ pub struct BodyFacts {
     /// For each configured body field, in order: is its (last) value the boolean `true`?
     pub flags: Vec<bool>,
     /// For each of [`EMAIL_FIELDS`], in order: its (last) value, when that is a string.
-    pub emails: [Option<String>; 2],
+    pub emails: Vec<Option<String>>,
 }
 
 /// The facts of `body` when it is a JSON object (UTF-8 text, valid JSON); `None` for anything else.
@@ -50,7 +50,7 @@ impl<'de> Visitor<'de> for FactsSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BodyFacts, A::Error> {
         let mut facts = BodyFacts {
             flags: vec![false; self.body_fields.len()],
-            emails: [None, None],
+            emails: vec![None; EMAIL_FIELDS.len()],
         };
         while let Some(key) = map.next_key_seed(Key)? {
             let flag = self.body_fields.iter().position(|field| *field == key);
@@ -179,7 +179,10 @@ mod tests {
                 .iter()
                 .map(|field| body.get(field.as_str()) == Some(&Value::Bool(true)))
                 .collect(),
-            emails: [0, 1].map(|index| body.get(EMAIL_FIELDS[index]).and_then(Value::as_str).map(str::to_owned)),
+            emails: EMAIL_FIELDS
+                .iter()
+                .map(|field| body.get(*field).and_then(Value::as_str).map(str::to_owned))
+                .collect(),
         })
     }
 
