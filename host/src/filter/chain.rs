@@ -182,6 +182,9 @@ impl ChainRunner {
                 records: Vec::new(),
             });
         }
+        if let Some(disabled) = self.disabled() {
+            return Err(disabled);
+        }
         // The message as the modules see it, copied once: each module's changes are applied to it in place.
         let mut message = to_wit(env, &env.body, &env.attributes);
         let mut body_changed = false;
@@ -190,9 +193,6 @@ impl ChainRunner {
         let mut body_hash = sha256_hex(&env.body);
         let mut last = (Outcome::Replay, String::new(), String::new());
 
-        if let Some(disabled) = self.disabled() {
-            return Err(disabled);
-        }
         for (position, runner) in self.runners.iter_mut().enumerate() {
             let as_delivered = position > 0 && !body_changed;
             let call = runner.decide(&message);
