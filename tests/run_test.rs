@@ -202,6 +202,28 @@ fn the_rate_limit_is_honoured() {
     );
 }
 
+/// Without `--max-in-flight`, a file destination (which drops a replay id it already holds, so a crash repeats
+/// nothing) gets batches as large as the file sink takes; the flag still decides when given.
+#[test]
+fn the_window_is_the_destinations_batch_where_a_crash_repeats_nothing() {
+    for (flag, window) in [(None, "256"), (Some("8"), "8")] {
+        let d = Dirs::new();
+        let dlq = write_dlq(&d.root, 20);
+        let mut cmd = d.run_cmd(&dlq);
+        cmd.arg("-v");
+        if let Some(n) = flag {
+            cmd.args(["--max-in-flight", n]);
+        }
+        let (code, _, stderr) = run(&mut cmd);
+        assert_eq!(code, 0, "{stderr}");
+        let said = stderr
+            .lines()
+            .find(|l| l.contains("the forwarder's window"))
+            .unwrap_or_else(|| panic!("no window logged with -v: {stderr}"));
+        assert!(said.contains(&format!("max_in_flight={window} ")), "{flag:?}: {said}");
+    }
+}
+
 /// Large messages behind a slow forwarder: the file source could read the whole DLQ ahead (the stages hold up
 /// to a thousand replays), but the bodies held at once stay within `--message-memory`, so the run's memory
 /// stays near that budget instead of the DLQ's size. 48 messages of 2 MiB at 16/s with a budget of 8 MiB.

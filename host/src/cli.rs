@@ -402,7 +402,8 @@ pub struct RunArgs {
     /// [default: 10m].
     #[arg(long, value_name = "DURATION", help_heading = "Canary")]
     pub returning_window: Option<String>,
-    /// Most messages sent and not yet confirmed at once [default: 64]. A crash (kill -9, power loss) can
+    /// Most messages sent and not yet confirmed at once [default: 64; where a crash repeats nothing (a file, a
+    /// Redis stream, Kafka exactly once), the destination's largest batch]. A crash (kill -9, power loss) can
     /// forward at most this many a second time to a destination that cannot be read back (RabbitMQ, SQS),
     /// each with the same x-redrive-replay-id.
     #[arg(long, value_name = "N", help_heading = "Pace")]

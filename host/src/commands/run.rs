@@ -15,7 +15,7 @@ use super::sandbox;
 use super::summary::{exit_code, print_groups, print_summary};
 use crate::brokers::{self, BrokerOptions};
 use crate::cli::{OutputFormat, PlanArgs, RunArgs, SelectArgs};
-use crate::core::adapter::SourceMode;
+use crate::core::adapter::{DEFAULT_MAX_IN_FLIGHT, SourceMode};
 use crate::core::fleet::FleetLink;
 use crate::core::{Destination, Endpoint, TimeWindow};
 use crate::filter::ModuleSpec;
@@ -36,10 +36,6 @@ struct Observe {
     /// `--metrics-push`: push the metrics here at the end.
     push: Option<PushTarget>,
 }
-
-/// Messages sent and not yet confirmed at any time, unless `--max-in-flight` says otherwise: at most this many
-/// can reach a destination twice after a crash (README, "What a crash can repeat").
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// `--message-memory` when not given: 64 MiB.
 pub const DEFAULT_MESSAGE_MEMORY: u64 = 64 << 20;
@@ -63,11 +59,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     config.park = pick(&args.park, &file.park, true)
         .map(|park| Destination::parse(&park).context("--park"))
         .transpose()?;
-    config.max_in_flight = args
-        .max_in_flight
-        .or(file.max_in_flight)
-        .unwrap_or(DEFAULT_MAX_IN_FLIGHT);
-    if config.max_in_flight == 0 {
+    config.max_in_flight = args.max_in_flight.or(file.max_in_flight);
+    if config.max_in_flight == Some(0) {
         bail!("--max-in-flight must be at least 1");
     }
     config.message_memory = message_memory(args, &loaded)?;
@@ -100,7 +93,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         config
             .rate
             .as_ref()
-            .map_or(config.max_in_flight * 4, |plan| (plan.rate.0 * 2.0).ceil() as usize)
+            .map_or(config.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) * 4, |plan| {
+                (plan.rate.0 * 2.0).ceil() as usize
+            })
             .clamp(8, 65_536),
     );
     config.preserve_order = !(args.allow_reorder || file.allow_reorder.unwrap_or(false));
@@ -252,7 +247,7 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, B
         max_replays: args.max_replays.or(file.max_replays),
         returning: None,
         park: None,
-        max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        max_in_flight: None,
         message_memory: DEFAULT_MESSAGE_MEMORY,
         audit_dir: args
             .audit_dir

@@ -87,14 +87,18 @@ pub enum AdapterError {
 /// source's text in their own, or wrap it in a variant whose text says the same (`Input/output error:
 /// Input/output error: Connection refused`): a part said twice in a row is said once.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let next = s.to_string();
+    join_causes(std::iter::successors(Some(e), |e| e.source()).map(ToString::to_string))
+}
+
+/// An error's text and its causes' texts, outermost first, on one line as [`error_chain`] puts them: for error
+/// types that walk their chain another way (wasmtime's).
+pub fn join_causes(causes: impl IntoIterator<Item = String>) -> String {
+    let mut causes = causes.into_iter();
+    let mut text = causes.next().unwrap_or_default();
+    for next in causes {
         if !text.contains(&next) {
             text = format!("{text}: {next}");
         }
-        source = s.source();
     }
     let mut parts: Vec<&str> = Vec::new();
     for part in text.split(": ") {
@@ -235,6 +239,25 @@ pub enum Redelivery {
     Checkable,
 }
 
+/// The in-flight window on a destination a crash can repeat from ([`Redelivery::Possible`]) when
+/// `--max-in-flight` is not given: at most this many copies per crash (README, "What a crash can repeat").
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
+impl Redelivery {
+    /// The in-flight window when `--max-in-flight` is not given, for a sink whose batches hold at most
+    /// `max_batch` messages. Where a crash can repeat what was in flight, the window bounds the copies, so it
+    /// stays [`DEFAULT_MAX_IN_FLIGHT`]. Where a crash repeats nothing (the sink drops a replay id it holds, or is
+    /// asked before sending again), a larger window costs no safety and each batch (one sync, one commit, one
+    /// journal record) carries more: it is the sink's largest batch.
+    #[must_use]
+    pub fn default_in_flight(self, max_batch: usize) -> usize {
+        match self {
+            Self::Possible => DEFAULT_MAX_IN_FLIGHT,
+            Self::Deduplicated | Self::Checkable => max_batch.max(1),
+        }
+    }
+}
+
 /// A destination for replayed messages. [`Sink::send`] resolves only when the destination confirmed each
 /// message (publisher confirms, per-entry batch results, fsync), entry by entry: the pipeline acks a source
 /// message only after its entry is `Ok`.
@@ -302,5 +325,23 @@ mod tests {
         );
         let e = layers(&["a", "b", "c"]);
         assert_eq!(error_chain(&e), "a: b: c");
+    }
+
+    #[test]
+    fn causes_walked_another_way_are_joined_alike() {
+        let causes = |c: &[&str]| join_causes(c.iter().map(|s| (*s).to_owned()));
+        assert_eq!(causes(&["outer: inner", "inner", "root"]), "outer: inner: root");
+        assert_eq!(causes(&["a", "b: b", "c"]), "a: b: c");
+        assert_eq!(causes(&["only"]), "only");
+        assert_eq!(causes(&[]), "");
+    }
+
+    #[test]
+    fn the_default_window_is_small_only_where_a_crash_can_repeat_it() {
+        assert_eq!(Redelivery::Possible.default_in_flight(512), DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(Redelivery::Possible.default_in_flight(10), DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(Redelivery::Deduplicated.default_in_flight(256), 256);
+        assert_eq!(Redelivery::Checkable.default_in_flight(500), 500);
+        assert_eq!(Redelivery::Checkable.default_in_flight(0), 1);
     }
 }

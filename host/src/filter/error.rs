@@ -107,14 +107,7 @@ pub enum FilterError {
     },
 }
 
-/// Join a wasmtime error and its causes into one line.
+/// A wasmtime error and its causes on one line, each cause once ([`crate::core::adapter::error_chain`]).
 pub(crate) fn error_chain(err: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
+    crate::core::adapter::join_causes(err.chain().map(ToString::to_string))
 }

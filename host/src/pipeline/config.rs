@@ -46,9 +46,10 @@ pub struct RunConfig {
     pub returning: Option<ReturnGuard>,
     /// Where parked messages go; `None` leaves them in the DLQ.
     pub park: Option<Destination>,
-    /// Most messages sent and not yet confirmed at any time: what a crash can repeat, at most, on a
-    /// destination that cannot be read back.
-    pub max_in_flight: usize,
+    /// `--max-in-flight`: most messages sent and not yet confirmed at any time: what a crash can repeat, at
+    /// most, on a destination that cannot be read back. `None`: chosen by the destination
+    /// ([`crate::core::adapter::Redelivery::default_in_flight`]).
+    pub max_in_flight: Option<usize>,
     /// Most bytes the messages read and not yet sent, archived or skipped may take together.
     pub message_memory: u64,
     /// Per-module audit logs and the run journal.

@@ -61,7 +61,11 @@ pub(super) async fn forward_stage(
     let mut pacer = config.rate.clone().map(Pacer::new);
     let mut paused = shared.telemetry.pause_watch();
     // One batch is in flight at a time, so the batch size bounds what a crash can leave in doubt.
-    let largest = sink.max_batch().min(config.max_in_flight).max(1);
+    let window = config
+        .max_in_flight
+        .unwrap_or_else(|| sink.redelivery().default_in_flight(sink.max_batch()));
+    let largest = sink.max_batch().min(window).max(1);
+    tracing::debug!(max_in_flight = window, redelivery = ?sink.redelivery(), "the forwarder's window");
     let max_batch = match &config.rate {
         // About a tenth of a second's worth, so pacing stays smooth and a stop is prompt.
         Some(plan) => ((plan.rate.0 / 10.0) as usize).clamp(1, largest),

@@ -12,7 +12,7 @@ use super::chunks::{CHUNK, ChunkTx};
 use super::journal::PastState;
 use super::report::Stats;
 use super::stage::{GateState, Park, Settle, Shared, Work};
-use crate::core::adapter::{Received, Source};
+use crate::core::adapter::{DEFAULT_MAX_IN_FLIGHT, Received, Source};
 use crate::core::digest_set::DigestSet;
 use crate::core::ids::JournalKey;
 
@@ -38,7 +38,9 @@ impl Occurrences {
 }
 
 /// How many messages a worker of a fleet holds at most (read and not settled): two seconds of the rate, or
-/// four in-flight windows without one. The rest stays in the DLQ for the other workers.
+/// four in-flight windows without one. The rest stays in the DLQ for the other workers. The window is the one
+/// given, or [`DEFAULT_MAX_IN_FLIGHT`] whatever the destination: a larger default window there would only let one
+/// worker take a small pass whole.
 fn fleet_window(shared: &Shared) -> Option<usize> {
     shared.fleet.as_ref()?;
     let config = &shared.config;
@@ -46,7 +48,9 @@ fn fleet_window(shared: &Shared) -> Option<usize> {
         config
             .rate
             .as_ref()
-            .map_or(config.max_in_flight * 4, |plan| (plan.rate.0 * 2.0).ceil() as usize)
+            .map_or(config.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) * 4, |plan| {
+                (plan.rate.0 * 2.0).ceil() as usize
+            })
             .clamp(8, 65_536),
     )
 }
