@@ -40,10 +40,6 @@ pub struct BrokerOptions {
     pub aws: AwsSettings,
     /// Database sources: an SQL predicate the operator wrote (`--where`), added to the row selection.
     pub where_clause: Option<String>,
-    /// Most messages a source should hand out before they are settled, when the forwarding rate makes
-    /// holding more pointless (about two seconds of it); `None`: the source's own default. Kafka uses it to
-    /// keep a rebalance short: a partition given away waits for its open messages.
-    pub open_window: Option<usize>,
     /// `--since` / `--until`: a source that can seek by time (Kafka) reads only that part of the DLQ; the
     /// pipeline checks every message against it either way.
     pub window: TimeWindow,
@@ -114,7 +110,7 @@ pub async fn open_source(
         Scheme::Sqs => Box::new(sqs::SqsSource::open(url, mode, &options.aws).await?),
         #[cfg(feature = "kafka")]
         Scheme::Kafka => {
-            let source = kafka::KafkaSource::open(url, mode, options.open_window, options.window).await?;
+            let source = kafka::KafkaSource::open(url, mode, options.window).await?;
             link.kafka_group = source.dlq_group();
             Box::new(source)
         }

@@ -78,7 +78,6 @@ pub fn run(args: &InspectArgs) -> Result<u8> {
             endpoint_url: args.aws.endpoint_url.clone(),
         },
         where_clause: args.where_clause.clone(),
-        open_window: None,
         window: TimeWindow {
             since: selection.since,
             until: selection.until,

@@ -15,7 +15,7 @@ use super::sandbox;
 use super::summary::{exit_code, print_groups, print_summary};
 use crate::brokers::{self, BrokerOptions};
 use crate::cli::{OutputFormat, PlanArgs, RunArgs, SelectArgs};
-use crate::core::adapter::{DEFAULT_MAX_IN_FLIGHT, SourceMode};
+use crate::core::adapter::SourceMode;
 use crate::core::fleet::FleetLink;
 use crate::core::{Destination, Endpoint, TimeWindow};
 use crate::filter::ModuleSpec;
@@ -87,17 +87,6 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         .clone()
         .or_else(|| file.remainder.as_deref().map(|p| loaded.path(p)));
     options.remainder.clone_from(&config.remainder);
-    // Two seconds of the forwarding rate (more open messages would only wait for the rate limiter), or
-    // enough to keep the in-flight window full.
-    options.open_window = Some(
-        config
-            .rate
-            .as_ref()
-            .map_or(config.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) * 4, |plan| {
-                (plan.rate.0 * 2.0).ceil() as usize
-            })
-            .clamp(8, 65_536),
-    );
     config.preserve_order = !(args.allow_reorder || file.allow_reorder.unwrap_or(false));
     if let Some(path) = &args.plan {
         config.plan = Some(Plan::read(path)?.selection());
@@ -272,7 +261,6 @@ fn base_config(args: &SelectArgs, loaded: &LoadedConfig) -> Result<(RunConfig, B
             endpoint_url: args.aws.endpoint_url.clone().or_else(|| file.aws.endpoint_url.clone()),
         },
         where_clause: args.where_clause.clone(),
-        open_window: None,
         window: TimeWindow {
             since: config.since,
             until: config.until,

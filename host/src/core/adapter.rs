@@ -185,6 +185,12 @@ pub trait Source: Send {
     /// after the pass started (a file is counted in the background).
     fn pass_size(&self) -> PassSize;
 
+    /// Most messages this source should hand out before they are settled, set by the pipeline before the pass
+    /// from the forwarder's window and the rate (more would only wait). A source whose open messages cost
+    /// something keeps to it (Kafka: a partition given to another worker waits for its open messages); the
+    /// others have nothing to do.
+    fn set_open_window(&mut self, _messages: usize) {}
+
     /// The next message of the pass, or `None` when the pass is complete. Messages that come back to the
     /// DLQ during the run are not part of the pass. The pipeline polls each call's future to its end; it drops
     /// one unfinished only when the run is stopping or over, so a source need not be cancel-safe otherwise.

@@ -9,14 +9,14 @@ use tokio::sync::watch;
 
 use super::canary::{self, Canary, FleetPart};
 use super::chunks::{ChunkRx, ChunkTx};
-use super::config::{CanaryReport, StopReason};
+use super::config::{CanaryReport, RunConfig, StopReason};
 use super::crash_point::{self, CrashPoint};
 use super::journal::Event;
 use super::rate::Pacer;
 use super::report::{Pauser, Stats};
 use super::stage::{BATCH_LINGER, GateState, Replay, Settle, Shared};
 use super::telemetry::CanaryPhase;
-use crate::core::adapter::{AckToken, Redelivery, SendError, SendFailure, Sink};
+use crate::core::adapter::{AckToken, DEFAULT_MAX_IN_FLIGHT, Redelivery, SendError, SendFailure, Sink};
 use crate::core::envelope::{Envelope, REPLAY_ID_ATTRIBUTE};
 use crate::core::fleet::CanaryVerdict;
 use crate::core::ids::{JournalKey, replay_digest};
@@ -28,6 +28,16 @@ struct Sending {
     id: String,
     /// Its replay id's digest, when the re-poison breaker watches for it.
     replay: Option<u64>,
+}
+
+/// Most messages sent and not yet confirmed at once: `--max-in-flight`, or what the destination's
+/// [`Redelivery`] allows ([`Redelivery::default_in_flight`]; [`DEFAULT_MAX_IN_FLIGHT`] in a dry run).
+pub(super) fn window(config: &RunConfig, sink: Option<&dyn Sink>) -> usize {
+    config.max_in_flight.unwrap_or_else(|| {
+        sink.map_or(DEFAULT_MAX_IN_FLIGHT, |sink| {
+            sink.redelivery().default_in_flight(sink.max_batch())
+        })
+    })
 }
 
 /// Forward replays until the router is done; returns the canary's report.
@@ -61,9 +71,7 @@ pub(super) async fn forward_stage(
     let mut pacer = config.rate.clone().map(Pacer::new);
     let mut paused = shared.telemetry.pause_watch();
     // One batch is in flight at a time, so the batch size bounds what a crash can leave in doubt.
-    let window = config
-        .max_in_flight
-        .unwrap_or_else(|| sink.redelivery().default_in_flight(sink.max_batch()));
+    let window = window(config, Some(sink.as_ref()));
     let largest = sink.max_batch().min(window).max(1);
     tracing::debug!(max_in_flight = window, redelivery = ?sink.redelivery(), "the forwarder's window");
     let max_batch = match &config.rate {

@@ -184,6 +184,7 @@ pub async fn run(
     let audit = Arc::new(Mutex::new(audit));
     let stats = telemetry.stats.clone();
     telemetry.set_pass(source.pass_size());
+    source.set_open_window(read::open_window(&config, forward::window(&config, sink.as_deref())));
     let shared = Arc::new(Shared {
         telemetry: telemetry.clone(),
         source_identity: source.identity().to_owned(),

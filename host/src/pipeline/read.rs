@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::chunks::{CHUNK, ChunkTx};
+use super::config::RunConfig;
 use super::journal::PastState;
 use super::report::Stats;
 use super::stage::{GateState, Park, Settle, Shared, Work};
@@ -37,22 +38,26 @@ impl Occurrences {
     }
 }
 
-/// How many messages a worker of a fleet holds at most (read and not settled): two seconds of the rate, or
-/// four in-flight windows without one. The rest stays in the DLQ for the other workers. The window is the one
-/// given, or [`DEFAULT_MAX_IN_FLIGHT`] whatever the destination: a larger default window there would only let one
-/// worker take a small pass whole.
+/// How many messages a source may hand out before they are settled to keep a forwarder with this window busy:
+/// two seconds of the forwarding rate (more would only wait for the rate limiter), or four windows without one.
+pub(super) fn open_window(config: &RunConfig, window: usize) -> usize {
+    config
+        .rate
+        .as_ref()
+        .map_or(window * 4, |plan| (plan.rate.0 * 2.0).ceil() as usize)
+        .clamp(8, 65_536)
+}
+
+/// How many messages a worker of a fleet holds at most (read and not settled): [`open_window`] for the window
+/// given, or for [`DEFAULT_MAX_IN_FLIGHT`] whatever the destination (a larger default window there would only
+/// let one worker take a small pass whole). The rest stays in the DLQ for the other workers.
 fn fleet_window(shared: &Shared) -> Option<usize> {
     shared.fleet.as_ref()?;
     let config = &shared.config;
-    Some(
-        config
-            .rate
-            .as_ref()
-            .map_or(config.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT) * 4, |plan| {
-                (plan.rate.0 * 2.0).ceil() as usize
-            })
-            .clamp(8, 65_536),
-    )
+    Some(open_window(
+        config,
+        config.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+    ))
 }
 
 /// What the reader has ready for the stages behind it: sent as one chunk each once [`CHUNK`] messages are

@@ -47,8 +47,8 @@ use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, Delivery, Pa
 
 /// How long a revoked partition's handed-out messages may take to settle before it is let go.
 const REVOKE_WAIT: Duration = Duration::from_secs(30);
-/// Most messages handed to the pipeline and not yet settled, unless the run says otherwise (two seconds of
-/// its rate, or four times its in-flight window). A partition given to another worker waits for its open
+/// Most messages handed to the pipeline and not yet settled, until the run says otherwise
+/// ([`Source::set_open_window`]: two seconds of its rate, or four times its in-flight window). A partition given to another worker waits for its open
 /// messages (a rate-limited run settles them slowly), and the whole group waits with it: the window keeps
 /// that wait short.
 const OPEN_WINDOW: usize = 256;
@@ -63,7 +63,7 @@ pub struct KafkaSource {
     thread: Option<std::thread::JoinHandle<()>>,
     seq: u64,
     mode: SourceMode,
-    /// Most messages handed out and not settled ([`OPEN_WINDOW`], or less for a slow rate).
+    /// Most messages handed out and not settled ([`OPEN_WINDOW`] until the run sets it).
     open_window: usize,
     /// Each partition's end when the pass started: where the re-poison breaker watches from.
     watch_from: Vec<(i32, Offset)>,
@@ -316,12 +316,7 @@ impl KafkaSource {
     }
 
     /// Connect, check the topic, move the group when `from=` asks, and start reading.
-    pub async fn open(
-        url: &str,
-        mode: SourceMode,
-        open_window: Option<usize>,
-        window: TimeWindow,
-    ) -> Result<Self, AdapterError> {
+    pub async fn open(url: &str, mode: SourceMode, window: TimeWindow) -> Result<Self, AdapterError> {
         let url = KafkaUrl::parse(url)?;
         let identity = format!("{}?topic={}&group={}", url.server, url.topic, url.group);
         let pass_size = PassSize::default();
@@ -396,7 +391,7 @@ impl KafkaSource {
             thread: Some(thread),
             seq: 0,
             mode,
-            open_window: open_window.unwrap_or(OPEN_WINDOW).max(1),
+            open_window: OPEN_WINDOW,
             watch_from,
         })
     }
@@ -463,6 +458,10 @@ impl Source for KafkaSource {
 
     fn pass_size(&self) -> PassSize {
         self.pass_size.clone()
+    }
+
+    fn set_open_window(&mut self, messages: usize) {
+        self.open_window = messages.max(1);
     }
 
     async fn next(&mut self) -> Result<Option<Received>, AdapterError> {
