@@ -48,9 +48,9 @@ use crate::core::adapter::{AckToken, Acker, AdapterError, Arrivals, Delivery, Pa
 /// How long a revoked partition's handed-out messages may take to settle before it is let go.
 const REVOKE_WAIT: Duration = Duration::from_secs(30);
 /// Most messages handed to the pipeline and not yet settled, until the run says otherwise
-/// ([`Source::set_open_window`]: two seconds of its rate, or four times its in-flight window). A partition given to another worker waits for its open
-/// messages (a rate-limited run settles them slowly), and the whole group waits with it: the window keeps
-/// that wait short.
+/// ([`Source::set_open_window`]: two seconds of its rate, or four times its in-flight window). A partition
+/// given to another worker waits for its open messages (a rate-limited run settles them slowly), and the whole
+/// group waits with it: the window keeps that wait short.
 const OPEN_WINDOW: usize = 256;
 
 /// Reads one pass over a Kafka topic.
