@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::canary::{self, Canary, FleetPart};
 use super::chunks::{ChunkRx, ChunkTx};
-use super::config::{CanaryReport, RunConfig, StopReason};
+use super::config::{CanaryReport, StopReason};
 use super::crash_point::{self, CrashPoint};
 use super::journal::Event;
 use super::rate::Pacer;
@@ -32,8 +32,8 @@ struct Sending {
 
 /// Most messages sent and not yet confirmed at once: `--max-in-flight`, or what the destination's
 /// [`Redelivery`] allows ([`Redelivery::default_in_flight`]; [`DEFAULT_MAX_IN_FLIGHT`] in a dry run).
-pub(super) fn window(config: &RunConfig, sink: Option<&dyn Sink>) -> usize {
-    config.max_in_flight.unwrap_or_else(|| {
+pub(super) fn window(max_in_flight: Option<usize>, sink: Option<&dyn Sink>) -> usize {
+    max_in_flight.unwrap_or_else(|| {
         sink.map_or(DEFAULT_MAX_IN_FLIGHT, |sink| {
             sink.redelivery().default_in_flight(sink.max_batch())
         })
@@ -71,7 +71,7 @@ pub(super) async fn forward_stage(
     let mut pacer = config.rate.clone().map(Pacer::new);
     let mut paused = shared.telemetry.pause_watch();
     // One batch is in flight at a time, so the batch size bounds what a crash can leave in doubt.
-    let window = window(config, Some(sink.as_ref()));
+    let window = window(config.max_in_flight, Some(sink.as_ref()));
     let largest = sink.max_batch().min(window).max(1);
     tracing::debug!(max_in_flight = window, redelivery = ?sink.redelivery(), "the forwarder's window");
     let max_batch = match &config.rate {
@@ -282,4 +282,51 @@ async fn send_once(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(SendError::retryable("not sent"))))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::core::adapter::AdapterError;
+
+    /// A sink that only says what it can tell after a crash.
+    struct Says(Redelivery);
+
+    #[async_trait]
+    impl Sink for Says {
+        fn describe(&self) -> String {
+            "test".to_owned()
+        }
+        fn max_batch(&self) -> usize {
+            200
+        }
+        fn redelivery(&self) -> Redelivery {
+            self.0
+        }
+        async fn send(&self, batch: &[Envelope]) -> Vec<Result<(), SendError>> {
+            batch.iter().map(|_| Ok(())).collect()
+        }
+        async fn close(&self) -> Result<(), AdapterError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_flag_decides_else_what_a_crash_can_repeat() {
+        let possible = Says(Redelivery::Possible);
+        let checkable = Says(Redelivery::Checkable);
+        let deduplicated = Says(Redelivery::Deduplicated);
+        assert_eq!(window(None, Some(&possible)), DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(window(None, Some(&checkable)), 200);
+        assert_eq!(window(None, Some(&deduplicated)), 200);
+        assert_eq!(window(Some(8), Some(&deduplicated)), 8);
+        assert_eq!(window(Some(1000), Some(&possible)), 1000);
+        assert_eq!(
+            window(None, None),
+            DEFAULT_MAX_IN_FLIGHT,
+            "a dry run has no destination"
+        );
+    }
 }

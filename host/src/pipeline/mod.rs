@@ -184,7 +184,8 @@ pub async fn run(
     let audit = Arc::new(Mutex::new(audit));
     let stats = telemetry.stats.clone();
     telemetry.set_pass(source.pass_size());
-    source.set_open_window(read::open_window(&config, forward::window(&config, sink.as_deref())));
+    let window = forward::window(config.max_in_flight, sink.as_deref());
+    source.set_open_window(read::open_window(config.rate.as_ref(), window));
     let shared = Arc::new(Shared {
         telemetry: telemetry.clone(),
         source_identity: source.identity().to_owned(),

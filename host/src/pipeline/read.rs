@@ -9,8 +9,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::chunks::{CHUNK, ChunkTx};
-use super::config::RunConfig;
 use super::journal::PastState;
+use super::rate::RatePlan;
 use super::report::Stats;
 use super::stage::{GateState, Park, Settle, Shared, Work};
 use crate::core::adapter::{DEFAULT_MAX_IN_FLIGHT, Received, Source};
@@ -40,11 +40,8 @@ impl Occurrences {
 
 /// How many messages a source may hand out before they are settled to keep a forwarder with this window busy:
 /// two seconds of the forwarding rate (more would only wait for the rate limiter), or four windows without one.
-pub(super) fn open_window(config: &RunConfig, window: usize) -> usize {
-    config
-        .rate
-        .as_ref()
-        .map_or(window * 4, |plan| (plan.rate.0 * 2.0).ceil() as usize)
+pub(super) fn open_window(rate: Option<&RatePlan>, window: usize) -> usize {
+    rate.map_or(window * 4, |plan| (plan.rate.0 * 2.0).ceil() as usize)
         .clamp(8, 65_536)
 }
 
@@ -55,7 +52,7 @@ fn fleet_window(shared: &Shared) -> Option<usize> {
     shared.fleet.as_ref()?;
     let config = &shared.config;
     Some(open_window(
-        config,
+        config.rate.as_ref(),
         config.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
     ))
 }
@@ -272,6 +269,26 @@ async fn read_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::Rate;
+
+    #[test]
+    fn the_open_window_keeps_four_windows_or_two_seconds_of_the_rate() {
+        assert_eq!(open_window(None, 64), 256);
+        assert_eq!(open_window(None, 500), 2000);
+        assert_eq!(open_window(None, 1), 8, "never fewer than 8");
+        assert_eq!(open_window(None, 1 << 20), 65_536, "never more than 65 536");
+        let plan = |rate: f64| RatePlan {
+            rate: Rate(rate),
+            burst: 1,
+            ramp: None,
+        };
+        assert_eq!(
+            open_window(Some(&plan(100.0)), 500),
+            200,
+            "the rate decides, not the window"
+        );
+        assert_eq!(open_window(Some(&plan(0.5)), 64), 8);
+    }
 
     #[tokio::test]
     async fn a_ready_message_is_taken_without_sending_the_chunk() {
