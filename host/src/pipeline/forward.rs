@@ -40,10 +40,12 @@ pub(super) fn window(max_in_flight: Option<usize>, sink: Option<&dyn Sink>) -> u
     })
 }
 
-/// Forward replays until the router is done; returns the canary's report.
+/// Forward replays until the router is done, at most `window` ([`window`]) messages in flight; returns the
+/// canary's report.
 pub(super) async fn forward_stage(
     shared: Arc<Shared>,
     sink: Option<Arc<dyn Sink>>,
+    window: usize,
     mut replay_rx: ChunkRx<Replay>,
     settle_tx: ChunkTx<Settle>,
     pauser: Pauser,
@@ -71,7 +73,6 @@ pub(super) async fn forward_stage(
     let mut pacer = config.rate.clone().map(Pacer::new);
     let mut paused = shared.telemetry.pause_watch();
     // One batch is in flight at a time, so the batch size bounds what a crash can leave in doubt.
-    let window = window(config.max_in_flight, Some(sink.as_ref()));
     let largest = sink.max_batch().min(window).max(1);
     tracing::debug!(max_in_flight = window, redelivery = ?sink.redelivery(), "the forwarder's window");
     let max_batch = match &config.rate {

@@ -261,6 +261,7 @@ pub async fn run(
     let forwarder = tokio::spawn(forward::forward_stage(
         shared.clone(),
         sink.clone(),
+        window,
         replay_rx,
         settle_tx.clone(),
         progress.pauser(),
