@@ -84,7 +84,7 @@ move() { # name, command...
     local cmd=("${@//@DLQ@/$dlq}")
     cmd=("${cmd[@]//@STAGING@/$staging}")
     echo "run.sh: $name ..." >&2
-    read -r code w c r b < <("$py" "$here/measure.py" "$tansu_pid" -- "${cmd[@]}" 2>"$run_dir/$name.err" | tail -1)
+    read -r code w c r b < <("$py" "$repo/bench/measure_move.py" "$tansu_pid" -- "${cmd[@]}" 2>"$run_dir/$name.err" | tail -1)
     [ "$code" = 0 ] || die "$name exited $code (see $run_dir/$name.err)"
     "$py" "$here/kafka.py" check "$brokers" "$staging" "$N" "$SIZE" >&2 || die "$name: the destination is wrong"
     wall[$name]=$w cpu[$name]=$c rss[$name]=$r broker_cpu[$name]=$b

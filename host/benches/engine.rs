@@ -32,6 +32,9 @@ use redrive::core::ids::sha256_hex;
 use redrive::filter::{FilterChain, ModuleSettings, ModuleSpec};
 use redrive_guest::Filter as _;
 
+#[path = "common/direct.rs"]
+mod direct;
+use direct::guest_message;
 #[path = "common/order.rs"]
 mod order;
 use order::envelope;
@@ -120,29 +123,6 @@ fn benchmarking() -> bool {
     let args: Vec<String> = std::env::args().collect();
     let has = |flag: &str| args.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
     has("--bench") && !has("--test") && !has("--list") && !has("--profile-time")
-}
-
-/// The envelope as the guest SDK's `Message`, field for field what the host hands a module.
-fn guest_message(env: &Envelope) -> redrive_guest::Message {
-    redrive_guest::Message {
-        id: env.id.clone(),
-        body: env.body.clone(),
-        attributes: env.attributes.clone(),
-        origin: redrive_guest::Origin {
-            system: env.origin.system.clone(),
-            dlq: env.origin.dlq.clone(),
-            original_queue: env.origin.original_queue.clone(),
-        },
-        failure: redrive_guest::FailureInfo {
-            reason: env.failure.reason.clone(),
-            error_text: env.failure.error_text.clone(),
-            error_class: env.failure.error_class.clone(),
-            receive_count: env.failure.receive_count,
-            first_failed_at_ms: env.failure.first_failed_at.map(|t| t.timestamp_millis()),
-            last_failed_at_ms: env.failure.last_failed_at.map(|t| t.timestamp_millis()),
-        },
-        replay_count: env.replay_count,
-    }
 }
 
 fn spec(filters: &Path, name: &str, query: &str) -> ModuleSpec {
@@ -489,74 +469,12 @@ mod split {
     use std::time::Instant;
 
     use wasmtime::component::{HasSelf, Linker};
-    use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store};
-    use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-    use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+    use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, Store};
 
     use redrive::core::envelope::Envelope;
 
-    mod bindings {
-        wasmtime::component::bindgen!({
-            world: "filter",
-            path: "../guest-sdk/wit",
-        });
-    }
-    use bindings::redrive::filter::types as wit;
-    use bindings::{Filter, FilterPre};
-
-    /// Stands in for the host's `GuestState`: deny-all WASI with captured output, a memory cap, logs.
-    struct State {
-        wasi: WasiCtx,
-        table: ResourceTable,
-        limiter: Cap,
-        logs: Vec<String>,
-    }
-
-    struct Cap(usize);
-
-    impl wasmtime::ResourceLimiter for Cap {
-        fn memory_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> wasmtime::Result<bool> {
-            Ok(desired <= self.0)
-        }
-        fn table_growing(&mut self, _: usize, desired: usize, _: Option<usize>) -> wasmtime::Result<bool> {
-            Ok(desired <= 1 << 20)
-        }
-    }
-
-    impl State {
-        fn new() -> Self {
-            let wasi = WasiCtxBuilder::new()
-                .stdout(MemoryOutputPipe::new(64 << 10))
-                .stderr(MemoryOutputPipe::new(64 << 10))
-                .allow_tcp(false)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false)
-                .build();
-            Self {
-                wasi,
-                table: ResourceTable::new(),
-                limiter: Cap(64 << 20),
-                logs: Vec::new(),
-            }
-        }
-    }
-
-    impl WasiView for State {
-        fn ctx(&mut self) -> WasiCtxView<'_> {
-            WasiCtxView {
-                ctx: &mut self.wasi,
-                table: &mut self.table,
-            }
-        }
-    }
-
-    impl bindings::redrive::filter::host::Host for State {
-        fn log(&mut self, _level: wit::LogLevel, text: String) {
-            self.logs.push(text);
-        }
-    }
-
-    impl wit::Host for State {}
+    use super::direct::bindings::{Filter, FilterPre};
+    use super::direct::{State, to_wit, wit};
 
     /// Pooling settings to compare; `None` is the on-demand allocator.
     struct Variant {
@@ -635,43 +553,11 @@ mod split {
             .parallel_compilation(true)
             .memory_init_cow(variant.cow);
         if let Some((keep_resident, pagemap)) = variant.pooling {
-            // FilterEngine::new for 1 worker × 1 module: 6 slots, 64 MiB memories.
-            let slots = 6;
-            let mut pool = PoolingAllocationConfig::new();
-            pool.total_component_instances(slots)
-                .total_core_instances(slots * 16)
-                .total_memories(slots * 2)
-                .total_tables(slots * 4)
-                .total_stacks(slots)
-                .max_memory_size(64 << 20)
-                .linear_memory_keep_resident(keep_resident)
-                .table_keep_resident(64 << 10)
-                .pagemap_scan(pagemap);
+            // FilterEngine::new for 1 worker × 1 module: 6 slots.
+            let pool = super::direct::pool(6, keep_resident, pagemap);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         Engine::new(&config).expect("engine")
-    }
-
-    fn to_wit(env: &Envelope) -> wit::Message {
-        wit::Message {
-            id: env.id.clone(),
-            body: env.body.clone(),
-            attributes: env.attributes.clone(),
-            origin: wit::Origin {
-                system: env.origin.system.clone(),
-                dlq: env.origin.dlq.clone(),
-                original_queue: env.origin.original_queue.clone(),
-            },
-            failure: wit::FailureInfo {
-                reason: env.failure.reason.clone(),
-                error_text: env.failure.error_text.clone(),
-                error_class: env.failure.error_class.clone(),
-                receive_count: env.failure.receive_count,
-                first_failed_at_ms: env.failure.first_failed_at.map(|t| t.timestamp_millis()),
-                last_failed_at_ms: env.failure.last_failed_at.map(|t| t.timestamp_millis()),
-            },
-            replay_count: env.replay_count,
-        }
     }
 
     const PHASES: [&str; 8] = [

@@ -1,7 +1,9 @@
 """Run a command; print wall seconds, CPU seconds (user + system, the command and everything it started) and
 peak RSS in MiB of its largest process, and the CPU seconds the broker (pid BROKER_PID) used meanwhile.
 
-    measure.py BROKER_PID -- COMMAND...
+    measure_move.py BROKER_PID -- COMMAND...
+
+Shared by bench/kafka/run.sh and bench/redis/run.sh.
 """
 
 import os
