@@ -482,64 +482,64 @@ mod split {
         pooling: Option<(usize, Enabled)>,
         /// `Config::memory_init_cow` (wasmtime's default: true).
         cow: bool,
-        /// `Config::consume_fuel` (FilterEngine: true).
+        /// `Config::consume_fuel` (FilterEngine: only when a module has a fuel budget).
         fuel: bool,
     }
 
     const VARIANTS: &[Variant] = &[
         Variant {
-            name: "as FilterEngine: pooling, keep_resident 0, pagemap_scan auto",
+            name: "as FilterEngine (no fuel metering): pooling, keep_resident 0, pagemap_scan auto",
             pooling: Some((0, Enabled::Auto)),
             cow: true,
-            fuel: true,
+            fuel: false,
         },
         Variant {
             name: "pooling, keep_resident 1 MiB, pagemap_scan auto (FilterEngine before 2026-11-23)",
             pooling: Some((1 << 20, Enabled::Auto)),
             cow: true,
-            fuel: true,
+            fuel: false,
         },
         Variant {
             name: "pooling, keep_resident 2 MiB, pagemap_scan auto",
             pooling: Some((2 << 20, Enabled::Auto)),
             cow: true,
-            fuel: true,
+            fuel: false,
         },
         Variant {
             name: "pooling, keep_resident 64 KiB, pagemap_scan auto",
             pooling: Some((64 << 10, Enabled::Auto)),
             cow: true,
-            fuel: true,
+            fuel: false,
         },
         Variant {
             name: "pooling, keep_resident 1 MiB, pagemap_scan off",
             pooling: Some((1 << 20, Enabled::No)),
             cow: true,
-            fuel: true,
+            fuel: false,
         },
         Variant {
             name: "on-demand allocator (no pooling)",
             pooling: None,
             cow: true,
-            fuel: true,
+            fuel: false,
         },
         Variant {
             name: "pooling, keep_resident 2 MiB, pagemap_scan auto, memory_init_cow off",
             pooling: Some((2 << 20, Enabled::Auto)),
             cow: false,
-            fuel: true,
+            fuel: false,
         },
         Variant {
             name: "pooling, keep_resident 0, memory_init_cow off",
             pooling: Some((0, Enabled::Auto)),
             cow: false,
-            fuel: true,
+            fuel: false,
         },
         Variant {
-            name: "as FilterEngine, but no fuel metering",
+            name: "as FilterEngine with fuel metering (a module with a fuel budget, --fuel)",
             pooling: Some((0, Enabled::Auto)),
             cow: true,
-            fuel: false,
+            fuel: true,
         },
     ];
 
