@@ -13,7 +13,7 @@
 //! - `0.1.0 route-by-error.wasm`: the real example filter through the current contract;
 //! - `0.1.0 noop`: a filter that replays without reading (`call-floor-eager-noop`): the current
 //!   contract's floor, the message lowered and converted by the SDK for nothing;
-//! - `probe ...` (`call-floor-lazy`, one module in five modes): nothing read; the three failure
+//! - `probe ...` (`call-floor-lazy`, one module in six modes): nothing read; the three failure
 //!   texts read through three getters, or through one; route-by-error's decision made from them
 //!   (one getter), with the same patterns, reason and log line; the same without the log line;
 //!   the same with a searcher per pattern built at init (memchr) instead of `str::contains`.

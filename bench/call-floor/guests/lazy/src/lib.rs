@@ -2,7 +2,7 @@
 //! `bench/call-floor/wit/probe.wit`, where `decide` gets a handle to the message and reads
 //! only what it asks for. Not a redrive filter: redrive loads `redrive:filter@0.1.0` only.
 //!
-//! Config `mode` picks what `decide` does, so one module measures three costs:
+//! Config `mode` picks what `decide` does, so one module measures six costs:
 //!
 //! - `noop`: replays without reading anything (the call floor of the probe world);
 //! - `read`: reads the failure's error text, error class and reason with three getters, then replays;
