@@ -2,6 +2,7 @@
 that every message arrived exactly once, unchanged.
 
     redis_bench.py reset URL STREAM...              delete the streams, then create each empty (XGROUP CREATE MKSTREAM)
+    redis_bench.py delete URL STREAM...             delete the streams
     redis_bench.py fill URL STREAM N SIZE           N entries: payload of SIZE bytes, error, failed_at, attempts
     redis_bench.py loop URL FROM TO GROUP           the Python mover (see cmd_loop)
     redis_bench.py check URL DLQ STAGING N SIZE     the DLQ empty, each of the N bodies once at STAGING, unchanged
@@ -33,6 +34,10 @@ def cmd_reset(url, *streams):
         # A stream that exists (redrive refuses to create a destination stream: a typo would otherwise make one).
         r.xgroup_create(s, "bench-keep", id="$", mkstream=True)
         r.xgroup_destroy(s, "bench-keep")
+
+
+def cmd_delete(url, *streams):
+    connect(url).delete(*streams)
 
 
 def cmd_fill(url, stream, n, size):
@@ -109,7 +114,8 @@ def cmd_pid(url):
 
 
 if __name__ == "__main__":
-    commands = {"reset": cmd_reset, "fill": cmd_fill, "loop": cmd_loop, "check": cmd_check, "pid": cmd_pid}
+    commands = {"reset": cmd_reset, "delete": cmd_delete, "fill": cmd_fill, "loop": cmd_loop, "check": cmd_check,
+                "pid": cmd_pid}
     if len(sys.argv) < 3 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](*sys.argv[2:])

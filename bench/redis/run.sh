@@ -63,7 +63,7 @@ move() { # name, command... (@DLQ@ and @STAGING@ replaced by the streams' names)
     read -r code w c r s < <("$py" "$repo/bench/measure_move.py" "$server_pid" -- "${cmd[@]}" 2>"$run_dir/$name.err" | tail -1)
     [ "$code" = 0 ] || die "$name exited $code (see $run_dir/$name.err)"
     rb check "$URL" "$dlq" "$staging" "$N" "$SIZE" || die "$name: the destination is wrong"
-    rb reset "$URL" "$dlq" "$staging"
+    rb delete "$URL" "$dlq" "$staging"
     rm -rf "$run_dir/audit-$name"
     wall[$name]=$w cpu[$name]=$c rss[$name]=$r server_cpu[$name]=$s
 }
