@@ -5,8 +5,8 @@
 //!
 //! Run it with `bench/call-floor/run.sh` (builds the modules first). Rows, all on the engine
 //! bench's dead letter (1 KiB order, "upstream timeout after 30s"), instance reused, wasmtime
-//! called directly with `FilterEngine`'s settings (pooling, `keep_resident` 0, epoch deadline,
-//! no fuel; copied here: keep them in step):
+//! called directly on an engine configured as `FilterEngine`'s (`redrive::filter::engine_config`:
+//! pooling, epoch deadline, no fuel):
 //!
 //! - `native route-by-error`: `RouteByError::decide` natively on a prebuilt message, its log
 //!   line drained: the baseline of the "× native" column;
@@ -27,9 +27,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use redrive::core::envelope::Envelope;
+use redrive::filter::{EngineOptions, engine_config};
 use redrive_guest::Filter as _;
 use wasmtime::component::{Component, HasSelf, Linker, Resource};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, Store};
+use wasmtime::{Engine, Store};
 
 #[path = "common/direct.rs"]
 mod direct;
@@ -100,18 +101,14 @@ impl lazy::redrive::probe::types::HostMessage for State {
     }
 }
 
-/// `FilterEngine::new`'s settings (the slot count aside: this bench keeps eight instances alive).
+/// The engine as `FilterEngine::new` configures it (its own `engine_config`), with room for the
+/// eight instances this bench keeps alive.
 fn engine() -> Engine {
-    let pool = direct::pool(16, 0, Enabled::Auto);
-    let mut config = Config::new();
-    config
-        .wasm_component_model(true)
-        .consume_fuel(false)
-        .epoch_interruption(true)
-        .cranelift_opt_level(OptLevel::Speed)
-        .memory_init_cow(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&config).expect("engine")
+    let options = EngineOptions {
+        max_instances: 16,
+        ..EngineOptions::default()
+    };
+    Engine::new(&engine_config(&options)).expect("engine")
 }
 
 fn store(engine: &Engine) -> Store<State> {

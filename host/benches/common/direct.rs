@@ -1,10 +1,9 @@
 //! What the benches that call a filter through wasmtime directly share (`engine.rs`'s fresh-instance
 //! split, `call_floor.rs`): the `redrive:filter@0.1.0` bindings, a store state standing in for the
 //! host's `GuestState` (deny-all WASI with captured output, a memory cap, the log lines of the last
-//! call), the pooling settings, and the envelope as the contract's message and as the SDK's.
+//! call), and the envelope as the contract's message and as the SDK's.
 
 use redrive::core::envelope::Envelope;
-use wasmtime::{Enabled, PoolingAllocationConfig};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -90,22 +89,6 @@ pub fn to_wit(env: &Envelope) -> wit::Message {
         },
         replay_count: env.replay_count,
     }
-}
-
-/// The pooling allocator as `FilterEngine::new` sets it up, for `slots` instances (it uses 6 for
-/// one worker × one module), 64 MiB memories.
-pub fn pool(slots: u32, keep_resident: usize, pagemap_scan: Enabled) -> PoolingAllocationConfig {
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(slots)
-        .total_core_instances(slots * 16)
-        .total_memories(slots * 2)
-        .total_tables(slots * 4)
-        .total_stacks(slots)
-        .max_memory_size(64 << 20)
-        .linear_memory_keep_resident(keep_resident)
-        .table_keep_resident(64 << 10)
-        .pagemap_scan(pagemap_scan);
-    pool
 }
 
 /// The envelope as the guest SDK's `Message` (a native filter's input), field for field what the

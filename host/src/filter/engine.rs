@@ -138,8 +138,9 @@ impl InstanceAllocation {
 }
 
 /// The wasmtime configuration for `options`: fuel metering, epoch interruption, the pooling allocator. Shared with
-/// the compiler child process, whose artifacts must fit this engine exactly.
-pub(crate) fn engine_config(options: &EngineOptions) -> Config {
+/// the compiler child process, whose artifacts must fit this engine exactly, and with the benches that call
+/// modules through wasmtime directly (`host/benches/call_floor.rs`).
+pub fn engine_config(options: &EngineOptions) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)

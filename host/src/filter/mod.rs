@@ -38,7 +38,9 @@ pub use compile::{
     ArtifactKind, Compilation, DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_MODULE_BYTES, compile_child,
 };
 pub use component::CONTRACT;
-pub use engine::{EngineOptions, EngineSettings, FilterEngine, FuelMetering, InstanceAllocation, LoadedModule};
+pub use engine::{
+    EngineOptions, EngineSettings, FilterEngine, FuelMetering, InstanceAllocation, LoadedModule, engine_config,
+};
 pub use error::FilterError;
 pub use failure::{CallFailure, FailureKind};
 pub use limits::{InstancePolicy, Limits, ModuleSettings, SettingError, format_size, parse_size};
