@@ -11,6 +11,15 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read at its first allocation (its `malloc_conf`, under the prefix tikv-jemallocator
+/// builds it with; a C string, so a thin reference to NUL-terminated bytes). One arena per CPU, used by
+/// whichever thread runs there, instead of jemalloc's default four per CPU, each keeping the pages its
+/// threads freed for ten seconds: the pipeline's threads hand messages to each other, so every arena held
+/// some, ~3 MiB in all on two CPUs (BENCHMARKS.md, issue 18). `_RJEM_MALLOC_CONF` in the environment still
+/// overrides it.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &[u8; 20] = b"percpu_arena:percpu\0";
+
 fn main() -> ExitCode {
     let cli = redrive::cli::Cli::parse();
     // -v raises redrive's own level only; the engine's internals stay at warn unless RUST_LOG says otherwise.

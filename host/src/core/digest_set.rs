@@ -6,10 +6,12 @@
 //! moment instead of ~10. Here a member costs its own size plus its bucket's slack: a bucket grows by a
 //! quarter (at least 4 entries), and it is only 1 / 65 536th of the whole. Digests spread evenly over the
 //! buckets; a bucket holds `len / 65 536` members on average (15 at a million), searched by bisection.
-//! A million random inserts (a scratch program with this file and jemalloc, as redrive allocates): `u64`s peak
-//! at 17.7 MiB of process RSS in 257 M instructions (callgrind, the generator's included), growing by doubling
-//! 19.4 MiB in 233 M; `u128`s at 30.2 MiB in 309 M instructions where `std`'s `HashSet<u128>` peaks at 63.8
-//! MiB in 491 M; the file sink's 649 600 replay ids of the benchmark's second run at 21.4 against 37.6 MiB.
+//! A million random inserts (a scratch program with this file and jemalloc, as redrive allocates): `u64`s, 6
+//! bytes each since their bucket's bits are not stored again, peak at 14.4 MiB of process RSS (2.6 of it the
+//! program's own) in 282 M instructions (callgrind, the generator's included), 17.8 MiB in 251 M as 8 bytes
+//! each, 19.4 MiB in 233 M growing by doubling; `u128`s at 30.2 MiB in 309 M instructions where `std`'s
+//! `HashSet<u128>` peaks at 63.8 MiB in 491 M; the file sink's 649 600 replay ids of the benchmark's second
+//! run at 21.4 against 37.6 MiB.
 //!
 //! [`DigestSet`] is the set; [`Buckets`] the container under it, for maps that pack a value into each entry
 //! (the journal's memory of earlier runs keeps a state in the top bits of each 128-bit entry).
@@ -22,19 +24,45 @@ const MIN_GROWTH: usize = 4;
 
 /// An unsigned integer that is a digest: its top [`BUCKET_BITS`] pick its bucket.
 pub trait Digest: Copy + Ord {
+    /// What a [`DigestSet`] stores of a digest, ordered as the digests are: for a `u64`, its bits below the top
+    /// [`BUCKET_BITS`] (the bucket says those) as 16-bit limbs, most significant first.
+    type Rest: Copy + Ord;
+
     /// The bucket of this digest: its top [`BUCKET_BITS`] bits.
     fn bucket(self) -> usize;
+
+    /// This digest without its bucket's bits.
+    fn rest(self) -> Self::Rest;
+}
+
+/// `N` 16-bit limbs of `value`, the most significant first.
+fn limbs<const N: usize>(value: u64) -> [u16; N] {
+    std::array::from_fn(|i| (value >> (16 * (N - 1 - i))) as u16)
 }
 
 impl Digest for u64 {
+    type Rest = [u16; 3];
+
     fn bucket(self) -> usize {
         (self >> (u64::BITS - BUCKET_BITS)) as usize
     }
+
+    fn rest(self) -> [u16; 3] {
+        limbs(self)
+    }
 }
 
+/// Stored whole: 14-byte entries were no smaller in jemalloc's size classes (a million random inserts peaked
+/// at 31.3 MiB against 30.5; 649 600 at 20.6 against 21.5) and cost a compare by limbs.
 impl Digest for u128 {
+    type Rest = u128;
+
     fn bucket(self) -> usize {
         (self >> (u128::BITS - BUCKET_BITS)) as usize
+    }
+
+    fn rest(self) -> u128 {
+        self
     }
 }
 
@@ -110,12 +138,13 @@ impl<E: Copy> Buckets<E> {
     }
 }
 
-/// A set of digests (see the module's documentation).
-pub struct DigestSet<D> {
-    members: Buckets<D>,
+/// A set of digests (see the module's documentation). A `u64` member costs its bits below its bucket's, 6
+/// bytes; a `u128` its 16.
+pub struct DigestSet<D: Digest> {
+    members: Buckets<D::Rest>,
 }
 
-impl<D> Default for DigestSet<D> {
+impl<D: Digest> Default for DigestSet<D> {
     fn default() -> Self {
         Self {
             members: Buckets::default(),
@@ -126,12 +155,14 @@ impl<D> Default for DigestSet<D> {
 impl<D: Digest> DigestSet<D> {
     /// Add `digest`; false when it was already there.
     pub fn insert(&mut self, digest: D) -> bool {
-        self.members.upsert(digest.bucket(), &digest, |&d| d, |_| digest)
+        let rest = digest.rest();
+        self.members.upsert(digest.bucket(), &rest, |&r| r, |_| rest)
     }
 
     /// Whether `digest` is in the set.
     pub fn contains(&self, digest: D) -> bool {
-        self.members.find(digest.bucket(), &digest, |&d| d).is_some()
+        let rest = digest.rest();
+        self.members.find(digest.bucket(), &rest, |&r| r).is_some()
     }
 
     /// How many digests are in the set.
@@ -198,6 +229,12 @@ mod tests {
     }
 
     #[test]
+    fn a_member_is_stored_without_its_bucket_bits() {
+        assert_eq!(std::mem::size_of::<<u64 as Digest>::Rest>(), 6);
+        assert_eq!(0x1234_5678_9abc_def0_u64.rest(), [0x5678, 0x9abc, 0xdef0]);
+    }
+
+    #[test]
     fn a_bucket_grows_by_a_quarter_not_by_doubling() {
         let mut set = DigestSet::default();
         for low in 0..70_u64 {
@@ -214,6 +251,13 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_stored_rest_sorts_as_the_digests_do(a in any::<u64>(), b in any::<u64>()) {
+            // Same bucket, so only the rest tells them apart.
+            let b = a & (u64::MAX << 48) | b >> 16;
+            prop_assert_eq!(a.rest().cmp(&b.rest()), a.cmp(&b));
+        }
+
         #[test]
         fn behaves_as_a_hash_set(ops in proptest::collection::vec((0u8..2, 0u64..64, any::<u16>()), 0..400)) {
             let mut set = DigestSet::default();

@@ -8,7 +8,7 @@
 //!
 //! Every stage is a task joined to the next by a bounded channel, so the messages held at once do not grow
 //! with the DLQ's size; the channels bound messages, and the body budget their bytes (`--message-memory`,
-//! 64 MiB by default: the reader waits for room). What does grow is ~10 bytes per message for
+//! 64 MiB by default: the reader waits for room). What does grow is ~12 bytes per message for
 //! the key digests of a DLQ whose ids may repeat and 8 per replay for the re-poison breaker (a
 //! [`DigestSet`](crate::core::digest_set::DigestSet); the breaker's capped: [`breaker`]), plus the digests a
 //! resumed run loads (16 bytes per message: [`past`]).
