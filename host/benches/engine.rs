@@ -469,7 +469,7 @@ mod split {
     use std::time::Instant;
 
     use wasmtime::component::{HasSelf, Linker};
-    use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store};
+    use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, Store};
 
     use redrive::core::envelope::Envelope;
 
@@ -553,18 +553,10 @@ mod split {
             .parallel_compilation(true)
             .memory_init_cow(variant.cow);
         if let Some((keep_resident, pagemap)) = variant.pooling {
-            // FilterEngine::new for 1 worker × 1 module: 6 slots, 64 MiB memories.
-            let slots = 6;
-            let mut pool = PoolingAllocationConfig::new();
-            pool.total_component_instances(slots)
-                .total_core_instances(slots * 16)
-                .total_memories(slots * 2)
-                .total_tables(slots * 4)
-                .total_stacks(slots)
-                .max_memory_size(64 << 20)
-                .linear_memory_keep_resident(keep_resident)
-                .table_keep_resident(64 << 10)
-                .pagemap_scan(pagemap);
+            // FilterEngine::new's pool for 1 worker × 1 module (6 slots, 64 MiB memories), with this variant's
+            // keep-resident size and pagemap scan.
+            let mut pool = redrive::filter::pooling_config(6, 64 << 20);
+            pool.linear_memory_keep_resident(keep_resident).pagemap_scan(pagemap);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         Engine::new(&config).expect("engine")

@@ -159,7 +159,14 @@ pub fn engine_config(options: &EngineOptions) -> Config {
             .allocation_strategy(InstanceAllocationStrategy::OnDemand);
         return config;
     }
-    let slots = options.max_instances.max(4);
+    let pool = pooling_config(options.max_instances.max(4), memory_cap);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// The pooling allocator's settings for `slots` component instances whose memories grow to at most
+/// `memory_cap` bytes: what [`engine_config`] uses, and what the engine bench's `--split` varies.
+pub fn pooling_config(slots: u32, memory_cap: u64) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
         .total_core_instances(slots * 16)
@@ -171,8 +178,7 @@ pub fn engine_config(options: &EngineOptions) -> Config {
         // every instance drop cost 27 µs and saved no page faults (BENCHMARKS.md, engine --split).
         .table_keep_resident(64 << 10)
         .pagemap_scan(Enabled::Auto);
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    config
+    pool
 }
 
 /// The process's WebAssembly engine, shared by every module and worker.

@@ -40,6 +40,7 @@ pub use compile::{
 pub use component::CONTRACT;
 pub use engine::{
     EngineOptions, EngineSettings, FilterEngine, FuelMetering, InstanceAllocation, LoadedModule, engine_config,
+    pooling_config,
 };
 pub use error::FilterError;
 pub use failure::{CallFailure, FailureKind};
