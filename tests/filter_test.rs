@@ -505,3 +505,78 @@ fn bad_flags_and_specs_name_what_is_wrong() {
         "{stderr}"
     );
 }
+
+/// `redrive filter test` of the state-probe fixture (config `query`) on three messages, with debug logs: the
+/// reasons it gave, in order, and stderr.
+fn probe_instances(dir: &std::path::Path, query: &str, policy: &str) -> (Vec<String>, String) {
+    let input = write_input(
+        dir,
+        &[
+            r#"{"id":"s-1","body":"{}"}"#,
+            r#"{"id":"s-2","body":"{}"}"#,
+            r#"{"id":"s-3","body":"{}"}"#,
+        ],
+    );
+    let (code, stdout, stderr) = run(redrive(dir).env("RUST_LOG", "redrive=debug").args([
+        "filter",
+        "test",
+        &format!("{}?{query}", module("state-probe")),
+        "--input",
+        &input,
+        "--output",
+        "json",
+        "--instance",
+        policy,
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (decided, _) = decisions(&stdout);
+    let reasons = decided
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    (reasons, stderr)
+}
+
+#[test]
+fn fresh_instances_start_from_the_state_init_left_without_running_it_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (reasons, stderr) = probe_instances(tmp.path(), "label=blue", "fresh");
+    assert_eq!(reasons, ["init=1 decide=1 label=blue"; 3], "{stderr}");
+    assert!(
+        stderr.contains("pre_initialised=true"),
+        "the snapshot was not used:\n{stderr}"
+    );
+    // A second run loads the snapshot from the cache, without running `init` at all.
+    let (reasons, stderr) = probe_instances(tmp.path(), "label=blue", "fresh");
+    assert_eq!(reasons, ["init=1 decide=1 label=blue"; 3], "{stderr}");
+    assert!(stderr.contains("cache=Hit pre_initialised=true"), "{stderr}");
+    // The same module reusing its instance: one init, the counts go on.
+    let (reasons, _) = probe_instances(tmp.path(), "label=blue", "reuse");
+    assert_eq!(
+        reasons,
+        [
+            "init=1 decide=1 label=blue",
+            "init=1 decide=2 label=blue",
+            "init=1 decide=3 label=blue"
+        ]
+    );
+    // Another configuration gets its own snapshot, not the cached one of the first.
+    let (reasons, stderr) = probe_instances(tmp.path(), "label=green", "fresh");
+    assert_eq!(reasons, ["init=1 decide=1 label=green"; 3], "{stderr}");
+}
+
+/// Where a snapshot would not be faithful, every message runs `init` as before, and the debug log says why.
+#[test]
+fn fresh_instances_run_init_per_message_when_init_leaves_a_stream_open_or_reads_the_clock() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (query, why) in [
+        ("stderr-in-init=true", "`init` left host resources"),
+        ("clock-in-init=true", "`init` read the clock or random bytes"),
+    ] {
+        let (reasons, stderr) = probe_instances(tmp.path(), query, "fresh");
+        assert_eq!(reasons, ["init=1 decide=1 label=none"; 3], "{query}: {stderr}");
+        assert!(stderr.contains("pre_initialised=false"), "{query}: {stderr}");
+        let said = format!("fresh instances run `init` for every message: {why}");
+        assert!(stderr.contains(&said), "{query}: {stderr}");
+    }
+}

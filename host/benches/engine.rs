@@ -10,7 +10,8 @@
 //!   does for a module — the baseline of the "× native" column;
 //! - `sha256-1k`: the audit hash of the body (`sha256_hex`), which every chain run computes;
 //! - `wasm-reuse` / `wasm-fresh`: `route-by-error.wasm` through `ChainRunner::decide`, instance
-//!   reused (default) or `?redrive.instance=fresh` (a new instance + `init` per message);
+//!   reused (default) or `?redrive.instance=fresh` (a new instance per message, started from the
+//!   snapshot taken after `init`);
 //! - `native-chain3` / `wasm-chain3`: route-by-error → repair-json → drop-test-traffic, all replay;
 //! - `start/*`: `FilterChain::load` of the 3 modules with an empty cache dir (compile) and a warm
 //!   one (deserialize), and `FilterChain::runner` (one worker's 3 instances + `init`).

@@ -25,9 +25,6 @@ pub fn run(args: &FilterTestArgs) -> Result<u8> {
         File::open(&args.input).with_context(|| format!("cannot open the input file {}", args.input.display()))?;
 
     let chain = FilterChain::load(&specs, 1, &sandbox::engine_settings(&args.sandbox)?)?;
-    for module in chain.modules() {
-        tracing::debug!(module = %module.name, sha256 = %module.sha256, cache = ?module.cache_use, load_ms = module.load_time.as_millis() as u64, "module loaded");
-    }
     let mut runner = chain.runner()?;
     let mut audit = args
         .audit_dir

@@ -13,7 +13,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
+
+use super::cache::{ArtifactCache, CacheUse};
 use super::engine::EngineOptions;
+use super::error::{FilterError, error_chain};
 use super::limits::format_size;
 
 /// How modules are compiled.
@@ -89,6 +94,85 @@ impl CompileFailure {
         }
     }
 }
+
+/// The compiled form of `wasm` (of module `name`): from the cache, or compiled (bounded as the settings say)
+/// and cached under `digest`, the sha256 of `wasm`.
+pub(crate) fn cached<T>(
+    engine: &Engine,
+    cache: &ArtifactCache,
+    options: &EngineOptions,
+    name: &str,
+    wasm: &[u8],
+    digest: &str,
+    kind: &Kind<T>,
+) -> Result<(T, CacheUse), FilterError> {
+    let compile_error = |message: String| FilterError::Compile {
+        module: name.to_owned(),
+        message,
+    };
+    if let Some(compiled) = lookup(engine, cache, name, digest, kind) {
+        return Ok((compiled, CacheUse::Hit));
+    }
+    let artifact = match &options.settings.compilation {
+        Compilation::InProcess if cache.dir().is_none() => {
+            return (kind.compile)(engine, wasm)
+                .map(|compiled| (compiled, CacheUse::Compiled))
+                .map_err(|e| compile_error(error_chain(&e)));
+        }
+        Compilation::InProcess => (kind.precompile)(engine, wasm).map_err(|e| compile_error(error_chain(&e)))?,
+        Compilation::Subprocess {
+            exe,
+            memory_bytes,
+            timeout,
+        } => in_subprocess(exe, *memory_bytes, *timeout, options, kind.artifact, wasm)
+            .map_err(|failure| compile_error(failure.describe()))?,
+    };
+    cache.store(engine, digest, kind.extension, &artifact);
+    let compiled = (kind.deserialize)(engine, &artifact).map_err(|e| compile_error(error_chain(&e)))?;
+    Ok((compiled, CacheUse::Compiled))
+}
+
+/// The compiled form cached under `digest`, if the cache holds a usable one.
+pub(crate) fn lookup<T>(engine: &Engine, cache: &ArtifactCache, name: &str, digest: &str, kind: &Kind<T>) -> Option<T> {
+    let artifact = cache.lookup(engine, digest, kind.extension)?;
+    match (kind.deserialize)(engine, &artifact) {
+        Ok(compiled) => Some(compiled),
+        Err(e) => {
+            tracing::warn!(module = %name, "ignoring an unusable cached module ({e}); recompiling");
+            None
+        }
+    }
+}
+
+/// How to compile and load one kind of artifact.
+pub(crate) struct Kind<T> {
+    extension: &'static str,
+    artifact: ArtifactKind,
+    compile: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
+    precompile: fn(&Engine, &[u8]) -> wasmtime::Result<Vec<u8>>,
+    deserialize: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
+}
+
+// SAFETY (the `deserialize` calls below): artifacts come from this engine's own `precompile_*` (in this
+// process, or in the compiler child process with the same `engine_config`), or from the cache, which only
+// returns files of this user's that others cannot write, in a private directory, bound by a checked header
+// to this module's sha256 and to their own checksum (see `cache.rs`); wasmtime checks the artifact's header
+// and its compatibility with this engine again on load.
+pub(crate) const COMPONENTS: Kind<Component> = Kind {
+    extension: "cwasm",
+    artifact: ArtifactKind::Component,
+    compile: |engine, wasm| Component::new(engine, wasm),
+    precompile: |engine, wasm| engine.precompile_component(wasm),
+    deserialize: |engine, bytes| unsafe { Component::deserialize(engine, bytes) },
+};
+
+pub(crate) const MODULES: Kind<Module> = Kind {
+    extension: "cwasm-core",
+    artifact: ArtifactKind::Module,
+    compile: |engine, wasm| Module::new(engine, wasm),
+    precompile: |engine, wasm| engine.precompile_module(wasm),
+    deserialize: |engine, bytes| unsafe { Module::deserialize(engine, bytes) },
+};
 
 /// Precompile `wasm` in a bounded child process; returns the serialized artifact.
 pub(crate) fn in_subprocess(

@@ -7,17 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, Module, OptLevel, PoolingAllocationConfig};
+use wasmtime::component::Linker;
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use super::blocking;
 use super::cache::{ArtifactCache, CacheUse};
 use super::command::{self, CommandState};
-use super::compile::{self, ArtifactKind, Compilation, DEFAULT_MAX_MODULE_BYTES};
+use super::compile::{self, COMPONENTS, Compilation, DEFAULT_MAX_MODULE_BYTES, Kind, MODULES};
 use super::component::{self, FilterPre};
 use super::error::{FilterError, error_chain};
-use super::limits::{EPOCH_TICK, ModuleSettings, deadline_ticks};
+use super::limits::{EPOCH_TICK, InstancePolicy, ModuleSettings, deadline_ticks};
 use super::sandbox::GuestState;
+use super::snapshot;
 use super::spec::ModuleSpec;
 
 /// What the user decides about the engine, for every module: the cache, how compilation is bounded, and
@@ -233,12 +234,33 @@ pub struct LoadedModule {
 /// The two profiles of the filter contract.
 pub(crate) enum ModuleKind {
     /// A component implementing the `redrive:filter` WIT world.
-    Component(FilterPre<GuestState>),
+    Component(ComponentModule),
     /// A WASI preview-1 command speaking JSON lines (`command.schema.json`).
     Command(wasmtime::InstancePre<CommandState>),
 }
 
+/// A component ready to instantiate, and how its instances start.
+pub(crate) struct ComponentModule {
+    pub(crate) pre: FilterPre<GuestState>,
+    pub(crate) start: ComponentStart,
+}
+
+/// How a component's instances get ready to decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ComponentStart {
+    /// The component as written: each instance runs `init` with the configuration.
+    CallInit,
+    /// The component holds the state `init` left on this configuration (`snapshot.rs`): instances start ready.
+    /// Only under the `fresh` policy, and only where the snapshot is faithful.
+    PreInitialised,
+}
+
 impl LoadedModule {
+    /// Whether fresh instances of this module start from a snapshot taken after `init`, rather than running it.
+    pub fn pre_initialised(&self) -> bool {
+        matches!(&self.kind, ModuleKind::Component(c) if c.start == ComponentStart::PreInitialised)
+    }
+
     /// `component` or `command`: which profile of the contract the module implements.
     pub fn profile(&self) -> &'static str {
         match self.kind {
@@ -336,6 +358,11 @@ impl FilterEngine {
         &self.inner.engine
     }
 
+    /// The linker components are instantiated with: WASI (deny-all) and the `host` interface.
+    pub(crate) fn linker(&self) -> &Linker<GuestState> {
+        &self.inner.linker
+    }
+
     /// The compiled-module cache directory, when enabled.
     pub fn cache_dir(&self) -> Option<&Path> {
         self.inner.cache.dir()
@@ -343,7 +370,7 @@ impl FilterEngine {
 
     /// A module's settings as this engine runs them: on an engine that counts fuel, a module without a budget
     /// gets all there is (a store there starts with none), so that its records say what it spent too.
-    fn fitted(&self, settings: &ModuleSettings) -> ModuleSettings {
+    pub(crate) fn fitted(&self, settings: &ModuleSettings) -> ModuleSettings {
         let mut fitted = settings.clone();
         fitted.limits.fuel = match self.inner.options.fuel {
             FuelMetering::On => Some(settings.limits.fuel.unwrap_or(u64::MAX)),
@@ -398,10 +425,20 @@ impl FilterEngine {
         };
         let (kind, cache_use) = match wasm_kind(&wasm) {
             WasmKind::Component => {
-                let (component, cache_use) = self.compiled(spec, &wasm, &sha256, &COMPONENTS)?;
-                let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(contract)?;
-                let pre = FilterPre::new(instance_pre).map_err(contract)?;
-                (ModuleKind::Component(pre), cache_use)
+                let initialised = match spec.settings.policy {
+                    InstancePolicy::Fresh => self.load_pre_initialised(spec, &wasm, &sha256),
+                    InstancePolicy::Reuse { .. } => None,
+                };
+                let (pre, start, cache_use) = match initialised {
+                    Some((pre, cache_use)) => (pre, ComponentStart::PreInitialised, cache_use),
+                    None => {
+                        let (component, cache_use) = self.compiled(spec, &wasm, &sha256, &COMPONENTS)?;
+                        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(contract)?;
+                        let pre = FilterPre::new(instance_pre).map_err(contract)?;
+                        (pre, ComponentStart::CallInit, cache_use)
+                    }
+                };
+                (ModuleKind::Component(ComponentModule { pre, start }), cache_use)
             }
             WasmKind::Core => {
                 let (module, cache_use) = self.compiled(spec, &wasm, &sha256, &MODULES)?;
@@ -426,7 +463,7 @@ impl FilterEngine {
                 });
             }
         };
-        Ok(LoadedModule {
+        let module = LoadedModule {
             name: spec.name.clone(),
             path: spec.path.clone(),
             sha256,
@@ -436,80 +473,68 @@ impl FilterEngine {
             load_time: started.elapsed(),
             engine: self.clone(),
             kind,
-        })
+        };
+        tracing::debug!(
+            module = %module.name,
+            sha256 = %module.sha256,
+            cache = ?module.cache_use,
+            pre_initialised = module.pre_initialised(),
+            load_ms = module.load_time.as_millis() as u64,
+            "module loaded"
+        );
+        Ok(module)
     }
 }
 
 impl FilterEngine {
+    /// The component with `init` run on the module's configuration and its state written in, for fresh
+    /// instances that start ready (`snapshot.rs`); `None` (logged at debug level) where that is not faithful.
+    /// The component as written is then compiled instead: a module that refuses its configuration, traps in
+    /// `init` or breaks the contract gets the same error as without a snapshot.
+    /// The pre-initialiser runs on untrusted bytes: a panic in it is a refusal too, not the end of the run.
+    fn load_pre_initialised(
+        &self,
+        spec: &ModuleSpec,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> Option<(FilterPre<GuestState>, CacheUse)> {
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            snapshot::pre_initialise(self, spec, wasm, sha256)
+        }));
+        match attempt.unwrap_or_else(|_| Err(snapshot::Refusal::Unsupported("the pre-initialiser panicked".into()))) {
+            Ok(ready) => Some(ready),
+            Err(refusal) => {
+                tracing::debug!(module = %spec.name, "fresh instances run `init` for every message: {refusal}");
+                None
+            }
+        }
+    }
+
+    /// The compiled form cached under `digest`, if the cache holds a usable one.
+    pub(crate) fn cached<T>(&self, spec: &ModuleSpec, digest: &str, kind: &Kind<T>) -> Option<T> {
+        compile::lookup(&self.inner.engine, &self.inner.cache, &spec.name, digest, kind)
+    }
+
     /// The compiled form of `wasm`: from the cache, or compiled (bounded as the settings say) and cached.
-    fn compiled<T>(
+    pub(crate) fn compiled<T>(
         &self,
         spec: &ModuleSpec,
         wasm: &[u8],
         digest: &str,
         kind: &Kind<T>,
     ) -> Result<(T, CacheUse), FilterError> {
-        let engine = &self.inner.engine;
-        let cache = &self.inner.cache;
-        let compile_error = |message: String| FilterError::Compile {
-            module: spec.name.clone(),
-            message,
-        };
-        if let Some(artifact) = cache.lookup(engine, digest, kind.extension) {
-            match (kind.deserialize)(engine, &artifact) {
-                Ok(compiled) => return Ok((compiled, CacheUse::Hit)),
-                Err(e) => tracing::warn!(module = %spec.name, "ignoring an unusable cached module ({e}); recompiling"),
-            }
-        }
-        let artifact = match &self.inner.options.settings.compilation {
-            Compilation::InProcess if cache.dir().is_none() => {
-                return (kind.compile)(engine, wasm)
-                    .map(|compiled| (compiled, CacheUse::Compiled))
-                    .map_err(|e| compile_error(error_chain(&e)));
-            }
-            Compilation::InProcess => (kind.precompile)(engine, wasm).map_err(|e| compile_error(error_chain(&e)))?,
-            Compilation::Subprocess {
-                exe,
-                memory_bytes,
-                timeout,
-            } => compile::in_subprocess(exe, *memory_bytes, *timeout, &self.inner.options, kind.artifact, wasm)
-                .map_err(|failure| compile_error(failure.describe()))?,
-        };
-        cache.store(engine, digest, kind.extension, &artifact);
-        let compiled = (kind.deserialize)(engine, &artifact).map_err(|e| compile_error(error_chain(&e)))?;
-        Ok((compiled, CacheUse::Compiled))
+        let inner = &self.inner;
+        compile::cached(
+            &inner.engine,
+            &inner.cache,
+            &inner.options,
+            &spec.name,
+            wasm,
+            digest,
+            kind,
+        )
     }
 }
-
-/// How to compile and load one kind of artifact.
-struct Kind<T> {
-    extension: &'static str,
-    artifact: ArtifactKind,
-    compile: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
-    precompile: fn(&Engine, &[u8]) -> wasmtime::Result<Vec<u8>>,
-    deserialize: fn(&Engine, &[u8]) -> wasmtime::Result<T>,
-}
-
-// SAFETY (the `deserialize` calls below): artifacts come from this engine's own `precompile_*` (in this
-// process, or in the compiler child process with the same `engine_config`), or from the cache, which only
-// returns files of this user's that others cannot write, in a private directory, bound by a checked header
-// to this module's sha256 and to their own checksum (see `cache.rs`); wasmtime checks the artifact's header
-// and its compatibility with this engine again on load.
-const COMPONENTS: Kind<Component> = Kind {
-    extension: "cwasm",
-    artifact: ArtifactKind::Component,
-    compile: |engine, wasm| Component::new(engine, wasm),
-    precompile: |engine, wasm| engine.precompile_component(wasm),
-    deserialize: |engine, bytes| unsafe { Component::deserialize(engine, bytes) },
-};
-
-const MODULES: Kind<Module> = Kind {
-    extension: "cwasm-core",
-    artifact: ArtifactKind::Module,
-    compile: |engine, wasm| Module::new(engine, wasm),
-    precompile: |engine, wasm| engine.precompile_module(wasm),
-    deserialize: |engine, bytes| unsafe { Module::deserialize(engine, bytes) },
-};
 
 fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<(), FilterError> {
     std::thread::Builder::new()

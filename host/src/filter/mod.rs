@@ -22,7 +22,9 @@ mod failure;
 mod limits;
 mod runner;
 mod sandbox;
+mod snapshot;
 mod spec;
+mod watched;
 
 pub use blocking::HostWaitCut;
 

@@ -1,6 +1,7 @@
 //! Running one module on messages: instance policy, per-call limits, failure accounting.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use wasmtime::{InstancePre, Store};
@@ -8,7 +9,7 @@ use wasmtime::{InstancePre, Store};
 use super::blocking::WaitLimit;
 use super::command::{self, CommandState};
 use super::component::{Filter, WitMessage, from_wit};
-use super::engine::{LoadedModule, ModuleKind};
+use super::engine::{ComponentStart, LoadedModule, ModuleKind};
 use super::error::FilterError;
 use super::failure::{self, CallFailure, FailureContext, FailureKind};
 use super::limits::deadline_ticks;
@@ -16,6 +17,7 @@ use super::limits::{
     InstancePolicy, Limits, MAX_ATTRIBUTE_BYTES, MAX_ATTRIBUTE_CHANGES, MAX_REASON_BYTES, format_size,
 };
 use super::sandbox::{GuestState, LogLine};
+use super::watched::ReadFlag;
 use crate::core::envelope::{AttributeChange, Decision};
 
 /// The result of one module looking at one message.
@@ -395,33 +397,30 @@ impl ModuleRunner {
         Ok(decision)
     }
 
-    /// A fresh instance with `init` called, under the module's limits.
+    /// A fresh instance ready to decide, under the module's limits: `init` called with the configuration,
+    /// unless the component is pre-initialised (`init` already ran on this configuration, at load).
     fn start(&self) -> Result<(Live, Vec<super::sandbox::LogLine>), StartFailure> {
         let module = &self.module;
-        let ModuleKind::Component(pre) = &module.kind else {
+        let ModuleKind::Component(component) = &module.kind else {
             return Err(StartFailure::Trap("not a component".into()));
         };
         let limits = &module.settings.limits;
-        let wait = WaitLimit::starting_now(limits.timeout, module.engine.stopping());
-        let mut store = Store::new(
-            module.engine.wasmtime(),
-            GuestState::new(limits.memory_bytes, limits.max_log_bytes, wait),
-        );
-        store.limiter(|state| &mut state.limiter);
+        let mut store = guest_store(module.engine.wasmtime(), limits, module.engine.stopping(), None);
         let describe =
             |store: &mut Store<GuestState>, err: wasmtime::Error| describe_failure(store.data(), &err, limits).message;
-        if let Err(e) = limits.refuel(&mut store) {
+        if let Err(e) = arm(&mut store, limits) {
             return Err(StartFailure::Trap(describe(&mut store, e)));
         }
-        store.set_epoch_deadline(deadline_ticks(limits.timeout));
-        let filter = match pre.instantiate(&mut store) {
+        let filter = match component.pre.instantiate(&mut store) {
             Ok(filter) => filter,
             Err(e) => return Err(StartFailure::Trap(describe(&mut store, e))),
         };
-        match filter.call_init(&mut store, &module.config) {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => return Err(StartFailure::Init(message)),
-            Err(e) => return Err(StartFailure::Trap(describe(&mut store, e))),
+        if component.start == ComponentStart::CallInit {
+            match filter.call_init(&mut store, &module.config) {
+                Ok(Ok(())) => {}
+                Ok(Err(message)) => return Err(StartFailure::Init(message)),
+                Err(e) => return Err(StartFailure::Trap(describe(&mut store, e))),
+            }
         }
         let logs = store.data_mut().take_logs();
         Ok((
@@ -433,6 +432,29 @@ impl ModuleRunner {
             logs,
         ))
     }
+}
+
+/// A store for one instance of a component, with the module's sandbox: memory cap, log caps, a deadline for
+/// blocking host calls. Arm it with [`arm`] before each call.
+/// With `watch`, the guest's clocks and random sources set that flag when read.
+pub(crate) fn guest_store(
+    engine: &wasmtime::Engine,
+    limits: &Limits,
+    stopping: Arc<AtomicBool>,
+    watch: Option<&ReadFlag>,
+) -> Store<GuestState> {
+    let wait = WaitLimit::starting_now(limits.timeout, stopping);
+    let state = GuestState::new(limits.memory_bytes, limits.max_log_bytes, wait, watch);
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store
+}
+
+/// Give the store one call's budget: fuel (where counted) and the epoch deadline.
+pub(crate) fn arm(store: &mut Store<GuestState>, limits: &Limits) -> wasmtime::Result<()> {
+    limits.refuel(&mut *store)?;
+    store.set_epoch_deadline(deadline_ticks(limits.timeout));
+    Ok(())
 }
 
 /// Describe a failed call with what the sandbox saw: a refused memory growth, the guest's stderr.

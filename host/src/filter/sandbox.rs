@@ -13,6 +13,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::blocking::{BoundedWaits, WaitLimit};
+use super::watched::{self, ReadFlag};
 
 /// One line a module logged while handling a message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -261,10 +262,15 @@ pub(crate) fn deny_all_wasi(stdout: &CapturedOutput, stderr: &CapturedOutput) ->
 impl GuestState {
     /// A sandbox with no capabilities: no files, no preopens, no environment, no arguments, no network,
     /// stdin closed, stdout/stderr captured up to `log_cap` bytes each; blocking host calls bounded by `wait`.
-    pub(crate) fn new(memory_cap: u64, log_cap: u64, wait: WaitLimit) -> Self {
+    /// With `watch`, the clocks and random sources set that flag when the guest reads them (`watched.rs`).
+    pub(crate) fn new(memory_cap: u64, log_cap: u64, wait: WaitLimit, watch: Option<&ReadFlag>) -> Self {
         let stdout = CapturedOutput::new(log_cap as usize);
         let stderr = CapturedOutput::new(log_cap as usize);
-        let wasi = deny_all_wasi(&stdout, &stderr).build();
+        let mut builder = deny_all_wasi(&stdout, &stderr);
+        if let Some(flag) = watch {
+            watched::watch(&mut builder, flag);
+        }
+        let wasi = builder.build();
         Self {
             wasi,
             table: ResourceTable::new(),
@@ -274,6 +280,11 @@ impl GuestState {
             stderr,
             wait,
         }
+    }
+
+    /// Whether host resources (streams, pollables) handed to the guest are still open.
+    pub(crate) fn holds_resources(&self) -> bool {
+        !self.table.is_empty()
     }
 
     /// Everything logged during the call that just ended: `log` lines, then stdout, then stderr.
