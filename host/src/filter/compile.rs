@@ -156,8 +156,9 @@ pub(crate) struct Kind<T> {
 // SAFETY (the `deserialize` calls below): artifacts come from this engine's own `precompile_*` (in this
 // process, or in the compiler child process with the same `engine_config`), or from the cache, which only
 // returns files of this user's that others cannot write, in a private directory, bound by a checked header
-// to this module's sha256 and to their own checksum (see `cache.rs`); wasmtime checks the artifact's header
-// and its compatibility with this engine again on load.
+// to the digest they were stored under (a module's sha256, or a snapshot's key: `snapshot.rs`) and to their
+// own checksum (see `cache.rs`); wasmtime checks the artifact's header and its compatibility with this engine
+// again on load.
 pub(crate) const COMPONENTS: Kind<Component> = Kind {
     extension: "cwasm",
     artifact: ArtifactKind::Component,

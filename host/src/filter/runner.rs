@@ -315,9 +315,7 @@ impl ModuleRunner {
         };
 
         let limits = &self.module.settings.limits;
-        let prepared = limits
-            .refuel(&mut live.store)
-            .map(|()| live.store.set_epoch_deadline(deadline_ticks(limits.timeout)));
+        let prepared = arm(&mut live.store, limits);
         live.store.data_mut().limiter.refused_memory = None;
         live.store.data_mut().wait.restart();
         let outcome = prepared.and_then(|()| live.filter.call_decide(&mut live.store, message));
@@ -435,8 +433,8 @@ impl ModuleRunner {
 }
 
 /// A store for one instance of a component, with the module's sandbox: memory cap, log caps, a deadline for
-/// blocking host calls. Arm it with [`arm`] before each call.
-/// With `watch`, the guest's clocks and random sources set that flag when read.
+/// blocking host calls; with `watch`, the guest's clocks and random sources set that flag when read. Arm it
+/// with [`arm`] before each call.
 pub(crate) fn guest_store(
     engine: &wasmtime::Engine,
     limits: &Limits,
