@@ -18,9 +18,9 @@
 //! - `init` read the clock or random bytes (`watched.rs`): the snapshot would freeze what it read and every
 //!   instance would share it.
 //!
-//! What differs from running `init` per message: anything `init` logged is logged once, when the module is
-//! loaded, not again with every message; and the seed of `wasi:random/insecure-seed` (the keys of Rust's
-//! `HashMap`), if `init` asked for it, is the same in every instance.
+//! What differs from running `init` per message: anything `init` logged goes to the debug log once, when the
+//! module is loaded, not into every message's audit record; and the seed of `wasi:random/insecure-seed` (the
+//! keys of Rust's `HashMap`), if `init` asked for it, is the same in every instance.
 
 use futures_util::FutureExt;
 use sha2::{Digest, Sha256};
@@ -106,6 +106,9 @@ pub(crate) fn pre_initialise(
         .and_then(|()| pre.instance_pre().instantiate(&mut store))
         .map_err(|e| Refusal::Init(error_chain(&e)))?;
     let written = snapshot(&instrumented, &mut store, instance, &spec.config, &read)?;
+    for line in store.data_mut().take_logs() {
+        tracing::debug!(module = %spec.name, level = line.level, "`init` logged: {}", line.text);
+    }
     let (component, cache_use) = engine
         .compiled(spec, &written, &key, &COMPONENTS)
         .map_err(unsupported)?;
