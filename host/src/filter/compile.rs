@@ -96,7 +96,7 @@ impl CompileFailure {
 }
 
 /// The compiled form of `wasm` (of module `name`): from the cache, or compiled (bounded as the settings say)
-/// and cached under `digest`, the sha256 of `wasm`.
+/// and cached under `digest`: the sha256 of `wasm`, or for a pre-initialised component its key (`snapshot.rs`).
 pub(crate) fn cached<T>(
     engine: &Engine,
     cache: &ArtifactCache,
