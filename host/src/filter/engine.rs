@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use super::blocking;
@@ -358,9 +358,10 @@ impl FilterEngine {
         &self.inner.engine
     }
 
-    /// The linker components are instantiated with: WASI (deny-all) and the `host` interface.
-    pub(crate) fn linker(&self) -> &Linker<GuestState> {
-        &self.inner.linker
+    /// Link a compiled component with WASI (deny-all) and the `host` interface, checking it implements the
+    /// `redrive:filter` world.
+    pub(crate) fn link(&self, component: &Component) -> wasmtime::Result<FilterPre<GuestState>> {
+        FilterPre::new(self.inner.linker.instantiate_pre(component)?)
     }
 
     /// The compiled-module cache directory, when enabled.
@@ -433,8 +434,7 @@ impl FilterEngine {
                     Some((pre, cache_use)) => (pre, ComponentStart::PreInitialised, cache_use),
                     None => {
                         let (component, cache_use) = self.compiled(spec, &wasm, &sha256, &COMPONENTS)?;
-                        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(contract)?;
-                        let pre = FilterPre::new(instance_pre).map_err(contract)?;
+                        let pre = self.link(&component).map_err(contract)?;
                         (pre, ComponentStart::CallInit, cache_use)
                     }
                 };

@@ -84,9 +84,7 @@ pub(crate) fn pre_initialise(
     let unsupported = |e: FilterError| Refusal::Unsupported(e.to_string());
     let link = |component: &Component| {
         engine
-            .linker()
-            .instantiate_pre(component)
-            .and_then(FilterPre::new)
+            .link(component)
             .map_err(|e| Refusal::Unsupported(error_chain(&e)))
     };
     let limits = &engine.fitted(&spec.settings).limits;
