@@ -370,16 +370,32 @@ fn a_second_run_on_the_same_dlq_is_refused_while_the_first_holds_it() {
 fn a_lock_file_left_by_a_dead_process_is_taken_over() {
     let d = Dirs::new();
     fs::write(d.p("dlq.jsonl"), line("m-1", "{}", "timeout")).unwrap();
-    // A first run leaves its lock file behind; the lock itself died with the process.
+    // A run that ends removes its lock file.
     let (code, stdout, stderr) = run(&mut slow_run(&d, "audit"));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let locks: Vec<PathBuf> = fs::read_dir(d.p("audit"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "lock"))
+    let in_audit = |ext: &str| -> Vec<PathBuf> {
+        fs::read_dir(d.p("audit"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect()
+    };
+    assert_eq!(
+        in_audit("lock"),
+        Vec::<PathBuf>::new(),
+        "no lock file left in the audit dir"
+    );
+    // One left by a process that was killed (the lock itself died with it) is taken over.
+    let journals: Vec<PathBuf> = in_audit("jsonl")
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("journal-"))
         .collect();
-    assert_eq!(locks.len(), 1, "a lock file in the audit dir: {locks:?}");
-    fs::write(&locks[0], "pid 999999 on host gone since 2026-01-01T00:00:00Z\n").unwrap();
+    assert_eq!(journals.len(), 1, "one run journal in the audit dir: {journals:?}");
+    fs::write(
+        journals[0].with_extension("lock"),
+        "pid 999999 on host gone since 2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
     fs::write(d.p("dlq.jsonl"), line("m-2", "{}", "timeout")).unwrap();
     let (code, stdout, stderr) = run(&mut slow_run(&d, "audit"));
     assert_eq!(code, 0, "a stale lock must not block: {stdout}\n{stderr}");
