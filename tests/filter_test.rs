@@ -573,10 +573,24 @@ fn fresh_instances_run_init_per_message_when_init_leaves_a_stream_open_or_reads_
         ("stderr-in-init=true", "`init` left host resources"),
         ("clock-in-init=true", "`init` read the clock or random bytes"),
     ] {
-        let (reasons, stderr) = probe_instances(tmp.path(), query, "fresh");
-        assert_eq!(reasons, ["init=1 decide=1 label=none"; 3], "{query}: {stderr}");
-        assert!(stderr.contains("pre_initialised=false"), "{query}: {stderr}");
         let said = format!("fresh instances run `init` for every message: {why}");
-        assert!(stderr.contains(&said), "{query}: {stderr}");
+        // The second load finds the refusal in the cache instead of instrumenting and running `init` again.
+        for (load, remembered) in [(1, false), (2, true)] {
+            let (reasons, stderr) = probe_instances(tmp.path(), query, "fresh");
+            assert_eq!(
+                reasons, ["init=1 decide=1 label=none"; 3],
+                "{query}, load {load}: {stderr}"
+            );
+            assert!(
+                stderr.contains("pre_initialised=false"),
+                "{query}, load {load}: {stderr}"
+            );
+            assert!(stderr.contains(&said), "{query}, load {load}: {stderr}");
+            assert_eq!(
+                stderr.contains("found by an earlier load, remembered in the cache"),
+                remembered,
+                "{query}, load {load}: {stderr}"
+            );
+        }
     }
 }

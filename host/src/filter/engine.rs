@@ -369,6 +369,11 @@ impl FilterEngine {
         self.inner.cache.dir()
     }
 
+    /// The compiled-module cache.
+    pub(crate) fn artifact_cache(&self) -> &ArtifactCache {
+        &self.inner.cache
+    }
+
     /// A module's settings as this engine runs them: on an engine that counts fuel, a module without a budget
     /// gets all there is (a store there starts with none), so that its records say what it spent too.
     pub(crate) fn fitted(&self, settings: &ModuleSettings) -> ModuleSettings {

@@ -44,6 +44,8 @@ use super::watched::ReadFlag;
 pub(crate) enum Refusal {
     /// The pre-initialiser does not support the component's shape.
     Unsupported(String),
+    /// The instrumented component could not be compiled or linked.
+    Compile(String),
     /// `init` could not run to the end, or refused its configuration.
     Init(String),
     /// `init` left host resources (streams, pollables) open.
@@ -52,12 +54,28 @@ pub(crate) enum Refusal {
     ReadTimeOrRandom,
     /// Reading the instance's state failed.
     Snapshot(String),
+    /// An earlier load of the same module, configuration and limits was refused for this reason.
+    Remembered(String),
+}
+
+impl Refusal {
+    /// Whether loading the same module with the same configuration and limits would be refused again: such a
+    /// refusal is remembered in the cache, so that later loads do not instrument and run `init` only to be
+    /// refused. `init` failing is not (it may have run out of time on a busy machine; and the run reports it
+    /// anyway), nor is a failed compilation (its limits are not part of the key).
+    fn lasting(&self) -> bool {
+        matches!(
+            self,
+            Refusal::Unsupported(_) | Refusal::ResourcesOpen | Refusal::ReadTimeOrRandom
+        )
+    }
 }
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::Unsupported(why) => write!(f, "the pre-initialiser cannot take this component apart: {why}"),
+            Refusal::Compile(why) => write!(f, "the instrumented component could not be compiled or linked: {why}"),
             Refusal::Init(why) => write!(f, "`init` did not complete: {why}"),
             Refusal::ResourcesOpen => f.write_str(
                 "`init` left host resources (streams, pollables) open, whose handles would mean nothing in \
@@ -67,37 +85,58 @@ impl std::fmt::Display for Refusal {
                 "`init` read the clock or random bytes, which a snapshot would freeze and share between instances",
             ),
             Refusal::Snapshot(why) => write!(f, "reading the instance's state failed: {why}"),
+            Refusal::Remembered(why) => write!(f, "{why} (found by an earlier load, remembered in the cache)"),
         }
     }
 }
 
+/// What a lasting refusal is remembered under in the cache, beside the snapshot it stands in for.
+const REFUSED: &str = "refused";
+
 /// Load the component `wasm` (whose sha256 is `sha256`) of `spec` pre-initialised: instrument it, run `init`
 /// on the configuration under the module's limits, write the state into a new component and compile that.
 /// The result is cached under [`snapshot_key`], so a later run with the same module, configuration and limits
-/// loads it without running `init` at all; the instrumented component is cached under its own sha256.
+/// loads it without running `init` at all; the instrumented component is cached under its own sha256, and a
+/// [lasting](Refusal::lasting) refusal under the snapshot key too.
 pub(crate) fn pre_initialise(
     engine: &FilterEngine,
     spec: &ModuleSpec,
     wasm: &[u8],
     sha256: &str,
 ) -> Result<(FilterPre<GuestState>, CacheUse), Refusal> {
-    let unsupported = |e: FilterError| Refusal::Unsupported(e.to_string());
-    let link = |component: &Component| {
-        engine
-            .link(component)
-            .map_err(|e| Refusal::Unsupported(error_chain(&e)))
-    };
     let limits = &engine.fitted(&spec.settings).limits;
     let key = snapshot_key(sha256, &spec.config, limits);
     if let Some(component) = engine.cached(spec, &key, &COMPONENTS) {
-        return Ok((link(&component)?, CacheUse::Hit));
+        return Ok((link(engine, &component)?, CacheUse::Hit));
     }
+    let cache = engine.artifact_cache();
+    if let Some(why) = cache.lookup(engine.wasmtime(), &key, REFUSED) {
+        return Err(Refusal::Remembered(String::from_utf8_lossy(&why).into_owned()));
+    }
+    let made = take(engine, spec, wasm, limits, &key);
+    if let Err(refusal) = &made
+        && refusal.lasting()
+    {
+        cache.store(engine.wasmtime(), &key, REFUSED, refusal.to_string().as_bytes());
+    }
+    made
+}
+
+/// Instrument, run `init`, write the snapshot and compile it (cached under `key`).
+fn take(
+    engine: &FilterEngine,
+    spec: &ModuleSpec,
+    wasm: &[u8],
+    limits: &Limits,
+    key: &str,
+) -> Result<(FilterPre<GuestState>, CacheUse), Refusal> {
+    let compile_failed = |e: FilterError| Refusal::Compile(e.to_string());
     let instrumented = instrument(wasm)?;
     let digest = hex::encode(Sha256::digest(&instrumented.wasm));
     let (component, _) = engine
         .compiled(spec, &instrumented.wasm, &digest, &COMPONENTS)
-        .map_err(unsupported)?;
-    let pre = link(&component)?;
+        .map_err(compile_failed)?;
+    let pre = link(engine, &component)?;
     let read = ReadFlag::default();
     let mut store = runner::guest_store(engine.wasmtime(), limits, engine.stopping(), Some(&read));
     let instance = runner::arm(&mut store, limits)
@@ -108,9 +147,14 @@ pub(crate) fn pre_initialise(
         tracing::debug!(module = %spec.name, level = line.level, "`init` logged: {}", line.text);
     }
     let (component, cache_use) = engine
-        .compiled(spec, &written, &key, &COMPONENTS)
-        .map_err(unsupported)?;
-    Ok((link(&component)?, cache_use))
+        .compiled(spec, &written, key, &COMPONENTS)
+        .map_err(compile_failed)?;
+    Ok((link(engine, &component)?, cache_use))
+}
+
+/// Link `component` as every filter is linked.
+fn link(engine: &FilterEngine, component: &Component) -> Result<FilterPre<GuestState>, Refusal> {
+    engine.link(component).map_err(|e| Refusal::Compile(error_chain(&e)))
 }
 
 /// The name a snapshot is cached under: what it was made from (the module's sha256, its configuration, and the
