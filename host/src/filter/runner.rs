@@ -344,6 +344,10 @@ impl ModuleRunner {
             };
         if keep {
             self.live = Some(live);
+        } else {
+            // Torn down inside the call's time: resetting a fresh instance's memory (half of its cost, most of it
+            // in the kernel) is part of what the message cost, and its record and `filter test` say so.
+            drop(live);
         }
         ModuleCall {
             result,
