@@ -11,7 +11,8 @@
 //! - `sha256-1k`: the audit hash of the body (`sha256_hex`), which every chain run computes;
 //! - `wasm-reuse` / `wasm-fresh`: `route-by-error.wasm` through `ChainRunner::decide`, instance
 //!   reused (default) or `?redrive.instance=fresh` (a new instance per message, started from the
-//!   snapshot taken after `init`);
+//!   snapshot taken after `init`); `wasm-fresh-init`: fresh, running `init` per message instead
+//!   (`FreshStart::CallInit`, what the snapshot is measured against);
 //! - `native-chain3` / `wasm-chain3`: route-by-error → repair-json → drop-test-traffic, all replay;
 //! - `start/*`: `FilterChain::load` of the 3 modules with an empty cache dir (compile) and a warm
 //!   one (deserialize), and `FilterChain::runner` (one worker's 3 instances + `init`).
@@ -30,9 +31,11 @@ use std::time::{Duration, SystemTime};
 use criterion::{BatchSize, Criterion, SamplingMode};
 use redrive::core::envelope::{Envelope, Outcome};
 use redrive::core::ids::sha256_hex;
-use redrive::filter::{FilterChain, ModuleSettings, ModuleSpec};
+use redrive::filter::{EngineSettings, FilterChain, FreshStart, ModuleSettings, ModuleSpec};
 use redrive_guest::Filter as _;
 
+#[path = "common/cpu.rs"]
+mod cpu;
 #[path = "common/direct.rs"]
 mod direct;
 use direct::guest_message;
@@ -65,7 +68,7 @@ fn main() {
     c.final_summary();
 
     if benchmarking() {
-        let table = summary_table(&out_dir, started);
+        let table = format!("{}\n{}", summary_table(&out_dir, started), fresh_cpu(&filters, &env));
         println!("\n{table}");
         let path = out_dir.join("engine-summary.txt");
         match std::fs::write(&path, &table) {
@@ -239,10 +242,23 @@ fn per_message(c: &mut Criterion, filters: &Path, env: &Envelope) {
     group.bench_function("wasm-reuse", |b| b.iter(|| runner.decide(black_box(env)).unwrap()));
     drop(runner);
 
-    let fresh = load(&[spec(filters, "route-by-error", "?redrive.instance=fresh")]);
-    let mut runner = fresh.runner().unwrap();
-    group.bench_function("wasm-fresh", |b| b.iter(|| runner.decide(black_box(env)).unwrap()));
-    drop(runner);
+    for (id, start) in [
+        ("wasm-fresh", FreshStart::Snapshot),
+        ("wasm-fresh-init", FreshStart::CallInit),
+    ] {
+        let settings = EngineSettings {
+            fresh_start: start,
+            ..cached_in(None)
+        };
+        let fresh = FilterChain::load(
+            &[spec(filters, "route-by-error", "?redrive.instance=fresh")],
+            1,
+            &settings,
+        )
+        .unwrap_or_else(|e| panic!("cannot load route-by-error: {e}"));
+        let mut runner = fresh.runner().unwrap();
+        group.bench_function(id, |b| b.iter(|| runner.decide(black_box(env)).unwrap()));
+    }
 
     group.bench_function("native-chain3", |b| {
         b.iter(|| {
@@ -255,6 +271,49 @@ fn per_message(c: &mut Criterion, filters: &Path, env: &Envelope) {
     group.bench_function("wasm-chain3", |b| b.iter(|| runner.decide(black_box(env)).unwrap()));
     drop(runner);
     group.finish();
+}
+
+/// CPU per message of a fresh instance, from a snapshot and with `init` per message, in alternating rounds of
+/// 20 000 calls: total (precise) and its user / kernel split (10 ms ticks). Half a fresh instance is kernel work
+/// (page faults, the memory reset's `madvise`), which a wall-time row mixes with the VM's noise.
+fn fresh_cpu(filters: &Path, env: &Envelope) -> String {
+    const CALLS: u32 = 20_000;
+    let variants = [
+        ("snapshot", FreshStart::Snapshot),
+        ("init per message", FreshStart::CallInit),
+    ];
+    let chains: Vec<FilterChain> = variants
+        .iter()
+        .map(|(_, start)| {
+            let settings = EngineSettings {
+                fresh_start: *start,
+                ..cached_in(None)
+            };
+            FilterChain::load(
+                &[spec(filters, "route-by-error", "?redrive.instance=fresh")],
+                1,
+                &settings,
+            )
+            .unwrap_or_else(|e| panic!("cannot load route-by-error: {e}"))
+        })
+        .collect();
+    let mut runners: Vec<_> = chains.iter().map(|c| c.runner().unwrap()).collect();
+    let mut t = format!("CPU per message, fresh instance of route-by-error ({CALLS} calls per round):\n");
+    for round in 1..=3 {
+        for ((name, _), runner) in variants.iter().zip(&mut runners) {
+            let cpu = cpu::per_call(CALLS, || {
+                black_box(runner.decide(black_box(env)).unwrap());
+            });
+            let _ = writeln!(
+                t,
+                "  round {round}, {name:<17} {:>9} (user {:>9}, kernel {:>9})",
+                human(cpu.total.as_nanos() as f64),
+                human(cpu.user.as_nanos() as f64),
+                human(cpu.system.as_nanos() as f64)
+            );
+        }
+    }
+    t
 }
 
 fn start_up(c: &mut Criterion, filters: &Path) {
@@ -331,6 +390,12 @@ const ROWS: &[Row] = &[
         group: GROUP,
         id: "wasm-fresh",
         label: "wasm route-by-error, fresh instance per message",
+        baseline: Some("native"),
+    },
+    Row {
+        group: GROUP,
+        id: "wasm-fresh-init",
+        label: "wasm route-by-error, fresh instance, `init` per message",
         baseline: Some("native"),
     },
     Row {
@@ -679,8 +744,8 @@ mod split {
 }
 
 /// Engine settings with this cache directory (or none), compiling in this process.
-fn cached_in(dir: Option<&std::path::Path>) -> redrive::filter::EngineSettings {
-    redrive::filter::EngineSettings {
+fn cached_in(dir: Option<&std::path::Path>) -> EngineSettings {
+    EngineSettings {
         cache_dir: dir.map(std::path::Path::to_path_buf),
         ..Default::default()
     }

@@ -76,6 +76,7 @@ pub fn engine_settings(args: &SandboxArgs) -> Result<EngineSettings, SettingErro
         },
         compilation,
         max_module_bytes: size("max-module-size", &args.max_module_size, DEFAULT_MAX_MODULE_BYTES)?,
+        fresh_start: crate::filter::FreshStart::Snapshot,
     })
 }
 

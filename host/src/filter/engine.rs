@@ -18,7 +18,7 @@ use super::component::{self, FilterPre};
 use super::error::{FilterError, error_chain};
 use super::limits::{EPOCH_TICK, InstancePolicy, ModuleSettings, deadline_ticks};
 use super::sandbox::GuestState;
-use super::snapshot;
+use super::snapshot::{self, FreshStart};
 use super::spec::ModuleSpec;
 
 /// What the user decides about the engine, for every module: the cache, how compilation is bounded, and
@@ -31,6 +31,8 @@ pub struct EngineSettings {
     pub compilation: Compilation,
     /// Largest module file accepted, in bytes.
     pub max_module_bytes: u64,
+    /// How a fresh instance of a component starts (`--instance fresh`).
+    pub fresh_start: FreshStart,
 }
 
 impl Default for EngineSettings {
@@ -39,6 +41,7 @@ impl Default for EngineSettings {
             cache_dir: ArtifactCache::default_dir(),
             compilation: Compilation::InProcess,
             max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
+            fresh_start: FreshStart::default(),
         }
     }
 }
@@ -432,8 +435,10 @@ impl FilterEngine {
         let (kind, cache_use) = match wasm_kind(&wasm) {
             WasmKind::Component => {
                 let initialised = match spec.settings.policy {
-                    InstancePolicy::Fresh => self.load_pre_initialised(spec, &wasm, &sha256),
-                    InstancePolicy::Reuse { .. } => None,
+                    InstancePolicy::Fresh if self.inner.options.settings.fresh_start == FreshStart::Snapshot => {
+                        self.load_pre_initialised(spec, &wasm, &sha256)
+                    }
+                    InstancePolicy::Fresh | InstancePolicy::Reuse { .. } => None,
                 };
                 let (pre, start, cache_use) = match initialised {
                     Some((pre, cache_use)) => (pre, ComponentStart::PreInitialised, cache_use),

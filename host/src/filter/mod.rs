@@ -49,4 +49,5 @@ pub use failure::{CallFailure, FailureKind};
 pub use limits::{InstancePolicy, Limits, ModuleSettings, SettingError, format_size, parse_size};
 pub use runner::{ModuleCall, ModuleRunner};
 pub use sandbox::LogLine;
+pub use snapshot::FreshStart;
 pub use spec::{HOST_KEY_PREFIX, ModuleSpec, SpecError};

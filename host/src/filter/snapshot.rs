@@ -39,6 +39,18 @@ use super::sandbox::GuestState;
 use super::spec::ModuleSpec;
 use super::watched::ReadFlag;
 
+/// How a fresh instance of a component starts (the `fresh` instance policy).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FreshStart {
+    /// From a snapshot taken after `init`, where that is faithful ([`Refusal`] says when it is not); otherwise
+    /// `init` runs for every message.
+    #[default]
+    Snapshot,
+    /// `init` runs for every message: what the snapshot is measured against (the engine bench's
+    /// `wasm-fresh-init` row).
+    CallInit,
+}
+
 /// Why a component was not pre-initialised: it then runs `init` for every message, as before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
