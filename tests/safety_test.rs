@@ -370,9 +370,15 @@ fn a_second_run_on_the_same_dlq_is_refused_while_the_first_holds_it() {
 fn a_lock_file_left_by_a_dead_process_is_taken_over() {
     let d = Dirs::new();
     fs::write(d.p("dlq.jsonl"), line("m-1", "{}", "timeout")).unwrap();
-    // A run that ends removes its lock file.
-    let (code, stdout, stderr) = run(&mut slow_run(&d, "audit"));
+    // A run that ends removes its lock files: the journal's, and the file source's in the runtime directory.
+    let runtime = d.p("runtime");
+    let (code, stdout, stderr) = run(slow_run(&d, "audit").env("XDG_RUNTIME_DIR", &runtime));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let left: Vec<_> = fs::read_dir(runtime.join("redrive"))
+        .expect("the run's runtime directory")
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "lock files left in the runtime directory: {left:?}");
     let in_audit = |ext: &str| -> Vec<PathBuf> {
         fs::read_dir(d.p("audit"))
             .unwrap()
