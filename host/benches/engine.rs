@@ -143,6 +143,16 @@ fn load(specs: &[ModuleSpec]) -> FilterChain {
     FilterChain::load(specs, 1, &cached_in(None)).unwrap_or_else(|e| panic!("cannot load the chain: {e}"))
 }
 
+/// route-by-error with a fresh instance per message, started as `start` says.
+fn load_fresh(filters: &Path, start: FreshStart) -> FilterChain {
+    let settings = EngineSettings {
+        fresh_start: start,
+        ..cached_in(None)
+    };
+    let specs = [spec(filters, "route-by-error", "?redrive.instance=fresh")];
+    FilterChain::load(&specs, 1, &settings).unwrap_or_else(|e| panic!("cannot load route-by-error: {e}"))
+}
+
 /// The three filters natively, configured as the wasm ones are (no config: their defaults).
 struct NativeChain {
     route: route_by_error::RouteByError,
@@ -246,16 +256,7 @@ fn per_message(c: &mut Criterion, filters: &Path, env: &Envelope) {
         ("wasm-fresh", FreshStart::Snapshot),
         ("wasm-fresh-init", FreshStart::CallInit),
     ] {
-        let settings = EngineSettings {
-            fresh_start: start,
-            ..cached_in(None)
-        };
-        let fresh = FilterChain::load(
-            &[spec(filters, "route-by-error", "?redrive.instance=fresh")],
-            1,
-            &settings,
-        )
-        .unwrap_or_else(|e| panic!("cannot load route-by-error: {e}"));
+        let fresh = load_fresh(filters, start);
         let mut runner = fresh.runner().unwrap();
         group.bench_function(id, |b| b.iter(|| runner.decide(black_box(env)).unwrap()));
     }
@@ -282,21 +283,7 @@ fn fresh_cpu(filters: &Path, env: &Envelope) -> String {
         ("snapshot", FreshStart::Snapshot),
         ("init per message", FreshStart::CallInit),
     ];
-    let chains: Vec<FilterChain> = variants
-        .iter()
-        .map(|(_, start)| {
-            let settings = EngineSettings {
-                fresh_start: *start,
-                ..cached_in(None)
-            };
-            FilterChain::load(
-                &[spec(filters, "route-by-error", "?redrive.instance=fresh")],
-                1,
-                &settings,
-            )
-            .unwrap_or_else(|e| panic!("cannot load route-by-error: {e}"))
-        })
-        .collect();
+    let chains: Vec<FilterChain> = variants.iter().map(|(_, start)| load_fresh(filters, *start)).collect();
     let mut runners: Vec<_> = chains.iter().map(|c| c.runner().unwrap()).collect();
     let mut t = format!("CPU per message, fresh instance of route-by-error ({CALLS} calls per round):\n");
     for round in 1..=3 {
