@@ -342,6 +342,43 @@ fn a_failing_init_is_a_start_up_error_naming_the_module() {
     );
 }
 
+/// Under `--instance fresh` the snapshot attempt runs `init` at load; when `init` fails, that failure is the
+/// start-up error, worded as with a reused instance, and `init` does not run a second time to find it again.
+#[test]
+fn a_failing_init_under_fresh_instances_is_the_same_error_found_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = write_input(tmp.path(), &[r#"{"id":"a","body":"x"}"#]);
+    for spec in [
+        module("hostile-init-fails"),
+        format!("{}?default=maybe", module("route-by-error")),
+    ] {
+        let error_line = |stderr: &str| {
+            stderr
+                .lines()
+                .find(|l| l.contains("refused its configuration"))
+                .map(|l| l[l.find("filter `").unwrap_or(0)..].to_string())
+        };
+        let (code, _, reused) = run(redrive(tmp.path()).args(["filter", "test", &spec, "--input", &input]));
+        assert_eq!(code, 2, "{reused}");
+        let (code, _, fresh) = run(redrive(tmp.path()).env("RUST_LOG", "redrive=debug").args([
+            "filter",
+            "test",
+            &spec,
+            "--input",
+            &input,
+            "--instance",
+            "fresh",
+        ]));
+        assert_eq!(code, 2, "{fresh}");
+        assert!(error_line(&reused).is_some(), "{reused}");
+        assert_eq!(error_line(&fresh), error_line(&reused), "{fresh}");
+        assert!(
+            !fresh.contains("run `init` for every message"),
+            "`init` failed in the snapshot attempt and was run again:\n{fresh}"
+        );
+    }
+}
+
 #[test]
 fn a_module_that_keeps_failing_is_disabled_and_the_run_stops() {
     let tmp = tempfile::tempdir().unwrap();

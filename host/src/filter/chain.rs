@@ -7,9 +7,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::component::to_wit;
-use super::engine::{EngineOptions, EngineSettings, FilterEngine, LoadedModule};
+use super::engine::{FilterEngine, LoadedModule};
 use super::error::FilterError;
 use super::failure::FailureKind;
+use super::options::{EngineOptions, EngineSettings};
 use super::runner::ModuleRunner;
 use super::sandbox::LogLine;
 use super::spec::ModuleSpec;

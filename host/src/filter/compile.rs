@@ -17,9 +17,9 @@ use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
 use super::cache::{ArtifactCache, CacheUse};
-use super::engine::EngineOptions;
 use super::error::{FilterError, error_chain};
 use super::limits::format_size;
+use super::options::EngineOptions;
 
 /// How modules are compiled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -282,7 +282,7 @@ pub fn compile_child(
     std::io::stdin()
         .read_to_end(&mut wasm)
         .map_err(|e| format!("cannot read the module: {e}"))?;
-    let engine = wasmtime::Engine::new(&super::engine::engine_config(options)).map_err(|e| e.to_string())?;
+    let engine = wasmtime::Engine::new(&super::options::engine_config(options)).map_err(|e| e.to_string())?;
     let artifact = match kind {
         "component" => engine.precompile_component(&wasm),
         "module" => engine.precompile_module(&wasm),

@@ -20,6 +20,7 @@ mod engine;
 mod error;
 mod failure;
 mod limits;
+mod options;
 mod runner;
 mod sandbox;
 mod snapshot;
@@ -40,13 +41,11 @@ pub use compile::{
     ArtifactKind, Compilation, DEFAULT_COMPILE_MEMORY, DEFAULT_COMPILE_TIMEOUT, DEFAULT_MAX_MODULE_BYTES, compile_child,
 };
 pub use component::CONTRACT;
-pub use engine::{
-    EngineOptions, EngineSettings, FilterEngine, FuelMetering, InstanceAllocation, LoadedModule, engine_config,
-    pooling_config,
-};
+pub use engine::{FilterEngine, LoadedModule};
 pub use error::FilterError;
 pub use failure::{CallFailure, FailureKind};
 pub use limits::{InstancePolicy, Limits, ModuleSettings, SettingError, format_size, parse_size};
+pub use options::{EngineOptions, EngineSettings, FuelMetering, InstanceAllocation, engine_config, pooling_config};
 pub use runner::{ModuleCall, ModuleRunner};
 pub use sandbox::LogLine;
 pub use snapshot::FreshStart;

@@ -53,9 +53,23 @@ pub struct ModuleRunner {
 }
 
 /// Why an instance could not be started.
-enum StartFailure {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StartFailure {
+    /// Instantiating or `init` trapped, ran out of time, fuel or memory: what the sandbox saw.
     Trap(String),
+    /// `init` returned an error: the filter's own message.
     Init(String),
+}
+
+impl StartFailure {
+    /// The start-up error naming `module`.
+    pub(crate) fn into_error(self, module: &str) -> FilterError {
+        let module = module.to_string();
+        match self {
+            StartFailure::Trap(reason) => FilterError::Start { module, reason },
+            StartFailure::Init(message) => FilterError::Init { module, message },
+        }
+    }
 }
 
 impl ModuleRunner {
@@ -79,21 +93,9 @@ impl ModuleRunner {
             },
         };
         match started {
-            Ok(()) => {}
-            Err(StartFailure::Trap(reason)) => {
-                return Err(FilterError::Start {
-                    module: runner.module.name.clone(),
-                    reason,
-                });
-            }
-            Err(StartFailure::Init(message)) => {
-                return Err(FilterError::Init {
-                    module: runner.module.name.clone(),
-                    message,
-                });
-            }
+            Ok(()) => Ok(runner),
+            Err(failure) => Err(failure.into_error(&runner.module.name)),
         }
-        Ok(runner)
     }
 
     /// The module this runner runs.
@@ -460,7 +462,7 @@ pub(crate) fn arm(store: &mut Store<GuestState>, limits: &Limits) -> wasmtime::R
 }
 
 /// Describe a failed call with what the sandbox saw: a refused memory growth, the guest's stderr.
-fn describe_failure(state: &GuestState, err: &wasmtime::Error, limits: &Limits) -> CallFailure {
+pub(crate) fn describe_failure(state: &GuestState, err: &wasmtime::Error, limits: &Limits) -> CallFailure {
     failure::describe(
         err,
         &FailureContext {

@@ -11,8 +11,8 @@
 //! The snapshot is only taken when it is faithful; otherwise the module runs `init` per message as before and
 //! [`Refusal`] says why (logged at debug level):
 //! - the pre-initialiser cannot take the component apart (a shape it does not support);
-//! - `init` traps, runs out of time or fuel, or refuses its configuration (the runner then reports that error
-//!   as it always did, naming the module);
+//! - `init` traps, runs out of time or fuel, or refuses its configuration: that is then the module's start-up
+//!   error, worded as the runner words it, and `init` does not run a second time to find it again;
 //! - `init` left host resources open (a stream, a clock's pollable): their handles, kept in the guest's memory,
 //!   would mean nothing in another instance;
 //! - `init` read the clock or random bytes (`watched.rs`): the snapshot would freeze what it read and every
@@ -34,7 +34,7 @@ use super::component::{Filter, FilterPre};
 use super::engine::FilterEngine;
 use super::error::{FilterError, error_chain};
 use super::limits::Limits;
-use super::runner;
+use super::runner::{self, StartFailure};
 use super::sandbox::GuestState;
 use super::spec::ModuleSpec;
 use super::watched::ReadFlag;
@@ -58,8 +58,9 @@ pub(crate) enum Refusal {
     Unsupported(String),
     /// The instrumented component could not be compiled or linked.
     Compile(String),
-    /// `init` could not run to the end, or refused its configuration.
-    Init(String),
+    /// `init` could not run to the end, or refused its configuration: not a refusal to snapshot but the module's
+    /// start-up error ([`StartFailure::into_error`]).
+    Init(StartFailure),
     /// `init` left host resources (streams, pollables) open.
     ResourcesOpen,
     /// `init` read the clock or random bytes, which the snapshot would freeze for every instance.
@@ -88,7 +89,8 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::Unsupported(why) => write!(f, "the pre-initialiser cannot take this component apart: {why}"),
             Refusal::Compile(why) => write!(f, "the instrumented component could not be compiled or linked: {why}"),
-            Refusal::Init(why) => write!(f, "`init` did not complete: {why}"),
+            Refusal::Init(StartFailure::Trap(why)) => write!(f, "`init` did not complete: {why}"),
+            Refusal::Init(StartFailure::Init(why)) => write!(f, "filter refused its configuration: {why}"),
             Refusal::ResourcesOpen => f.write_str(
                 "`init` left host resources (streams, pollables) open, whose handles would mean nothing in \
                  another instance",
@@ -110,13 +112,14 @@ const REFUSED: &str = "refused";
 /// The result is cached under [`snapshot_key`], so a later run with the same module, configuration and limits
 /// loads it without running `init` at all; the instrumented component is cached under its own sha256, and a
 /// [lasting](Refusal::lasting) refusal under the snapshot key too.
+/// `limits` are the module's as the engine runs them ([`FilterEngine::fitted`]).
 pub(crate) fn pre_initialise(
     engine: &FilterEngine,
     spec: &ModuleSpec,
     wasm: &[u8],
     sha256: &str,
+    limits: &Limits,
 ) -> Result<(FilterPre<GuestState>, CacheUse), Refusal> {
-    let limits = &engine.fitted(&spec.settings).limits;
     let key = snapshot_key(sha256, &spec.config, limits);
     if let Some(component) = engine.cached(spec, &key, &COMPONENTS) {
         return Ok((link(engine, &component)?, CacheUse::Hit));
@@ -153,8 +156,8 @@ fn take(
     let mut store = runner::guest_store(engine.wasmtime(), limits, engine.stopping(), Some(&read));
     let instance = runner::arm(&mut store, limits)
         .and_then(|()| pre.instance_pre().instantiate(&mut store))
-        .map_err(|e| Refusal::Init(error_chain(&e)))?;
-    let written = snapshot(&instrumented, &mut store, instance, &spec.config, &read)?;
+        .map_err(|e| trapped(&store, &e, limits))?;
+    let written = snapshot(&instrumented, &mut store, instance, &spec.config, limits, &read)?;
     for line in store.data_mut().take_logs() {
         tracing::debug!(module = %spec.name, level = line.level, "`init` logged: {}", line.text);
     }
@@ -162,6 +165,13 @@ fn take(
         .compiled(spec, &written, key, &COMPONENTS)
         .map_err(compile_failed)?;
     Ok((link(engine, &component)?, cache_use))
+}
+
+/// `init` (or instantiating) failed as the runner would report it.
+fn trapped(store: &Store<GuestState>, err: &wasmtime::Error, limits: &Limits) -> Refusal {
+    Refusal::Init(StartFailure::Trap(
+        runner::describe_failure(store.data(), err, limits).message,
+    ))
 }
 
 /// Link `component` as every filter is linked.
@@ -218,13 +228,14 @@ fn snapshot(
     store: &mut Store<GuestState>,
     instance: Instance,
     config: &[(String, String)],
+    limits: &Limits,
     read: &ReadFlag,
 ) -> Result<Vec<u8>, Refusal> {
     let filter = Filter::new(&mut *store, &instance).map_err(|e| Refusal::Unsupported(error_chain(&e)))?;
     match filter.call_init(&mut *store, config) {
         Ok(Ok(())) => {}
-        Ok(Err(message)) => return Err(Refusal::Init(format!("filter refused its configuration: {message}"))),
-        Err(e) => return Err(Refusal::Init(error_chain(&e))),
+        Ok(Err(message)) => return Err(Refusal::Init(StartFailure::Init(message))),
+        Err(e) => return Err(trapped(store, &e, limits)),
     }
     if store.data().holds_resources() {
         return Err(Refusal::ResourcesOpen);
