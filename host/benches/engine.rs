@@ -68,7 +68,10 @@ fn main() {
     c.final_summary();
 
     if benchmarking() {
-        let table = format!("{}\n{}", summary_table(&out_dir, started), fresh_cpu(&filters, &env));
+        let mut table = summary_table(&out_dir, started);
+        if filter_selects(&["engine/wasm-fresh", "engine/wasm-fresh-init"]) {
+            table = format!("{table}\n{}", fresh_cpu(&filters, &env));
+        }
         println!("\n{table}");
         let path = out_dir.join("engine-summary.txt");
         match std::fs::write(&path, &table) {
@@ -127,6 +130,45 @@ fn benchmarking() -> bool {
     let args: Vec<String> = std::env::args().collect();
     let has = |flag: &str| args.iter().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
     has("--bench") && !has("--test") && !has("--list") && !has("--profile-time")
+}
+
+/// Whether the criterion filter given on the command line (`cargo bench … -- <filter>`) selects one of `ids`:
+/// no filter selects everything; a filter selects the ids it is a part of (criterion reads it as a regex; the
+/// sections outside criterion, like the fresh rows' CPU, take the plain words people type).
+fn filter_selects(ids: &[&str]) -> bool {
+    // Criterion's flags that take a value in the next argument.
+    const VALUED: [&str; 17] = [
+        "-s",
+        "--save-baseline",
+        "-b",
+        "--baseline",
+        "--baseline-lenient",
+        "--load-baseline",
+        "-c",
+        "--color",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--output-format",
+        "--plotting-backend",
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut filters = Vec::new();
+    let mut skip_value = false;
+    for arg in &args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        match arg.strip_prefix('-') {
+            Some(_) => skip_value = VALUED.contains(&arg.as_str()),
+            None => filters.push(arg.as_str()),
+        }
+    }
+    filters.is_empty() || filters.iter().any(|f| ids.iter().any(|id| id.contains(f)))
 }
 
 fn spec(filters: &Path, name: &str, query: &str) -> ModuleSpec {
