@@ -58,6 +58,9 @@ pub(crate) enum Refusal {
     Unsupported(String),
     /// The instrumented component could not be compiled or linked.
     Compile(String),
+    /// The instrumented component could not be instantiated (the component as written may still be: its own
+    /// start reports what fails there).
+    Instantiate(String),
     /// `init` could not run to the end, or refused its configuration: not a refusal to snapshot but the module's
     /// start-up error ([`StartFailure::into_error`]).
     Init(StartFailure),
@@ -89,6 +92,7 @@ impl std::fmt::Display for Refusal {
         match self {
             Refusal::Unsupported(why) => write!(f, "the pre-initialiser cannot take this component apart: {why}"),
             Refusal::Compile(why) => write!(f, "the instrumented component could not be compiled or linked: {why}"),
+            Refusal::Instantiate(why) => write!(f, "the instrumented component could not be instantiated: {why}"),
             Refusal::Init(StartFailure::Trap(why)) => write!(f, "`init` did not complete: {why}"),
             Refusal::Init(StartFailure::Init(why)) => write!(f, "filter refused its configuration: {why}"),
             Refusal::ResourcesOpen => f.write_str(
@@ -156,7 +160,7 @@ fn take(
     let mut store = runner::guest_store(engine.wasmtime(), limits, engine.stopping(), Some(&read));
     let instance = runner::arm(&mut store, limits)
         .and_then(|()| pre.instance_pre().instantiate(&mut store))
-        .map_err(|e| trapped(&store, &e, limits))?;
+        .map_err(|e| Refusal::Instantiate(error_chain(&e)))?;
     let written = snapshot(&instrumented, &mut store, instance, &spec.config, limits, &read)?;
     for line in store.data_mut().take_logs() {
         tracing::debug!(module = %spec.name, level = line.level, "`init` logged: {}", line.text);
@@ -167,7 +171,7 @@ fn take(
     Ok((link(engine, &component)?, cache_use))
 }
 
-/// `init` (or instantiating) failed as the runner would report it.
+/// `init` failed as the runner would report it.
 fn trapped(store: &Store<GuestState>, err: &wasmtime::Error, limits: &Limits) -> Refusal {
     Refusal::Init(StartFailure::Trap(
         runner::describe_failure(store.data(), err, limits).message,
