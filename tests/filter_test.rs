@@ -348,14 +348,21 @@ fn a_failing_init_is_a_start_up_error_naming_the_module() {
 fn a_failing_init_under_fresh_instances_is_the_same_error_found_once() {
     let tmp = tempfile::tempdir().unwrap();
     let input = write_input(tmp.path(), &[r#"{"id":"a","body":"x"}"#]);
-    for spec in [
-        module("hostile-init-fails"),
-        format!("{}?default=maybe", module("route-by-error")),
+    for (spec, error) in [
+        (module("hostile-init-fails"), "refused its configuration"),
+        (
+            format!("{}?default=maybe", module("route-by-error")),
+            "refused its configuration",
+        ),
+        (
+            format!("{}?panic-in-init=true", module("state-probe")),
+            "failed to start",
+        ),
     ] {
         let error_line = |stderr: &str| {
             stderr
                 .lines()
-                .find(|l| l.contains("refused its configuration"))
+                .find(|l| l.contains(error))
                 .map(|l| l[l.find("filter `").unwrap_or(0)..].to_string())
         };
         let (code, _, reused) = run(redrive(tmp.path()).args(["filter", "test", &spec, "--input", &input]));
@@ -371,6 +378,9 @@ fn a_failing_init_under_fresh_instances_is_the_same_error_found_once() {
         ]));
         assert_eq!(code, 2, "{fresh}");
         assert!(error_line(&reused).is_some(), "{reused}");
+        if spec.contains("panic-in-init") {
+            assert!(reused.contains("told to panic in init"), "{reused}");
+        }
         assert_eq!(error_line(&fresh), error_line(&reused), "{fresh}");
         assert!(
             !fresh.contains("run `init` for every message"),
