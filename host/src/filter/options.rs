@@ -43,8 +43,8 @@ pub struct EngineOptions {
     pub max_memory_bytes: u64,
     /// Instances that may be alive at once (workers × modules × 2 is plenty).
     pub max_instances: u32,
-    /// How instances get their memory; [`FilterEngine::new`] falls back to on demand when the pool's address
-    /// space cannot be reserved.
+    /// How instances get their memory; [`FilterEngine::new`](super::FilterEngine::new) falls back to on demand
+    /// when the pool's address space cannot be reserved.
     pub allocation: InstanceAllocation,
     /// Whether compiled code counts fuel: only when some module has a fuel budget (counting slows every
     /// call; the per-message deadline stops runaway modules either way).

@@ -10,13 +10,15 @@
 //!
 //! The snapshot is only taken when it is faithful; otherwise the module runs `init` per message as before and
 //! [`Refusal`] says why (logged at debug level):
-//! - the pre-initialiser cannot take the component apart (a shape it does not support);
-//! - `init` traps, runs out of time or fuel, or refuses its configuration: that is then the module's start-up
-//!   error, worded as the runner words it, and `init` does not run a second time to find it again;
+//! - the pre-initialiser cannot take the component apart (a shape it does not support), or its instrumented
+//!   form does not compile or instantiate;
 //! - `init` left host resources open (a stream, a clock's pollable): their handles, kept in the guest's memory,
 //!   would mean nothing in another instance;
 //! - `init` read the clock or random bytes (`watched.rs`): the snapshot would freeze what it read and every
 //!   instance would share it.
+//!
+//! When `init` itself traps, runs out of time or fuel, or refuses its configuration, that is the module's start-up
+//! error ([`Refusal::Init`]), worded as the runner words it: `init` does not run a second time to find it again.
 //!
 //! What differs from running `init` per message: anything `init` logged goes to the debug log once, when the
 //! module is loaded, not into every message's audit record; and the seed of `wasi:random/insecure-seed` (the
@@ -42,8 +44,8 @@ use super::watched::ReadFlag;
 /// How a fresh instance of a component starts (the `fresh` instance policy).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FreshStart {
-    /// From a snapshot taken after `init`, where that is faithful ([`Refusal`] says when it is not); otherwise
-    /// `init` runs for every message.
+    /// From a snapshot taken after `init`, where that is faithful (docs/writing-filters.md, "Fresh instances start
+    /// after `init`", says when it is not); otherwise `init` runs for every message.
     #[default]
     Snapshot,
     /// `init` runs for every message: what the snapshot is measured against (the engine bench's
