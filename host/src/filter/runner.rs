@@ -420,11 +420,7 @@ impl ModuleRunner {
             Err(e) => return Err(StartFailure::Trap(describe(&mut store, e))),
         };
         if component.start == ComponentStart::CallInit {
-            match filter.call_init(&mut store, &module.config) {
-                Ok(Ok(())) => {}
-                Ok(Err(message)) => return Err(StartFailure::Init(message)),
-                Err(e) => return Err(StartFailure::Trap(describe(&mut store, e))),
-            }
+            run_init(&filter, &mut store, &module.config, limits)?;
         }
         let logs = store.data_mut().take_logs();
         Ok((
@@ -435,6 +431,21 @@ impl ModuleRunner {
             },
             logs,
         ))
+    }
+}
+
+/// Call `init` with `config` on a new instance (its store armed for the call): how it failed, as a start-up
+/// failure. The runner's start and the pre-initialiser's single `init` (`snapshot.rs`) both report through it.
+pub(crate) fn run_init(
+    filter: &Filter,
+    store: &mut Store<GuestState>,
+    config: &[(String, String)],
+    limits: &Limits,
+) -> Result<(), StartFailure> {
+    match filter.call_init(&mut *store, config) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => Err(StartFailure::Init(message)),
+        Err(e) => Err(StartFailure::Trap(describe_failure(store.data(), &e, limits).message)),
     }
 }
 
@@ -462,7 +473,7 @@ pub(crate) fn arm(store: &mut Store<GuestState>, limits: &Limits) -> wasmtime::R
 }
 
 /// Describe a failed call with what the sandbox saw: a refused memory growth, the guest's stderr.
-pub(crate) fn describe_failure(state: &GuestState, err: &wasmtime::Error, limits: &Limits) -> CallFailure {
+fn describe_failure(state: &GuestState, err: &wasmtime::Error, limits: &Limits) -> CallFailure {
     failure::describe(
         err,
         &FailureContext {

@@ -173,13 +173,6 @@ fn take(
     Ok((link(engine, &component)?, cache_use))
 }
 
-/// `init` failed as the runner would report it.
-fn trapped(store: &Store<GuestState>, err: &wasmtime::Error, limits: &Limits) -> Refusal {
-    Refusal::Init(StartFailure::Trap(
-        runner::describe_failure(store.data(), err, limits).message,
-    ))
-}
-
 /// Link `component` as every filter is linked.
 fn link(engine: &FilterEngine, component: &Component) -> Result<FilterPre<GuestState>, Refusal> {
     engine.link(component).map_err(|e| Refusal::Compile(error_chain(&e)))
@@ -238,11 +231,7 @@ fn snapshot(
     read: &ReadFlag,
 ) -> Result<Vec<u8>, Refusal> {
     let filter = Filter::new(&mut *store, &instance).map_err(|e| Refusal::Unsupported(error_chain(&e)))?;
-    match filter.call_init(&mut *store, config) {
-        Ok(Ok(())) => {}
-        Ok(Err(message)) => return Err(Refusal::Init(StartFailure::Init(message))),
-        Err(e) => return Err(trapped(store, &e, limits)),
-    }
+    runner::run_init(&filter, store, config, limits).map_err(Refusal::Init)?;
     if store.data().holds_resources() {
         return Err(Refusal::ResourcesOpen);
     }
