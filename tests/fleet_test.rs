@@ -338,6 +338,41 @@ fn losing_the_fleets_redis_holds_forwarding_and_loses_nothing() {
     assert_eq!(s.len("staging") as u64, n, "every message replayed once");
 }
 
+/// Once the fleet's canary has a verdict, nobody takes the canary lease again. A worker that read "no
+/// verdict" just before the canary's worker published it and let the lease go used to find the lease free
+/// and run a second canary (seen once in CI as two canaries in a fleet of three); the verdict and the lease
+/// are now looked at in one step.
+#[test]
+fn no_worker_takes_the_canary_lease_once_the_verdict_is_given() {
+    use redrive::core::fleet::CanaryVerdict;
+    use redrive::fleet::FleetUrl;
+    use redrive::fleet::canary::{self, LeaseAttempt};
+    use redrive::fleet::store::Store;
+    let fleet = Fleet::new("lease");
+    let store = Store::new(FleetUrl::named(&fleet.redis.url(), &fleet.name).unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let run = "run-1";
+        assert_eq!(canary::try_lease(&store, run, "a").await.unwrap(), LeaseAttempt::Taken);
+        assert_eq!(
+            canary::try_lease(&store, run, "b").await.unwrap(),
+            LeaseAttempt::HeldElsewhere
+        );
+        // "b" looks once more and finds no verdict; then "a" publishes it and lets the lease go.
+        assert_eq!(canary::verdict(&store, run).await.unwrap(), None);
+        canary::publish(&store, run, "a", &CanaryVerdict::Passed).await.unwrap();
+        assert_eq!(
+            canary::try_lease(&store, run, "b").await.unwrap(),
+            LeaseAttempt::Decided,
+            "the lease is free, but the canary ran: nobody runs it again"
+        );
+        assert_eq!(canary::verdict(&store, run).await.unwrap(), Some(CanaryVerdict::Passed));
+    });
+}
+
 /// Mistakes in `--fleet` and in `redrive fleet` are clear errors (exit 2), and nothing moves.
 #[test]
 fn fleet_mistakes_are_clear_errors() {

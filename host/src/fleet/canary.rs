@@ -1,7 +1,8 @@
 //! One canary for the fleet: the first worker to take the lease (`RUN:canary`, a key that lapses
 //! [`LEASE_MS`] after its holder stops renewing it) runs the canary and the gate and writes the verdict
 //! (`RUN:verdict`); the others wait for it. A worker that dies holding the lease loses it when it lapses,
-//! and a waiting worker takes it over and runs the canary itself.
+//! and a waiting worker takes it over and runs the canary itself. Once a verdict is given the lease is
+//! never taken again: the check and the take are one Lua script.
 
 use crate::core::fleet::CanaryVerdict;
 
@@ -31,22 +32,49 @@ fn keys(store: &Store, run: &str) -> (String, String) {
     (url.key(&format!("{run}:canary")), url.key(&format!("{run}:verdict")))
 }
 
-/// Take the lease if nobody holds it: true when this worker now runs the canary.
-pub async fn try_lease(store: &Store, run: &str, worker: &str) -> Result<bool, StoreError> {
-    let (lease, _) = keys(store, run);
-    let set: Option<String> = store
+/// What [`try_lease`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseAttempt {
+    /// No verdict, nobody held the lease: this worker now holds it and runs the canary.
+    Taken,
+    /// No verdict, and another worker holds the lease.
+    HeldElsewhere,
+    /// The verdict is given already: nobody runs the canary again (read it with [`verdict`]).
+    Decided,
+}
+
+/// Take the lease unless a verdict is given or another worker holds it, in one step: a worker that read
+/// "no verdict" just before the canary's worker published its verdict and let the lease go must not take
+/// the free lease and run the canary a second time.
+const TAKE: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 2
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0
+";
+
+/// Take the lease if there is no verdict yet and nobody holds it.
+pub async fn try_lease(store: &Store, run: &str, worker: &str) -> Result<LeaseAttempt, StoreError> {
+    let (lease, verdict) = keys(store, run);
+    let found: i64 = store
         .call(async |c| {
-            redis::cmd("SET")
-                .arg(&lease)
+            redis::Script::new(TAKE)
+                .key(&lease)
+                .key(&verdict)
                 .arg(worker)
-                .arg("NX")
-                .arg("PX")
                 .arg(LEASE_MS)
-                .query_async(c)
+                .invoke_async(c)
                 .await
         })
         .await?;
-    Ok(set.is_some())
+    Ok(match found {
+        1 => LeaseAttempt::Taken,
+        2 => LeaseAttempt::Decided,
+        _ => LeaseAttempt::HeldElsewhere,
+    })
 }
 
 /// Renew the lease this worker holds.

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::FleetUrl;
-use super::canary;
+use super::canary::{self, LeaseAttempt};
 use super::rate::{SharedRate, Take};
 use super::run::{self, Control, WorkerCounts, WorkerState, WorkerStatus};
 use super::store::{Store, StoreError};
@@ -93,8 +93,10 @@ impl Worker {
                 }
             }
             match canary::try_lease(&self.store, &self.run, &self.id).await {
-                Ok(true) => return CanaryLook::LeaseTaken,
-                Ok(false) => return CanaryLook::HeldElsewhere,
+                Ok(LeaseAttempt::Taken) => return CanaryLook::LeaseTaken,
+                Ok(LeaseAttempt::HeldElsewhere) => return CanaryLook::HeldElsewhere,
+                // Published between the two looks: read it.
+                Ok(LeaseAttempt::Decided) => {}
                 Err(e) => self.retry_pause(&e).await,
             }
         }
