@@ -410,14 +410,12 @@ impl ModuleRunner {
         };
         let limits = &module.settings.limits;
         let mut store = guest_store(module.engine.wasmtime(), limits, module.engine.stopping(), None);
-        let describe =
-            |store: &mut Store<GuestState>, err: wasmtime::Error| describe_failure(store.data(), &err, limits).message;
         if let Err(e) = arm(&mut store, limits) {
-            return Err(StartFailure::Trap(describe(&mut store, e)));
+            return Err(start_trap(store.data(), &e, limits));
         }
         let filter = match component.pre.instantiate(&mut store) {
             Ok(filter) => filter,
-            Err(e) => return Err(StartFailure::Trap(describe(&mut store, e))),
+            Err(e) => return Err(start_trap(store.data(), &e, limits)),
         };
         if component.start == ComponentStart::CallInit {
             run_init(&filter, &mut store, &module.config, limits)?;
@@ -445,8 +443,13 @@ pub(crate) fn run_init(
     match filter.call_init(&mut *store, config) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(message)) => Err(StartFailure::Init(message)),
-        Err(e) => Err(StartFailure::Trap(describe_failure(store.data(), &e, limits).message)),
+        Err(e) => Err(start_trap(store.data(), &e, limits)),
     }
+}
+
+/// A start that trapped (arming, instantiating or `init`), worded with what the sandbox saw.
+fn start_trap(state: &GuestState, err: &wasmtime::Error, limits: &Limits) -> StartFailure {
+    StartFailure::Trap(describe_failure(state, err, limits).message)
 }
 
 /// A store for one instance of a component, with the module's sandbox: memory cap, log caps, a deadline for
